@@ -1,0 +1,169 @@
+"""All colour maths of filmcolor: CIE Lab <-> sRGB, network normalisation, and video luma/chroma.
+
+Conventions (checked by the functions that take them):
+- RGB is sRGB with values in [0, 1]; Lab is CIE L*a*b* under D65, L in [0, 100], a/b roughly
+  in [-110, 110].
+- The network sees ``L / 50 - 1`` and predicts ``ab / 110`` through a tanh (pix2pix recipe).
+- Torch functions take channel-first tensors ``(..., 3, H, W)`` and work on any device/dtype
+  (computed in float32); NumPy functions take channel-last ``(H, W, 3)`` float32 arrays and use
+  OpenCV. Both agree to within 0.5 (OpenCV uses lookup tables for the gamma curve; tested).
+- Video planes: Y, U, V as unsigned integers of ``bit_depth`` bits, limited ("tv") or full ("pc")
+  range, with a BT.601 or BT.709 matrix. A grey pixel (U = V = mid) maps to an sRGB grey of the
+  same code value; that is how a B&W film's luma becomes L.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import torch
+
+L_SCALE, L_SHIFT, AB_SCALE = 50.0, 1.0, 110.0
+# D65 white in XYZ, and sRGB <-> XYZ matrices (IEC 61966-2-1).
+_WHITE = (0.95047, 1.0, 1.08883)
+_RGB2XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
+_XYZ2RGB = ((3.240479, -1.537150, -0.498535), (-0.969256, 1.875992, 0.041556), (0.055648, -0.204043, 1.057311))
+# Luma coefficients (Kr, Kb) per matrix.
+KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+
+
+# --- network normalisation -------------------------------------------------------------------
+def normalize_L(L):
+    """L in [0, 100] -> [-1, 1]. Works on tensors and arrays."""
+    return L / L_SCALE - L_SHIFT
+
+
+def denormalize_L(Ln):
+    return (Ln + L_SHIFT) * L_SCALE
+
+
+def normalize_ab(ab):
+    """ab in [-110, 110] -> [-1, 1] (values beyond are not clipped)."""
+    return ab / AB_SCALE
+
+
+def denormalize_ab(abn):
+    return abn * AB_SCALE
+
+
+# --- torch Lab <-> RGB --------------------------------------------------------------------------
+def _check_chw3(t: torch.Tensor, name: str) -> None:
+    if t.dim() < 3 or t.shape[-3] != 3:
+        raise ValueError(f"{name} must have shape (..., 3, H, W), got {tuple(t.shape)}")
+
+
+def _matrix(m, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(m, dtype=torch.float32, device=like.device)
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1], ``(..., 3, H, W)`` -> Lab ``(..., 3, H, W)`` float32 (L in [0, 100])."""
+    _check_chw3(rgb, "rgb")
+    x = rgb.float().clamp(0, 1)
+    lin = torch.where(x > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+    xyz = torch.einsum("ij,...jhw->...ihw", _matrix(_RGB2XYZ, x), lin)
+    xyz = xyz / torch.tensor(_WHITE, device=x.device).view(3, 1, 1)
+    eps = 6.0 / 29.0
+    f = torch.where(xyz > eps**3, xyz.clamp_min(1e-12) ** (1.0 / 3.0), xyz / (3 * eps**2) + 4.0 / 29.0)
+    L = 116.0 * f[..., 1:2, :, :] - 16.0
+    a = 500.0 * (f[..., 0:1, :, :] - f[..., 1:2, :, :])
+    b = 200.0 * (f[..., 1:2, :, :] - f[..., 2:3, :, :])
+    return torch.cat([L, a, b], dim=-3)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """Lab ``(..., 3, H, W)`` -> sRGB in [0, 1] (out-of-gamut values clipped), float32."""
+    _check_chw3(lab, "lab")
+    lab = lab.float()
+    L, a, b = lab[..., 0:1, :, :], lab[..., 1:2, :, :], lab[..., 2:3, :, :]
+    fy = (L + 16.0) / 116.0
+    f = torch.cat([fy + a / 500.0, fy, fy - b / 200.0], dim=-3)
+    eps = 6.0 / 29.0
+    xyz = torch.where(f > eps, f**3, 3 * eps**2 * (f - 4.0 / 29.0))
+    xyz = xyz * torch.tensor(_WHITE, device=lab.device).view(3, 1, 1)
+    lin = torch.einsum("ij,...jhw->...ihw", _matrix(_XYZ2RGB, lab), xyz).clamp(0, 1)
+    return torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(1e-12) ** (1 / 2.4) - 0.055, 12.92 * lin).clamp(0, 1)
+
+
+# --- numpy (OpenCV) Lab <-> RGB -----------------------------------------------------------------
+def rgb_to_lab_np(rgb: np.ndarray) -> np.ndarray:
+    """sRGB ``(H, W, 3)`` float32 in [0, 1] (or uint8) -> Lab ``(H, W, 3)`` float32."""
+    if rgb.dtype == np.uint8:
+        rgb = rgb.astype(np.float32) / 255.0
+    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2Lab)
+
+
+def lab_to_rgb_np(lab: np.ndarray) -> np.ndarray:
+    """Lab ``(H, W, 3)`` float32 -> sRGB ``(H, W, 3)`` float32 in [0, 1]."""
+    return np.clip(cv2.cvtColor(np.ascontiguousarray(lab, dtype=np.float32), cv2.COLOR_Lab2RGB), 0, 1)
+
+
+# --- video planes ---------------------------------------------------------------------------------
+def matrix_for(height: int, tag: str | None = None) -> str:
+    """The YUV matrix to use: the stream's tag when it names 601/709, else 709 for HD, 601 for SD."""
+    t = (tag or "").lower()
+    if "709" in t:
+        return "bt709"
+    if "601" in t or "470" in t or "170m" in t or "smpte170" in t:
+        return "bt601"
+    return "bt709" if height >= 720 else "bt601"
+
+
+def _range(bit_depth: int, full_range: bool) -> tuple[float, float, float]:
+    """(y_offset, y_span, c_span) in code values for a bit depth and range."""
+    scale = float(1 << (bit_depth - 8))
+    if full_range:
+        top = float((1 << bit_depth) - 1)
+        return 0.0, top, top
+    return 16.0 * scale, 219.0 * scale, 224.0 * scale
+
+
+@lru_cache(maxsize=16)
+def luma_to_L_lut(bit_depth: int = 8, full_range: bool = False) -> np.ndarray:
+    """Lookup table: luma code value -> L* of the sRGB grey with that value. float32, 2**bit_depth."""
+    off, span, _ = _range(bit_depth, full_range)
+    y = np.clip((np.arange(1 << bit_depth, dtype=np.float64) - off) / span, 0, 1)
+    lin = np.where(y > 0.04045, ((y + 0.055) / 1.055) ** 2.4, y / 12.92)
+    eps = 6.0 / 29.0
+    f = np.where(lin > eps**3, np.cbrt(lin), lin / (3 * eps**2) + 4.0 / 29.0)
+    return (116.0 * f - 16.0).astype(np.float32)
+
+
+def luma_to_L(y: np.ndarray, bit_depth: int = 8, full_range: bool = False) -> np.ndarray:
+    """Y plane (uint8/uint16 code values) -> L* float32 of the same shape."""
+    return luma_to_L_lut(bit_depth, full_range)[y]
+
+
+def rgb_to_chroma(rgb: np.ndarray, matrix: str = "bt601", bit_depth: int = 8, full_range: bool = False):
+    """sRGB ``(h, w, 3)`` float32 in [0, 1] -> (U, V) code-value planes (uint8 or uint16)."""
+    kr, kb = KR_KB[matrix]
+    kg = 1.0 - kr - kb
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = kr * r + kg * g + kb * b
+    pb = (b - y) / (2 * (1 - kb))
+    pr = (r - y) / (2 * (1 - kr))
+    _, _, c_span = _range(bit_depth, full_range)
+    mid = float(1 << (bit_depth - 1))
+    top = (1 << bit_depth) - 1
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    u = np.clip(np.rint(mid + pb * c_span), 0, top).astype(dtype)
+    v = np.clip(np.rint(mid + pr * c_span), 0, top).astype(dtype)
+    return u, v
+
+
+def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str = "bt601", bit_depth: int = 8,
+               full_range: bool = False) -> np.ndarray:
+    """Full-size Y, U, V code-value planes -> sRGB ``(H, W, 3)`` float32 in [0, 1]."""
+    kr, kb = KR_KB[matrix]
+    kg = 1.0 - kr - kb
+    off, y_span, c_span = _range(bit_depth, full_range)
+    mid = float(1 << (bit_depth - 1))
+    yy = (y.astype(np.float32) - off) / y_span
+    pb = (u.astype(np.float32) - mid) / c_span
+    pr = (v.astype(np.float32) - mid) / c_span
+    r = yy + 2 * (1 - kr) * pr
+    b = yy + 2 * (1 - kb) * pb
+    g = (yy - kr * r - kb * b) / kg
+    return np.clip(np.stack([r, g, b], axis=-1), 0, 1)

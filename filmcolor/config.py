@@ -1,0 +1,82 @@
+"""Typed, frozen configuration, read once at the edge (CLI flags over a TOML preset in ``configs/``).
+
+``RunConfig`` describes how a film or photo is coloured; ``load_preset(kind, name)`` returns the
+preset's table as a dict for click's ``default_map``/dataclass construction. Validation happens
+in ``__post_init__`` so a bad value fails before any file is touched.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from importlib import resources
+from typing import Any
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SMOOTHERS = ("off", "ema", "flow")
+CODECS = ("h264", "ffv1", "prores")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How to colour one input. Defaults are the packaged ``configs/run.toml`` preset's."""
+
+    model: str = "default"            # name (packaged/genre) or path to a .safetensors file
+    device: str = "auto"              # auto | cpu | cuda
+    precision: str = "auto"           # auto: bf16/fp16 on CUDA, fp32 on CPU
+    render_size: int = 192            # short side (px) at which the network runs; chroma is upsampled
+    batch_size: int = 8               # frames per network call (halved on CUDA out-of-memory)
+    smooth: str = "ema"               # temporal chroma smoothing: off | ema | flow
+    smooth_strength: float = 0.5      # 0 = none, towards 1 = stronger
+    cut_threshold: float = 0.35       # scene-cut detector sensitivity on L (histogram distance)
+    deflicker: bool = False           # luminance deflicker (changes the film's own luminance)
+    codec: str = "h264"               # h264 | ffv1 | prores (archival masters)
+    crf: int = 18                     # h264 quality
+    preset: str = "veryfast"          # x264 preset
+    start: float | None = None        # seconds: colour a stretch starting here
+    duration: float | None = None     # seconds
+    overwrite: bool = False
+    threads: int = 0                  # torch CPU threads (0 = let filmcolor choose)
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("device", self.device, DEVICES), ("precision", self.precision, PRECISIONS),
+                                     ("smooth", self.smooth, SMOOTHERS), ("codec", self.codec, CODECS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if not 32 <= self.render_size <= 2048:
+            raise ValueError(f"render_size must be in 32..2048, got {self.render_size}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.smooth_strength <= 1.0:
+            raise ValueError(f"smooth_strength must be in [0, 1], got {self.smooth_strength}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be in 0..51, got {self.crf}")
+        for name in ("start", "duration"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ValueError(f"{name} must be >= 0, got {v}")
+
+    def with_overrides(self, **overrides: Any) -> "RunConfig":
+        """A copy with the given fields replaced (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The table of ``configs/<name>.toml`` (packaged as ``filmcolor.configs``)."""
+    try:
+        text = resources.files("filmcolor.configs").joinpath(f"{name}.toml").read_text()
+    except FileNotFoundError:
+        known = sorted(p.name[:-5] for p in resources.files("filmcolor.configs").iterdir() if p.name.endswith(".toml"))
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(known)}") from None
+    return tomllib.loads(text)
+
+
+def run_config_from_preset(name: str = "run", **overrides: Any) -> RunConfig:
+    """``RunConfig`` from a preset's ``[run]`` table, then ``overrides`` (``None`` = keep preset)."""
+    table = load_preset(name).get("run", {})
+    known = {f.name for f in fields(RunConfig)}
+    unknown = set(table) - known
+    if unknown:
+        raise ValueError(f"preset {name!r} has unknown keys: {', '.join(sorted(unknown))}")
+    return RunConfig(**table).with_overrides(**overrides)

@@ -1,0 +1,42 @@
+"""Exceptions that carry a one-line message naming the file and the cause, and an exit code.
+
+Exit codes (like httpie's ``ExitStatus``): 0 ok, 1 an input failed, 2 usage, 130 interrupted.
+The CLI prints ``str(error)`` on one line; ``--traceback`` shows the chain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class FilmcolorError(Exception):
+    """Base class: ``FilmcolorError(path, cause)`` renders as ``"<path>: <cause>"``."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, path: str | Path | None, cause: str) -> None:
+        self.path = None if path is None else Path(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}" if self.path is not None else cause)
+
+
+class InputError(FilmcolorError):
+    """The input cannot be read as a film or photo (missing, empty, damaged, no video...)."""
+
+
+class OutputError(FilmcolorError):
+    """The output cannot be written (exists without --overwrite, would overwrite the input...)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ModelError(FilmcolorError):
+    """A model name or weights file cannot be resolved or loaded."""
+
+    exit_code = EXIT_USAGE
+
+
+class ProcessingError(FilmcolorError):
+    """Colouring failed part-way (for example out of memory at batch size 1); no output is left."""
