@@ -55,12 +55,15 @@ def vfr_pts(frames: int, fps: Fraction, time_base: Fraction) -> list[int]:
 def make_clip(path: str | Path, *, frames: int = 24, width: int = 64, height: int = 48,
               fps: Fraction | int | str = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",
               audio: Sequence[str] = ("aac",), vfr: bool = False, color: bool = True,
-              full_range: bool = False, subtitles: bool = False) -> Path:
+              full_range: bool = False, subtitles: bool = False, sar: Fraction | None = None,
+              rotation: int = 0, color_tags: tuple[int, int, int] | None = None) -> Path:
     """Write a synthetic film and return its path; the container follows the file extension.
 
     ``audio`` lists one codec per audio stream (``()`` for a silent film); audio lasts as long as
     the video. ``vfr`` gives irregular frame timestamps (time base 1/90000). ``color=False`` makes
-    a B&W film (R = G = B).
+    a B&W film (R = G = B). ``subtitles`` adds a text track (mov_text in MP4/MOV, SubRip elsewhere)
+    with one cue per second. ``sar`` sets the sample aspect ratio, ``rotation`` a display matrix
+    (counter-clockwise degrees), ``color_tags`` the (primaries, transfer, matrix) FFmpeg enums.
     """
     path = Path(path)
     fps = Fraction(fps)
@@ -69,6 +72,13 @@ def make_clip(path: str | Path, *, frames: int = 24, width: int = 64, height: in
         vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
         if full_range:
             vs.codec_context.color_range = 2  # AVCOL_RANGE_JPEG
+        if sar:
+            vs.codec_context.sample_aspect_ratio = Fraction(sar)
+        if color_tags:
+            cc = vs.codec_context
+            cc.color_primaries, cc.color_trc, cc.colorspace = color_tags
+        if rotation:
+            vs.set_display_rotation(rotation)
         if codec == "libx264":
             vs.options = {"crf": "16", "preset": "ultrafast"}
         if vfr:
@@ -82,8 +92,9 @@ def make_clip(path: str | Path, *, frames: int = 24, width: int = 64, height: in
             a.layout = layout
             a.format = fmt
             a_streams.append((a, fmt, layout, rate))
-        if subtitles:
-            out.add_stream("mov_text" if path.suffix in (".mp4", ".mov") else "subrip")
+        mov_text = path.suffix.lower() in (".mp4", ".mov", ".m4v")
+        sub_stream = out.add_mux_stream("mov_text" if mov_text else "subrip", time_base=Fraction(1, 1000)) \
+            if subtitles else None
         duration = float((pts_list[-1] * tb) + 1 / fps) if frames else 0.0
         for i, pts in enumerate(pts_list):
             frame = av.VideoFrame.from_ndarray(synthetic_frame(i, width, height, color), format="rgb24")
@@ -93,6 +104,14 @@ def make_clip(path: str | Path, *, frames: int = 24, width: int = 64, height: in
                 out.mux(packet)
         for packet in vs.encode():
             out.mux(packet)
+        if sub_stream is not None:
+            for k in range(int(duration) + 1):
+                text = f"Cue {k + 1}".encode()
+                packet = av.Packet(len(text).to_bytes(2, "big") + text if mov_text else text)
+                packet.stream, packet.time_base = sub_stream, Fraction(1, 1000)
+                packet.pts = packet.dts = 1000 * k
+                packet.duration = 500
+                out.mux(packet)
         for k, (a, fmt, layout, rate) in enumerate(a_streams):
             for frame in _tone(duration, rate, fmt, layout, 220.0 * (k + 1), a.codec_context.frame_size or 1024):
                 for packet in a.encode(frame):

@@ -1,0 +1,803 @@
+"""Media I/O with PyAV, in-process and streamed: probe, decode, YUV planes, encode + stream copy.
+
+- ``probe(path) -> VideoInfo`` reads the container header and decodes the first frame; anything that
+  is not a readable film or photo raises ``errors.InputError(path, cause)`` with a short cause.
+- ``decode(path) -> Iterator[av.VideoFrame]`` yields frames exactly as the decoder gives them
+  (multi-threaded, pts and time base kept); memory does not grow with the film's length.
+- ``frame_to_planes`` / ``planes_to_frame`` move between frames and numpy code-value planes
+  (``Planes``); for an 8-bit 4:2:0 source the Y plane is copied out untouched.
+- ``VideoWriter`` encodes frames with their source timestamps and copies every audio and subtitle
+  stream of the source packet for packet, read by a second demuxer and interleaved by timestamp as
+  the video frames arrive.
+
+Damaged input (the policy; the CLI README repeats it):
+- Missing, empty, non-media, audio-only, undecodable files and files whose container says they were
+  cut short (an MP4/MOV box, the Matroska segment or the AVI RIFF chunk runs past the end of the
+  file) fail in ``probe`` before anything is written.
+- A damaged stretch in the middle of a film is *concealed with a warning*: FFmpeg's decoder conceals
+  broken macroblocks and frames, a packet it rejects outright is skipped (the neighbouring frames
+  keep their own timestamps, so sound stays in sync and the previous picture is held), and ``warn``
+  is called once per damaged stretch. Decoding *fails cleanly* (``InputError``) when the demuxer
+  cannot read on, or after ``MAX_CONSECUTIVE_ERRORS`` packets in a row fail to decode.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+import numpy as np
+
+from .color import matrix_for
+from .errors import InputError
+
+STILL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+MAX_CONSECUTIVE_ERRORS = 25
+ENCODERS = {"h264": "libx264", "ffv1": "ffv1", "prores": "prores_ks"}
+# dst extension -> FFmpeg muxer name
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+              ".avi": "avi", ".png": "image2", ".jpg": "image2", ".tif": "image2", ".tiff": "image2"}
+# AVColorSpace values -> names that color.matrix_for understands
+_COLORSPACE_NAMES = {1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc"}
+_UNSPECIFIED = 2  # AVCOL_PRI/TRC/SPC_UNSPECIFIED
+_RANGE_TV, _RANGE_PC = 1, 2  # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
+
+
+class MediaWarning(UserWarning):
+    """A recoverable media problem (concealed damage, a stream transcoded or dropped)."""
+
+
+def _default_warn(message: str) -> None:
+    warnings.warn(message, MediaWarning, stacklevel=3)
+
+
+# --- probe ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know about a film (or a still) before decoding it.
+
+    ``width``/``height`` are the coded size, before the rotation metadata is applied; ``rotation``
+    is counter-clockwise degrees as PyAV's ``VideoFrame.rotation`` reports it. Colour tags are
+    FFmpeg's integer enums (``None`` when unspecified).
+    """
+
+    path: Path
+    format_name: str
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    full_range: bool
+    fps: Fraction | None
+    time_base: Fraction
+    frames: int | None
+    duration: float | None
+    rotation: int
+    sample_aspect_ratio: Fraction | None
+    color_primaries: int | None
+    color_trc: int | None
+    colorspace: int | None
+    audio_streams: int
+    subtitle_streams: int
+    is_still: bool
+    codec_name: str = ""
+    stream_index: int = 0
+    start_time: float | None = None
+
+    @property
+    def matrix(self) -> str:
+        """The YUV matrix of the source ("bt601" or "bt709")."""
+        return matrix_for(self.height, _COLORSPACE_NAMES.get(self.colorspace or 0))
+
+
+def is_still_path(path: str | Path) -> bool:
+    """True for a still photo, judged by its extension."""
+    return Path(path).suffix.lower() in STILL_EXTENSIONS
+
+
+def _tag(value: int | None) -> int | None:
+    return None if value in (None, 0, _UNSPECIFIED) else int(value)
+
+
+def _video_stream(container: av.container.InputContainer):
+    for s in container.streams.video:
+        if not s.disposition & av.stream.Disposition.attached_pic:  # cover art is not a film
+            return s
+    return None
+
+
+def _sniff_open_error(path: Path) -> str:
+    """A human cause for a file FFmpeg could not open, from its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+        return "truncated or damaged MP4/MOV file (its index cannot be read)"
+    if head[:4] == b"\x1aE\xdf\xa3":
+        return "truncated or damaged Matroska file"
+    if head[:4] == b"RIFF":
+        return "truncated or damaged AVI file"
+    text = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    if head and text / len(head) > 0.95:
+        return "not a media file (it contains text)"
+    return "not a media file (unrecognised format)"
+
+
+def _read_vint(f, *, keep_marker: bool = False) -> tuple[int, bool] | None:
+    """An EBML variable-length integer; returns (value, all_ones) or None at end of file."""
+    first = f.read(1)
+    if not first:
+        return None
+    b = first[0]
+    length = 1
+    while length <= 8 and not b & (0x80 >> (length - 1)):
+        length += 1
+    if length > 8:
+        return None
+    rest = f.read(length - 1)
+    if len(rest) != length - 1:
+        return None
+    value = b if keep_marker else b & (0xFF >> length)
+    for x in rest:
+        value = (value << 8) | x
+    all_ones = not keep_marker and value == (1 << (7 * length)) - 1
+    return value, all_ones
+
+
+def _truncation(path: Path, format_name: str) -> str | None:
+    """Cheap structural check: does the container say it is longer than the file? Returns a cause."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if "mp4" in format_name or "mov" in format_name:
+            pos = 0
+            while pos + 8 <= size:
+                f.seek(pos)
+                hdr = f.read(8)
+                box = int.from_bytes(hdr[:4], "big")
+                if box == 1:
+                    box = int.from_bytes(f.read(8), "big")
+                elif box == 0:  # runs to the end of the file
+                    return None
+                if box < 8:
+                    return None  # not a box structure we understand: let FFmpeg judge
+                if pos + box > size:
+                    return f"truncated file: its '{hdr[4:8].decode('latin-1')}' box runs past the end"
+                pos += box
+        elif format_name.startswith("matroska"):
+            for _ in range(2):  # EBML header, then the Segment
+                elem = _read_vint(f, keep_marker=True)
+                sz = _read_vint(f)
+                if elem is None or sz is None:
+                    return None
+                if elem[0] == 0x18538067:
+                    if not sz[1] and f.tell() + sz[0] > size:
+                        return "truncated file: the Matroska segment runs past the end"
+                    return None
+                f.seek(sz[0], 1)
+        elif format_name == "avi":
+            hdr = f.read(8)
+            if hdr[:4] == b"RIFF" and int.from_bytes(hdr[4:8], "little") + 8 > size:
+                return "truncated file: the AVI data runs past the end"
+    return None
+
+
+def _first_frame(container, stream, max_packets: int = 500):
+    """Decode until the first video frame (or give up); returns it or None."""
+    seen = 0
+    for packet in container.demux(stream):
+        try:
+            for frame in packet.decode():
+                return frame
+        except av.error.FFmpegError:
+            pass
+        seen += 1
+        if seen >= max_packets:
+            break
+    return None
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read a film's (or a still's) stream layout; raise ``InputError`` if it is not a usable film.
+
+    Decodes the first video frame (to prove decodability and read the rotation); cost does not
+    depend on the film's length.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such file")
+    if p.is_dir():
+        raise InputError(p, "is a directory, not a film or photo")
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise InputError(p, f"cannot read: {e.strerror or e}") from e
+    if size == 0:
+        raise InputError(p, "empty file (0 bytes)")
+    try:
+        container = av.open(str(p), "r", metadata_errors="ignore")
+    except PermissionError as e:
+        raise InputError(p, "cannot read: permission denied") from e
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise InputError(p, _sniff_open_error(p)) from e
+    with container:
+        fmt = container.format.name
+        stream = _video_stream(container)
+        n_audio = len(container.streams.audio)
+        n_subs = len(container.streams.subtitles)
+        if stream is None:
+            raise InputError(p, "no video stream (audio only)" if n_audio else "no video stream")
+        cut = _truncation(p, fmt)
+        if cut:
+            raise InputError(p, cut)
+        cc = stream.codec_context
+        first = _first_frame(container, stream)
+        if first is None:
+            raise InputError(p, "no decodable video frames")
+        pix_fmt = first.format.name
+        fmt_obj = av.VideoFormat(pix_fmt)
+        bit_depth = max(c.bits for c in fmt_obj.components) if fmt_obj.components else 8
+        tb = stream.time_base or Fraction(1, 25)
+        if stream.duration:
+            duration = float(stream.duration * tb)
+        elif container.duration:
+            duration = container.duration / 1_000_000
+        else:
+            duration = None
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
+        still = is_still_path(p) or fmt in ("image2", "png_pipe", "jpeg_pipe", "tiff_pipe", "bmp_pipe", "webp_pipe")
+        return VideoInfo(
+            path=p, format_name=fmt, width=first.width, height=first.height, pix_fmt=pix_fmt,
+            bit_depth=bit_depth, full_range=pix_fmt.startswith("yuvj") or first.color_range == _RANGE_PC,
+            fps=Fraction(fps) if fps else None, time_base=Fraction(tb), frames=stream.frames or None,
+            duration=duration, rotation=int(round(first.rotation or 0)) % 360,
+            sample_aspect_ratio=Fraction(sar) if sar and sar.numerator else None,
+            color_primaries=_tag(first.color_primaries if first.color_primaries != _UNSPECIFIED else cc.color_primaries),
+            color_trc=_tag(first.color_trc if first.color_trc != _UNSPECIFIED else cc.color_trc),
+            colorspace=_tag(first.colorspace if first.colorspace != _UNSPECIFIED else cc.colorspace),
+            audio_streams=n_audio, subtitle_streams=n_subs, is_still=still,
+            codec_name=cc.name, stream_index=stream.index,
+            start_time=float(stream.start_time * tb) if stream.start_time is not None else None,
+        )
+
+
+# --- decode --------------------------------------------------------------------------------------
+def _to_fraction(seconds: float | None) -> Fraction | None:
+    return None if seconds is None else Fraction(seconds).limit_denominator(1_000_000)
+
+
+def decode(path: str | Path, start: float | None = None, duration: float | None = None, *,
+           warn: Callable[[str], None] | None = None) -> Iterator[av.VideoFrame]:
+    """Yield the video frames of ``path`` as decoded (pts and time base kept), streamed.
+
+    ``start``/``duration`` (seconds, on the stream's own timeline) keep frames with
+    ``start <= t < start + duration``: the demuxer seeks to the keyframe before ``start`` and the
+    frames before it are decoded and skipped. Decoding is multi-threaded (``thread_type="AUTO"``).
+
+    Damage (see the module docstring): a packet the decoder rejects is skipped with a ``warn``
+    (default: ``warnings.warn(..., MediaWarning)``), once per damaged stretch; frames the decoder
+    concealed are yielded as they are. ``InputError`` is raised when the demuxer cannot read on, or
+    after ``MAX_CONSECUTIVE_ERRORS`` rejected packets in a row.
+    """
+    warn = warn or _default_warn
+    p = Path(path)
+    t0, dur = _to_fraction(start), _to_fraction(duration)
+    t1 = None if dur is None else (t0 or Fraction(0)) + dur
+    try:
+        container = av.open(str(p), "r", metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError) as e:
+        raise InputError(p, f"cannot open: {e}") from e
+    with container:
+        stream = _video_stream(container)
+        if stream is None:
+            raise InputError(p, "no video stream")
+        stream.thread_type = "AUTO"
+        tb = Fraction(stream.time_base)
+        if t0:
+            container.seek(max(0, math.floor(t0 / tb)), stream=stream, backward=True, any_frame=False)
+        eps = tb / 2  # compare on the stream's tick grid
+        rate = stream.average_rate or stream.guessed_rate
+        step = max(1, round(1 / (Fraction(rate) * tb))) if rate else None
+        max_gap = max(Fraction(1, 4), 6 * step * tb) if step else None  # longer gaps are reported
+        last_pts = None
+        errors = 0
+        damage: list | None = None  # [from (s), packets skipped, frames concealed]
+
+        def report(until: str) -> None:
+            warn(f"{p}: damaged video data between {damage[0]:.2f} s and {until} ({damage[1]} packet(s) "
+                 f"skipped, {damage[2]} frame(s) patched by the decoder); concealed, the previous "
+                 "picture is held where frames are missing")
+
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as e:
+                at = f" after {float(last_pts * tb):.2f} s" if last_pts is not None else ""
+                raise InputError(p, f"unreadable data{at} (file damaged or truncated): {e}") from e
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as e:
+                errors += 1
+                if damage is None:
+                    damage = [float(last_pts * tb) if last_pts is not None else 0.0, 0, 0]
+                damage[1] += 1
+                if errors >= MAX_CONSECUTIVE_ERRORS:
+                    raise InputError(p, f"{errors} video packets in a row cannot be decoded "
+                                        "(file badly damaged)") from e
+                continue
+            if frames:
+                errors = 0
+            for frame in frames:
+                if frame.pts is None:  # no timestamp from the container: continue the grid
+                    frame.pts = (last_pts + (step or 1)) if last_pts is not None else 0
+                    frame.time_base = tb
+                if last_pts is not None and max_gap and (frame.pts - last_pts) * tb > max_gap:
+                    warn(f"{p}: no video frames between {float(last_pts * tb):.2f} s and "
+                         f"{float(frame.pts * tb):.2f} s (damaged or missing data); the previous "
+                         "picture is held")
+                if frame.is_corrupt:
+                    if damage is None:
+                        damage = [float(last_pts * tb) if last_pts is not None else 0.0, 0, 0]
+                    damage[2] += 1
+                elif damage is not None:
+                    report(f"{float(frame.pts * tb):.2f} s")
+                    damage = None
+                last_pts = frame.pts
+                t = frame.pts * tb
+                if t0 is not None and t < t0 - eps:
+                    continue
+                if t1 is not None and t >= t1 - eps:
+                    return
+                yield frame
+        if damage is not None:
+            report("the end")
+        declared = _declared_duration(stream)
+        if declared is not None and (t1 is None or t1 > declared):
+            seen = float(last_pts * tb) if last_pts is not None else 0.0
+            first = float(stream.start_time * tb) if stream.start_time else 0.0
+            if declared + first - seen > max(1.0, 0.02 * declared):
+                raise InputError(p, f"video stops at {seen:.2f} s but the stream lasts {declared + first:.2f} s "
+                                    "(damaged or truncated file)")
+
+
+def _declared_duration(stream) -> float | None:
+    """The video stream's own duration in seconds (not the container's), when the file states it."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    if tag:  # Matroska: "HH:MM:SS.nnnnnnnnn"
+        try:
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            return None
+    return None
+
+
+# --- planes --------------------------------------------------------------------------------------
+_SUBSAMPLING = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}
+
+
+def _yuv_layout(pix_fmt: str) -> tuple[str, int, bool] | None:
+    """'yuv420p10le' -> ('420', 10, False); 'yuvj422p' -> ('422', 8, True); None if not planar YUV."""
+    name = pix_fmt
+    full = name.startswith("yuvj")
+    if full:
+        name = "yuv" + name[4:]
+    if not name.startswith("yuv") or len(name) < 7 or name[6] != "p" or name[3:6] not in _SUBSAMPLING:
+        return None
+    rest = name[7:]
+    if rest == "":
+        return name[3:6], 8, full
+    if rest.endswith("le") and rest[:-2].isdigit():
+        return name[3:6], int(rest[:-2]), full
+    return None
+
+
+def _pix_fmt_name(sub: str, bit_depth: int) -> str:
+    return f"yuv{sub}p" + ("" if bit_depth == 8 else f"{bit_depth}le")
+
+
+@dataclass
+class Planes:
+    """Numpy code-value planes of a planar YUV frame.
+
+    ``y`` is ``(H, W)``; ``u``/``v`` are ``(ceil(H/sy), ceil(W/sx))`` for the subsampling of the
+    pixel format; dtype uint8 for 8 bit, uint16 (native order, values < 2**bit_depth) above.
+    ``matrix`` is "bt601" or "bt709" (``color.matrix_for``).
+    """
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    bit_depth: int
+    full_range: bool
+    matrix: str
+
+    @property
+    def subsampling(self) -> str:
+        h, w = self.y.shape
+        ch, cw = self.u.shape
+        if (ch, cw) == (h, w):
+            return "444"
+        if ch == h:
+            return "422"
+        return "420"
+
+    @property
+    def pix_fmt(self) -> str:
+        return _pix_fmt_name(self.subsampling, self.bit_depth)
+
+
+def _plane_view(frame: av.VideoFrame, i: int, dtype) -> np.ndarray:
+    plane = frame.planes[i]
+    item = np.dtype(dtype).itemsize
+    arr = np.frombuffer(plane, dtype=dtype)
+    return arr.reshape(-1, plane.line_size // item)[: plane.height, : plane.width]
+
+
+def frame_to_planes(frame: av.VideoFrame, pix_fmt: str) -> Planes:
+    """A frame -> its Y, U, V code-value planes in the layout of ``pix_fmt`` (planar YUV).
+
+    No conversion when the frame already has that layout (``yuvj*`` counts as its ``yuv*`` twin,
+    marked full range): the planes are copied out bit for bit. Otherwise the frame is converted
+    with ``frame.reformat`` keeping its range (RGB sources become limited range, BT.601/709 by
+    size). Handles line padding and odd sizes (chroma ``ceil(w/2)``).
+    """
+    want = _yuv_layout(pix_fmt)
+    if want is None:
+        raise ValueError(f"pix_fmt must be planar YUV (yuv420p, yuv422p10le, ...), got {pix_fmt!r}")
+    sub, bit_depth, want_full = want
+    src = frame.format.name
+    have = _yuv_layout(src)
+    full = src.startswith("yuvj") or frame.color_range == _RANGE_PC
+    matrix = matrix_for(frame.height, _COLORSPACE_NAMES.get(frame.colorspace))
+    if have is None or have[:2] != (sub, bit_depth):
+        is_rgb = have is None and not src.startswith("gray")
+        if is_rgb:
+            full = want_full
+        frame = frame.reformat(
+            format=_pix_fmt_name(sub, bit_depth),
+            src_colorspace="itu709" if matrix == "bt709" else "itu601",
+            dst_colorspace="itu709" if matrix == "bt709" else "itu601",
+            src_color_range=_RANGE_PC if (full or is_rgb) else _RANGE_TV,
+            dst_color_range=_RANGE_PC if full else _RANGE_TV,
+        )
+    dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
+    y, u, v = (np.array(_plane_view(frame, i, dtype), dtype=dtype if bit_depth == 8 else np.uint16)
+               for i in range(3))
+    return Planes(y=y, u=u, v=v, bit_depth=bit_depth, full_range=bool(full), matrix=matrix)
+
+
+_AVCOL_SPACE = {"bt709": 1, "bt601": 6}
+
+
+def planes_to_frame(planes: Planes, pix_fmt: str, like: av.VideoFrame) -> av.VideoFrame:
+    """Planes -> a new ``pix_fmt`` frame with ``like``'s pts, time base and colour tags.
+
+    Range and matrix tags come from ``planes``; primaries and transfer from ``like``. When the
+    planes' own layout differs from ``pix_fmt`` (say 4:2:0 planes for a 4:4:4 writer) the frame is
+    converted with ``reformat``.
+    """
+    h, w = planes.y.shape
+    natural = planes.pix_fmt
+    frame = av.VideoFrame(w, h, natural)
+    dtype = np.uint8 if planes.bit_depth == 8 else np.dtype("<u2")
+    for i, arr in enumerate((planes.y, planes.u, planes.v)):
+        dst = _plane_view(frame, i, dtype)
+        if arr.shape != dst.shape:
+            raise ValueError(f"plane {i} has shape {arr.shape}, {natural} at {w}x{h} needs {dst.shape}")
+        dst[...] = arr
+    rng = _RANGE_PC if planes.full_range else _RANGE_TV
+    like_space = like.colorspace
+    if _COLORSPACE_NAMES.get(like_space) and matrix_for(h, _COLORSPACE_NAMES[like_space]) == planes.matrix:
+        space = like_space
+    else:
+        space = _AVCOL_SPACE[planes.matrix]
+    frame.color_range, frame.colorspace = rng, space
+    want = _yuv_layout(pix_fmt)
+    if want is None:
+        raise ValueError(f"pix_fmt must be planar YUV, got {pix_fmt!r}")
+    if want[:2] != _yuv_layout(natural)[:2]:
+        cs = "itu709" if planes.matrix == "bt709" else "itu601"
+        frame = frame.reformat(format=_pix_fmt_name(*want[:2]), src_colorspace=cs, dst_colorspace=cs,
+                               src_color_range=rng, dst_color_range=rng)
+        frame.color_range, frame.colorspace = rng, space
+    frame.color_primaries, frame.color_trc = like.color_primaries, like.color_trc
+    frame.pts, frame.time_base = like.pts, like.time_base
+    return frame
+
+
+# --- encode --------------------------------------------------------------------------------------
+def writer_pix_fmt(codec: str, info: VideoInfo) -> str:
+    """The pixel format a ``VideoWriter`` encodes in for this source and codec."""
+    layout = _yuv_layout(info.pix_fmt)
+    deep = info.bit_depth > 8
+    even_w, even_h = info.width % 2 == 0, info.height % 2 == 0
+    if codec == "prores":
+        return "yuv422p10le" if even_w else "yuv444p10le"
+    if codec == "ffv1":
+        sub = layout[0] if layout else "444"
+        depth = 8 if not deep else min(16, max(10, info.bit_depth))
+        if depth not in (8, 10, 12, 16):
+            depth = 16
+        return _pix_fmt_name(sub, depth)
+    if codec == "h264":
+        sub = "420" if (even_w and even_h) else "444"
+        return _pix_fmt_name(sub, 10 if deep else 8)
+    raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(ENCODERS)}")
+
+
+def container_for(dst: str | Path, container_format: str | None = None) -> str | None:
+    """The muxer name for ``dst``: ``container_format`` if given, else by extension (None: FFmpeg guesses)."""
+    return container_format or CONTAINERS.get(Path(dst).suffix.lower())
+
+
+class _Transcoder:
+    """Decode one audio stream and re-encode it as AAC (for a codec the output cannot hold)."""
+
+    def __init__(self, in_stream, out):
+        self.in_stream = in_stream
+        rate = in_stream.codec_context.sample_rate or 48000
+        layout = in_stream.codec_context.layout.name if in_stream.codec_context.layout else "stereo"
+        self.stream = out.add_stream("aac", rate=rate)
+        self.stream.layout = layout
+        self.stream.format = "fltp"
+        self.stream.time_base = Fraction(1, rate)
+        self.rate = rate
+        self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate, frame_size=1024)
+        self.next_pts: int | None = None
+
+    def packets(self, packet, shift_s: Fraction):
+        frames = [] if packet is None else self.in_stream.decode(packet)
+        if packet is None:
+            frames = self.in_stream.decode(None)
+        out = []
+        for frame in frames:
+            if self.next_pts is None and frame.pts is not None:
+                self.next_pts = max(0, round((frame.pts * frame.time_base - shift_s) * self.rate))
+            for rf in self.resampler.resample(frame):
+                out += self._encode(rf)
+        if packet is None:
+            for rf in self.resampler.resample(None):
+                out += self._encode(rf)
+            out += self.stream.encode(None)
+        return out
+
+    def _encode(self, frame):
+        frame.pts = self.next_pts or 0
+        frame.time_base = Fraction(1, self.rate)
+        self.next_pts = frame.pts + frame.samples
+        return self.stream.encode(frame)
+
+
+class VideoWriter:
+    """Encode frames to ``dst`` with their source timestamps; copy the source's other streams.
+
+    ``pix_fmt`` is the format frames given to ``write`` must have (see ``writer_pix_fmt``).
+    Frames keep their pts/time base (VFR survives); size, frame rate, time base, sample aspect
+    ratio, rotation and colour tags follow ``info``. Audio and subtitle streams are copied packet
+    for packet from a second demuxer on ``src``, interleaved with the video by timestamp; a stream
+    whose codec the output container cannot hold is transcoded to AAC (audio) or dropped
+    (subtitles), with a ``warn``. With ``start``/``duration`` only packets in
+    ``[start, start + duration)`` are copied and every timestamp is shifted by ``-start``
+    (frames passed to ``write`` come from ``decode(src, start, duration)`` with source timestamps).
+
+    ``dst`` is written directly; on an exception inside ``with`` it is closed and deleted.
+    Matroska stores milliseconds, so a source whose timestamps are not whole milliseconds is rounded
+    to the nearest millisecond there (MP4/MOV keep the source time base exactly).
+    """
+
+    def __init__(self, src: str | Path, dst: str | Path, info: VideoInfo, *, codec: str = "h264",
+                 crf: int = 18, preset: str = "veryfast", start: float | None = None,
+                 duration: float | None = None, container_format: str | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
+        self.src, self.dst, self.info = Path(src), Path(dst), info
+        self.codec = codec
+        self._warn = warn or _default_warn
+        self.pix_fmt = writer_pix_fmt(codec, info)
+        self._start = _to_fraction(start)  # None: no lower bound (keeps pre-roll packets at t < 0)
+        self._t0 = self._start or Fraction(0)
+        dur = _to_fraction(duration)
+        self._t1 = None if dur is None else self._t0 + dur
+        self._closed = False
+        self._in = None
+        fmt = container_for(dst, container_format)
+        # Matroska stores pts; FFmpeg's default "shift so dts >= 0" would move every stream by the
+        # encoder's B-frame delay (or Opus pre-skip), so keep the source timestamps as they are.
+        options = {"avoid_negative_ts": "disabled"} if fmt in ("matroska", "webm") else {}
+        self._out = av.open(str(self.dst), "w", format=fmt, options=options)
+        try:
+            self._setup_video(crf, preset)
+            self._setup_side_streams()
+        except BaseException:
+            self._abort()
+            raise
+        self.frames_written = 0
+
+    # setup
+    def _setup_video(self, crf: int, preset: str) -> None:
+        info, out = self.info, self._out
+        fmt = out.format.name
+        rate = info.fps if info.fps and info.fps > 0 else Fraction(25)
+        vs = out.add_stream(ENCODERS[self.codec], rate=rate)
+        vs.width, vs.height, vs.pix_fmt = info.width, info.height, self.pix_fmt
+        cc = vs.codec_context
+        if fmt == "avi":  # AVI has no timestamps, only a frame rate
+            cc.time_base = 1 / rate
+        else:
+            cc.time_base = info.time_base
+            vs.time_base = info.time_base
+        if info.sample_aspect_ratio:
+            cc.sample_aspect_ratio = info.sample_aspect_ratio
+        cc.color_range = _RANGE_PC if info.full_range else _RANGE_TV
+        for attr in ("color_primaries", "color_trc", "colorspace"):
+            value = getattr(info, attr)
+            if value is not None:
+                setattr(cc, attr, value)
+        if info.rotation:
+            vs.set_display_rotation(info.rotation)
+        if self.codec == "h264":
+            vs.options = {"crf": str(crf), "preset": preset}
+            if fmt == "avi":  # AVI stores frames in decoding order without pts: no reordering
+                vs.options["bf"] = "0"
+        elif self.codec == "ffv1":
+            vs.options = {"level": "3", "slicecrc": "1", "g": "1"}
+        elif self.codec == "prores":
+            vs.options = {"profile": "3"}  # HQ
+        cc.thread_type = "AUTO"
+        self._vs = vs
+        self._v_tb = cc.time_base
+
+    def _setup_side_streams(self) -> None:
+        self._in = av.open(str(self.src), "r", metadata_errors="ignore")
+        self._map: dict[int, tuple[str, object]] = {}
+        for s in self._in.streams:
+            if s.type not in ("audio", "subtitle"):
+                continue
+            name = s.codec_context.name if s.codec_context is not None else (s.name or "unknown codec")
+            try:
+                copy = self._out.add_stream_from_template(s)
+                copy.time_base = s.time_base  # a hint; muxers with a fixed clock (Matroska: 1 ms) override it
+                self._map[s.index] = ("copy", copy)
+                continue
+            except (ValueError, av.error.FFmpegError):
+                pass
+            if s.type == "audio" and "aac" in self._out.supported_codecs:
+                self._map[s.index] = ("aac", _Transcoder(s, self._out))
+                self._warn(f"{self.src}: audio stream {s.index} ({name}) cannot go into "
+                           f"{self._out.format.name}; transcoded to AAC")
+            else:
+                self._warn(f"{self.src}: {s.type} stream {s.index} ({name}) cannot go into "
+                           f"{self._out.format.name}; dropped")
+        self._mov_text_gaps = {
+            i for i, (kind, _) in self._map.items()
+            if kind == "copy" and self._in.streams[i].codec_context is not None
+            and self._in.streams[i].codec_context.name == "mov_text"
+            and self._out.format.name in ("mp4", "mov", "ipod", "3gp")
+        }
+        self._pending = None
+        self._side_iter = None
+        if self._map:
+            if self._t0 > 0:
+                self._in.seek(max(0, int((self._t0 - 1) * 1_000_000)), backward=True, any_frame=True)
+            self._side_iter = self._side_packets([self._in.streams[i] for i in self._map])
+
+    def _side_packets(self, streams):
+        """In-range packets of the copied streams, in file order, as (packet, time in seconds)."""
+        done: set[int] = set()
+        try:
+            for packet in self._in.demux(streams):
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is None:
+                    continue
+                t = ts * packet.time_base
+                if self._start is not None and t < self._t0 - packet.time_base / 2:
+                    continue
+                if self._t1 is not None and t >= self._t1 - packet.time_base / 2:
+                    done.add(packet.stream.index)
+                    if len(done) == len(streams):
+                        return
+                    continue
+                yield packet, t - self._t0
+        except av.error.FFmpegError as e:
+            self._warn(f"{self.src}: audio/subtitle data unreadable after this point ({e}); stopped copying")
+
+    def _mux_side(self, packet) -> None:
+        kind, target = self._map[packet.stream.index]
+        if kind == "copy" and self._mov_text_gaps and packet.stream.index in self._mov_text_gaps \
+                and packet.size == 2 and bytes(packet) == b"\x00\x00":
+            return  # an empty mov_text "end of cue" sample: the MP4 muxer writes its own
+        if kind == "copy":
+            shift = round(self._t0 / packet.time_base)
+            if packet.pts is not None:
+                packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            packet.stream = target
+            self._out.mux(packet)
+        else:
+            self._out.mux(target.packets(packet, self._t0))
+
+    def _pump(self, until: Fraction | None) -> None:
+        """Mux side-stream packets up to ``until`` seconds (all when None)."""
+        if self._side_iter is None:
+            return
+        while True:
+            if self._pending is None:
+                self._pending = next(self._side_iter, None)
+                if self._pending is None:
+                    self._side_iter = None
+                    return
+            packet, t = self._pending
+            if until is not None and t > until:
+                return
+            self._pending = None
+            self._mux_side(packet)
+
+    # public
+    def write(self, frame: av.VideoFrame) -> None:
+        """Encode one frame (in ``pix_fmt``) at its own pts, shifted by ``-start`` when one was given."""
+        if frame.format.name != self.pix_fmt and _yuv_layout(frame.format.name) != _yuv_layout(self.pix_fmt):
+            raise ValueError(f"frame is {frame.format.name}, this writer encodes {self.pix_fmt}")
+        if frame.pts is None or frame.time_base is None:
+            raise ValueError("frame has no pts/time_base; give it the source frame's (planes_to_frame(like=...))")
+        t = frame.pts * frame.time_base - self._t0
+        self._pump(t)
+        pts = round(t / self._v_tb)
+        old_pts, old_tb = frame.pts, frame.time_base
+        frame.pts, frame.time_base = pts, self._v_tb
+        try:
+            packets = self._vs.encode(frame)
+        finally:
+            frame.pts, frame.time_base = old_pts, old_tb
+        self._out.mux(packets)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder, copy the remaining side packets, finish the file."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._out.mux(self._vs.encode(None))
+            self._pump(None)
+            for kind, target in self._map.values():
+                if kind == "aac":
+                    self._out.mux(target.packets(None, self._t0))
+        finally:
+            try:
+                self._out.close()
+            finally:
+                if self._in is not None:
+                    self._in.close()
+
+    def _abort(self) -> None:
+        self._closed = True
+        for c in (self._out, self._in):
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001 - already failing; the file is deleted below
+                    pass
+        self.dst.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._abort()
+            return
+        try:
+            self.close()
+        except BaseException:
+            self.dst.unlink(missing_ok=True)
+            raise

@@ -1,0 +1,395 @@
+"""media.py: probe errors, decode selection, planes, and decode -> planes -> encode round trips.
+
+Round trips use an identity transform and check what the product promises: same frame count and
+per-frame timestamps, audio/subtitle packets copied byte for byte with their timestamps, luminance
+PSNR >= 40 dB, colour tags / SAR / rotation carried.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio
+
+from filmcolor import media
+from filmcolor.errors import InputError
+from filmcolor.synth import _tone
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def video_times(path: Path) -> list[Fraction]:
+    with av.open(str(path)) as c:
+        return [f.pts * f.time_base for f in c.decode(video=0)]
+
+
+def y_planes(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        out = []
+        for f in c.decode(video=0):
+            p = media.frame_to_planes(f, media._pix_fmt_name("444", 8 if f.format.name.endswith("p") else 10))
+            out.append(p.y)
+        return out
+
+
+def side_packets(path: Path) -> list[list[tuple[Fraction | None, bytes]]]:
+    """Per non-video stream (in stream order): [(pts in seconds, payload)] of every packet."""
+    with av.open(str(path)) as c:
+        streams = [s for s in c.streams if s.type in ("audio", "subtitle")]
+        if not streams:
+            return []
+        out = {s.index: [] for s in streams}
+        for p in c.demux(streams):
+            if p.dts is None and p.pts is None:
+                continue
+            out[p.stream.index].append((None if p.pts is None else p.pts * p.time_base, bytes(p)))
+        return [out[s.index] for s in streams]
+
+
+def roundtrip(src: Path, dst: Path, **kw) -> tuple[media.VideoInfo, list[str]]:
+    """decode -> planes -> planes_to_frame -> VideoWriter, identity transform."""
+    info = media.probe(src)
+    warnings: list[str] = []
+    start, duration = kw.get("start"), kw.get("duration")
+    with media.VideoWriter(src, dst, info, warn=warnings.append, **kw) as w:
+        for frame in media.decode(src, start, duration):
+            planes = media.frame_to_planes(frame, w.pix_fmt)
+            w.write(media.planes_to_frame(planes, w.pix_fmt, frame))
+    return info, warnings
+
+
+def assert_luma_close(src: Path, dst: Path, bit_depth: int = 8, min_db: float = 40.0) -> None:
+    a, b = y_planes(src), y_planes(dst)
+    assert len(a) == len(b)
+    for ya, yb in zip(a, b):
+        assert ya.shape == yb.shape
+        if np.array_equal(ya, yb):
+            continue
+        assert peak_signal_noise_ratio(ya, yb, data_range=(1 << bit_depth) - 1) >= min_db
+
+
+# --- round trips ---------------------------------------------------------------------------------
+CASES = {
+    "mp4-25-aac": ("a.mp4", dict(audio=("aac",))),
+    "mkv-23.976-opus+mp3": ("b.mkv", dict(fps="24000/1001", audio=("libopus", "mp3"))),
+    "mov-29.97-pcm": ("c.mov", dict(fps="30000/1001", audio=("pcm_s16le",))),
+    "mp4-vfr-aac": ("d.mp4", dict(vfr=True, audio=("aac",))),
+    "mkv-vfr-29.97-aac+pcm": ("e.mkv", dict(vfr=True, fps="30000/1001", audio=("aac", "pcm_s16le"))),
+    "mkv-odd-444-silent": ("f.mkv", dict(width=65, height=49, pix_fmt="yuv444p", audio=())),
+    "mkv-odd-ffv1-420": ("g.mkv", dict(width=65, height=49, codec="ffv1", fps="24000/1001")),
+    "mp4-opus": ("h.mp4", dict(audio=("libopus",))),
+    "mp4-pcm+mp3-29.97": ("i.mp4", dict(fps="30000/1001", audio=("pcm_s16le", "mp3"))),
+    "mp4-subtitles": ("j.mp4", dict(subtitles=True, frames=30)),
+    "mkv-subtitles": ("k.mkv", dict(subtitles=True, frames=30)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_roundtrip_keeps_frames_timestamps_and_streams(clip, tmp_path, case):
+    name, kw = CASES[case]
+    src = clip(name, **kw)
+    dst = tmp_path / ("out" + Path(name).suffix)
+    info, warnings = roundtrip(src, dst)
+    assert warnings == []
+    src_t, dst_t = video_times(src), video_times(dst)
+    assert len(src_t) == len(dst_t) == 12 if "frames" not in kw else kw["frames"]
+    assert dst_t == src_t  # exact, as fractions of a second
+    src_side, dst_side = side_packets(src), side_packets(dst)
+    assert len(src_side) == len(kw.get("audio", ("aac",))) + bool(kw.get("subtitles"))
+    assert dst_side == src_side  # same payload bytes and timestamps, packet for packet
+    out = media.probe(dst)
+    assert (out.width, out.height) == (info.width, info.height)
+    assert out.fps == info.fps or kw.get("vfr")
+    assert_luma_close(src, dst)
+
+
+def test_avi_keeps_frames_spacing_and_audio(clip, tmp_path):
+    # AVI stores no timestamps (frame indices only; FFmpeg guesses pts on reading), so only the
+    # spacing is exact there; audio packets are copied as they are.
+    src = clip("a.avi", audio=("mp3",))
+    dst = tmp_path / "out.avi"
+    roundtrip(src, dst)
+    a, b = video_times(src), video_times(dst)
+    assert len(a) == len(b) == 12
+    assert np.diff(a).tolist() == np.diff(b).tolist()
+    assert abs(a[0] - b[0]) <= Fraction(2, 25)
+    assert side_packets(dst) == side_packets(src)
+    assert_luma_close(src, dst)
+
+
+def test_ten_bit_source_stays_ten_bit(clip, tmp_path):
+    src = clip("ten.mp4", pix_fmt="yuv420p10le")
+    info = media.probe(src)
+    assert (info.pix_fmt, info.bit_depth) == ("yuv420p10le", 10)
+    dst = tmp_path / "out.mp4"
+    roundtrip(src, dst)
+    out = media.probe(dst)
+    assert (out.pix_fmt, out.bit_depth) == ("yuv420p10le", 10)
+    assert video_times(dst) == video_times(src)
+    assert_luma_close(src, dst, bit_depth=10)
+    y = y_planes(dst)[0]
+    assert y.dtype == np.uint16 and y.max() > 255  # real 10-bit code values, not 8-bit in 16
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuvj420p", "yuv420p"])
+def test_full_range_source_stays_full_range(clip, tmp_path, pix_fmt):
+    src = clip("full.mp4", pix_fmt=pix_fmt, full_range=True)
+    info = media.probe(src)
+    assert info.full_range
+    dst = tmp_path / "out.mp4"
+    roundtrip(src, dst)
+    assert media.probe(dst).full_range
+    assert_luma_close(src, dst)
+
+
+@pytest.mark.parametrize("dst_name", ["out.mp4", "out.mkv", "out.mov"])
+def test_tags_sar_rotation_carried(clip, tmp_path, dst_name):
+    src = clip("tags.mp4", sar=Fraction(4, 3), rotation=90, color_tags=(1, 1, 1))
+    info = media.probe(src)
+    assert (info.rotation, info.sample_aspect_ratio) == (90, Fraction(4, 3))
+    assert (info.color_primaries, info.color_trc, info.colorspace) == (1, 1, 1)
+    dst = tmp_path / dst_name
+    roundtrip(src, dst)
+    out = media.probe(dst)
+    assert (out.rotation, out.sample_aspect_ratio) == (90, Fraction(4, 3))
+    assert (out.color_primaries, out.color_trc, out.colorspace) == (1, 1, 1)
+    assert (out.width, out.height) == (64, 48)  # coded size, rotation is metadata
+
+
+def test_mkv_to_mp4_and_back_keeps_timestamps(clip, tmp_path):
+    src = clip("x.mkv", audio=("aac", "libopus"), fps=25)
+    mp4 = tmp_path / "out.mp4"
+    roundtrip(src, mp4)
+    assert video_times(mp4) == video_times(src)
+    assert side_packets(mp4) == side_packets(src)
+    back = tmp_path / "back.mkv"
+    roundtrip(mp4, back)
+    assert video_times(back) == video_times(src)
+    assert side_packets(back) == side_packets(src)
+
+
+def test_unsupported_streams_are_transcoded_or_dropped_with_warning(clip, tmp_path):
+    src = clip("s.mkv", audio=("libopus",), subtitles=True, frames=25)
+    dst = tmp_path / "out.avi"  # AVI holds neither Opus nor SubRip
+    _, warnings = roundtrip(src, dst)
+    assert any("transcoded to AAC" in w for w in warnings)
+    assert any("subtitle" in w and "dropped" in w for w in warnings)
+    with av.open(str(dst)) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == ["aac"]
+        assert not c.streams.subtitles
+        audio = [f for f in c.decode(audio=0)]
+    seconds = sum(f.samples for f in audio) / audio[0].sample_rate
+    assert abs(seconds - 1.0) < 0.1  # 25 frames at 25 fps
+
+
+@pytest.mark.parametrize("codec,name,pix_fmt", [("ffv1", "m.mkv", "yuv420p"), ("prores", "m.mov", "yuv422p10le")])
+def test_archival_codecs(clip, tmp_path, codec, name, pix_fmt):
+    src = clip("src.mov", audio=("pcm_s16le",))
+    dst = tmp_path / name
+    roundtrip(src, dst, codec=codec)
+    out = media.probe(dst)
+    assert out.pix_fmt == pix_fmt
+    assert video_times(dst) == video_times(src)
+    (a_src,), (a_dst,) = side_packets(src), side_packets(dst)
+    assert [d for _, d in a_dst] == [d for _, d in a_src]
+    # Matroska counts in milliseconds: 1024/48000 s packets land on the nearest millisecond
+    tol = Fraction(1, 2000) if name.endswith(".mkv") else 0
+    assert all(abs(ta - tb) <= tol for (ta, _), (tb, _) in zip(a_src, a_dst))
+    if codec == "ffv1":  # lossless
+        assert all(np.array_equal(a, b) for a, b in zip(y_planes(src), y_planes(dst)))
+    else:
+        a = [y.astype(np.float64) for y in y_planes(src)]
+        b = [(y.astype(np.float64) / 4) for y in y_planes(dst)]
+        assert all(peak_signal_noise_ratio(x, y, data_range=255) >= 40 for x, y in zip(a, b))
+
+
+def test_start_duration_selects_and_shifts(clip, tmp_path):
+    src = clip("long.mkv", frames=50, audio=("aac",))
+    frames = list(media.decode(src, start=0.4, duration=0.6))
+    times = [f.pts * f.time_base for f in frames]
+    assert times == [Fraction(k, 25) for k in range(10, 25)]
+    dst = tmp_path / "seg.mkv"
+    roundtrip(src, dst, start=0.4, duration=0.6)
+    assert video_times(dst) == [t - Fraction(2, 5) for t in times]
+    (src_audio,), (dst_audio,) = side_packets(src), side_packets(dst)
+    expect = [(t - Fraction(2, 5), d) for t, d in src_audio if Fraction(2, 5) <= t < 1]
+    assert dst_audio == expect and len(expect) > 20
+
+
+def test_vfr_start_selection(clip):
+    src = clip("vfr.mp4", vfr=True, frames=24)
+    all_t = video_times(src)
+    sel = [f.pts * f.time_base for f in media.decode(src, start=0.2, duration=0.5)]
+    assert sel == [t for t in all_t if Fraction(1, 5) <= t < Fraction(7, 10)]
+
+
+def test_writer_deletes_output_on_error(clip, tmp_path):
+    src = clip("a.mp4")
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError):
+        with media.VideoWriter(src, dst, media.probe(src)) as w:
+            for frame in media.decode(src):
+                w.write(media.planes_to_frame(media.frame_to_planes(frame, w.pix_fmt), w.pix_fmt, frame))
+                raise RuntimeError("boom")
+    assert not dst.exists()
+
+
+def test_writer_pix_fmt_choices(clip):
+    info = media.probe(clip("a.mp4"))
+    assert media.writer_pix_fmt("h264", info) == "yuv420p"
+    assert media.writer_pix_fmt("prores", info) == "yuv422p10le"
+    odd = media.probe(clip("odd.mkv", width=65, height=49, codec="ffv1"))
+    assert media.writer_pix_fmt("h264", odd) == "yuv444p"
+    assert media.writer_pix_fmt("ffv1", odd) == "yuv420p"
+
+
+# --- planes --------------------------------------------------------------------------------------
+def test_same_format_y_plane_is_bit_identical(clip):
+    src = clip("a.mp4", width=66, height=50)  # width 66: line padding in the decoder's buffers
+    for frame in media.decode(src):
+        assert frame.planes[0].line_size > frame.width
+        planes = media.frame_to_planes(frame, "yuv420p")
+        ref = np.frombuffer(frame.planes[0], np.uint8).reshape(frame.height, -1)[:, : frame.width]
+        assert np.array_equal(planes.y, ref)
+        assert planes.u.shape == planes.v.shape == (25, 33)
+        assert (planes.bit_depth, planes.full_range, planes.matrix) == (8, False, "bt601")
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le"])
+def test_planes_roundtrip_odd_sizes(pix_fmt):
+    rng = np.random.default_rng(1)
+    frame = av.VideoFrame(65, 49, pix_fmt)
+    frame.pts, frame.time_base = 7, Fraction(1, 90000)
+    bits = 10 if pix_fmt.endswith("10le") else 8
+    dtype = np.uint8 if bits == 8 else np.dtype("<u2")
+    for plane in frame.planes:
+        arr = np.frombuffer(plane, dtype).reshape(plane.height, -1)
+        arr[:, : plane.width] = rng.integers(16, 235 << (bits - 8), size=(plane.height, plane.width))
+    planes = media.frame_to_planes(frame, pix_fmt)
+    sub = pix_fmt[3:6]
+    cw, ch = {"420": (33, 25), "422": (33, 49), "444": (65, 49)}[sub]
+    assert planes.y.shape == (49, 65) and planes.u.shape == (ch, cw)
+    back = media.planes_to_frame(planes, pix_fmt, frame)
+    assert (back.pts, back.time_base, back.format.name) == (7, Fraction(1, 90000), pix_fmt)
+    again = media.frame_to_planes(back, pix_fmt)
+    for a, b in zip((planes.y, planes.u, planes.v), (again.y, again.u, again.v)):
+        assert np.array_equal(a, b)
+
+
+def test_rgb_and_gray_sources_convert():
+    grey = np.full((49, 65), 128, np.uint8)
+    g = av.VideoFrame.from_ndarray(grey, format="gray")
+    p = media.frame_to_planes(g, "yuv420p")
+    assert p.u.shape == (25, 33) and np.all(np.abs(p.u.astype(int) - 128) <= 1)
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[..., 0] = 200
+    f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    p = media.frame_to_planes(f, "yuv444p")
+    assert not p.full_range and p.v.mean() > 200  # strong red -> high V
+
+
+def test_planes_to_frame_converts_layout_for_the_writer():
+    frame = av.VideoFrame(64, 48, "yuv420p")
+    frame.pts, frame.time_base = 3, Fraction(1, 25)
+    planes = media.frame_to_planes(frame, "yuv420p")
+    out = media.planes_to_frame(planes, "yuv444p", frame)
+    assert out.format.name == "yuv444p" and out.pts == 3
+
+
+def test_full_range_frame_tags():
+    frame = av.VideoFrame(64, 48, "yuvj420p")
+    frame.pts, frame.time_base = 0, Fraction(1, 25)
+    planes = media.frame_to_planes(frame, "yuv420p")
+    assert planes.full_range
+    out = media.planes_to_frame(planes, "yuv420p", frame)
+    assert out.color_range == 2
+
+
+# --- probe and errors ----------------------------------------------------------------------------
+def test_probe_reads_layout(clip):
+    src = clip("p.mkv", fps="24000/1001", audio=("aac", "mp3"), subtitles=True)
+    info = media.probe(src)
+    assert (info.width, info.height, info.pix_fmt, info.bit_depth) == (64, 48, "yuv420p", 8)
+    assert info.fps == Fraction(24000, 1001) and info.time_base == Fraction(1, 1000)
+    assert (info.audio_streams, info.subtitle_streams, info.is_still) == (2, 1, False)
+    assert info.duration == pytest.approx(0.5, abs=0.05)
+
+
+def test_is_still_path():
+    assert media.is_still_path("a/b.JPG") and media.is_still_path("x.tiff") and media.is_still_path("p.webp")
+    assert not media.is_still_path("film.mp4")
+
+
+def expect_input_error(path: Path, *words: str) -> str:
+    with pytest.raises(InputError) as err:
+        media.probe(path)
+    msg = str(err.value)
+    assert msg.startswith(str(path) + ": ")
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg
+    return msg
+
+
+def test_probe_missing_directory_empty(tmp_path):
+    expect_input_error(tmp_path / "nope.mp4", "no such file")
+    expect_input_error(tmp_path, "directory")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    expect_input_error(empty, "empty")
+
+
+def test_probe_text_named_mp4(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is a shopping list, not a film\n" * 20)
+    expect_input_error(text, "not a media file")
+
+
+@pytest.mark.parametrize("name", ["cut.mp4", "cut.mkv", "cut.avi", "cut.mov"])
+def test_probe_truncated(clip, tmp_path, name):
+    src = clip(name, frames=24)
+    data = src.read_bytes()
+    cut = tmp_path / ("half_" + name)
+    cut.write_bytes(data[: len(data) // 2])
+    expect_input_error(cut, "truncated")
+
+
+def test_probe_audio_only(tmp_path):
+    path = tmp_path / "song.mp4"
+    with av.open(str(path), "w") as out:
+        a = out.add_stream("aac", rate=48000)
+        a.layout, a.format = "stereo", "fltp"
+        for frame in _tone(0.3, 48000, "fltp", "stereo", 440.0, 1024):
+            out.mux(a.encode(frame))
+        out.mux(a.encode(None))
+    expect_input_error(path, "no video stream", "audio only")
+
+
+def test_probe_no_decodable_frames(clip, tmp_path):
+    data = bytearray(clip("z.mp4", audio=()).read_bytes())
+    i = data.find(b"mdat")
+    size = int.from_bytes(data[i - 4:i], "big")
+    data[i + 4:i - 4 + size] = bytes(size - 8)  # zero the coded pictures, keep the index
+    bad = tmp_path / "zeros.mp4"
+    bad.write_bytes(bytes(data))
+    expect_input_error(bad, "no decodable video frames")
+
+
+def test_damaged_middle_fails_cleanly_or_warns(clip, tmp_path):
+    # Garbage over the middle of a Matroska film: the decoder conceals what it can with a warning;
+    # when the rest of the video cannot be read, decode fails with InputError instead of a short film.
+    data = bytearray(clip("d.mkv", frames=48, width=128, height=96, audio=()).read_bytes())
+    rng = np.random.default_rng(0)
+    lo, hi = int(len(data) * 0.45), int(len(data) * 0.55)
+    data[lo:hi] = rng.integers(0, 256, hi - lo, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mkv"
+    bad.write_bytes(bytes(data))
+    media.probe(bad)  # the header is intact
+    warnings: list[str] = []
+    with pytest.raises(InputError, match="damaged or truncated"):
+        for _ in media.decode(bad, warn=warnings.append):
+            pass
+    assert warnings and "damaged" in warnings[0]
