@@ -1,0 +1,298 @@
+"""Temporal steadiness: chroma smoothing over a stream of frames, scene cuts, luminance deflicker.
+
+``smooth(items, mode, strength, cut_threshold)`` takes an iterator of :class:`FrameItem` in display
+order and yields the same items, in the same order and number, with ``ab`` replaced by the smoothed
+chroma. It holds a bounded number of items (``lookahead`` + 1 for ``flow``, none for ``off``/``ema``)
+and never the whole film. A scene cut (a large change of the L histogram) resets the state, so colour
+never bleeds across a cut.
+
+Modes:
+
+- ``off``: items pass through untouched.
+- ``ema``: per-pixel exponential moving average of ab (weight ``strength`` on the past). Cheap, but
+  it smears moving objects' colour along their path.
+- ``flow``: motion-compensated averaging. Optical flow (OpenCV DIS) on L between neighbouring frames,
+  computed at ``flow_scale`` x render size, aligns the running ab average to the current frame; a
+  forward-backward consistency check (plus an L brightness check) gives each pixel a confidence in
+  [0, 1], and only confident pixels take colour from their past. With ``lookahead`` > 0 the same
+  flows also carry the next few frames' ab backwards, so each frame is a two-sided (zero-lag)
+  average along motion paths. Per pixel, frame ``t``'s output is
+  ``sum_k w_k ab_{t+k} / sum_k w_k`` with ``w_k = prod(strength * confidence)`` along the path.
+
+:func:`deflicker` evens out frame-to-frame brightness pumping of luma planes (off by default in the
+pipeline: it changes the film's own luminance).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from filmcolor.metrics import make_dis, to_u8
+
+MODES = ("off", "ema", "flow")
+
+
+@dataclass
+class FrameItem:
+    """One frame in flight: ``L`` is render-size L* (h, w) float32 in [0, 100]; ``ab`` is (2, h, w)
+    float32 in a/b units, filled by the network and then by the smoother; ``frame`` is the source
+    frame (opaque here) that compose and encode need."""
+
+    index: int
+    frame: Any
+    L: np.ndarray
+    ab: np.ndarray | None = None
+
+
+# --- scene cuts -----------------------------------------------------------------------------------
+def _hist(L: np.ndarray, bins: int, hi: float = 100.0) -> np.ndarray:
+    h = cv2.calcHist([np.ascontiguousarray(L, dtype=np.float32)], [0], None, [bins], [0, hi]).ravel()
+    return h / max(float(h.sum()), 1.0)
+
+
+def histogram_distance(L0: np.ndarray, L1: np.ndarray, bins: int = 32) -> float:
+    """Half the L1 distance between the normalised L histograms of two frames: 0 same, 1 disjoint."""
+    return 0.5 * float(np.abs(_hist(L0, bins) - _hist(L1, bins)).sum())
+
+
+def is_cut(prev_L: np.ndarray | None, L: np.ndarray, threshold: float = 0.35) -> bool:
+    """True when ``L`` starts a new shot relative to ``prev_L`` (or there is no previous frame)."""
+    return prev_L is None or prev_L.shape != L.shape or histogram_distance(prev_L, L) > threshold
+
+
+# --- smoothing ------------------------------------------------------------------------------------
+def smooth(items: Iterable[FrameItem], mode: str = "ema", strength: float = 0.5,
+           cut_threshold: float = 0.35, *, lookahead: int = 0, flow_scale: float = 0.5,
+           preset: str = "ultrafast") -> Iterator[FrameItem]:
+    """Smooth ``ab`` over time (see the module docstring for the modes).
+
+    ``strength`` in [0, 1]: 0 = none, towards 1 = stronger (the weight given to a neighbour along a
+    trusted path; ``flow`` caps it at 0.95). ``cut_threshold``: :func:`is_cut` sensitivity.
+    ``flow`` only: ``lookahead`` frames held back for the two-sided average (0 = causal, lowest
+    latency); ``flow_scale`` the size, relative to the render size, at which flow is computed;
+    ``preset`` the DIS preset (``ultrafast`` | ``fast`` | ``medium``).
+    Every item must carry ``ab`` ``(2, h, w)`` matching ``L`` ``(h, w)``; ``ValueError`` otherwise.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown smoothing mode {mode!r}; known: {', '.join(MODES)}")
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    if mode == "off" or strength <= 0:
+        yield from items
+    elif mode == "ema":
+        yield from _smooth_ema(items, strength, cut_threshold)
+    else:
+        if lookahead < 0 or not 0.1 <= flow_scale <= 1.0:
+            raise ValueError(f"need lookahead >= 0 and flow_scale in [0.1, 1], got {lookahead}, {flow_scale}")
+        yield from _FlowSmoother(min(strength, 0.95), cut_threshold, lookahead, flow_scale, preset).run(items)
+
+
+def _check(item: FrameItem) -> None:
+    if item.ab is None:
+        raise ValueError(f"frame {item.index}: no ab to smooth")
+    if item.ab.shape != (2,) + item.L.shape:
+        raise ValueError(f"frame {item.index}: ab {item.ab.shape} does not match L {item.L.shape}")
+
+
+def _smooth_ema(items: Iterable[FrameItem], strength: float, cut_threshold: float) -> Iterator[FrameItem]:
+    state: np.ndarray | None = None
+    prev_L: np.ndarray | None = None
+    for item in items:
+        _check(item)
+        if state is None or is_cut(prev_L, item.L, cut_threshold):
+            state = item.ab.astype(np.float32, copy=True)
+        else:
+            state = strength * state + (1.0 - strength) * item.ab
+        prev_L = item.L
+        item.ab = state
+        yield item
+
+
+@dataclass
+class _Slot:
+    """A frame held by the flow smoother. Sums are (h, w, 3) float32 channel-last: weighted a, weighted
+    b, total weight. ``fwd``: sums over this frame and its past; ``to_next``: (map, weight) that pulls
+    the next frame's sums onto this frame's grid (None at a cut, the end, or without look-ahead)."""
+
+    item: FrameItem
+    L: np.ndarray                       # (h, w) float32 L*
+    own: np.ndarray                     # (h, w, 3): the network's ab, weight 1
+    small: np.ndarray                   # uint8 L at flow size
+    hist: np.ndarray                    # normalised 32-bin L histogram (cut detection)
+    shot: int
+    fwd: np.ndarray | None = None
+    to_next: tuple[np.ndarray, np.ndarray] | None = None
+
+
+class _FlowSmoother:
+    """Motion-compensated, two-sided weighted average along DIS flow paths (see ``smooth``).
+
+    Forward sums run frame by frame; backward sums are computed once per block of held frames (up
+    to 2 x lookahead, flushed at cuts and at the end), so each frame costs about two DIS calls, two
+    confidence maps and two to three 3-channel remaps, all at render size or below."""
+
+    sigma_L = 12.0  # an L* mismatch of this size along the flow scales the confidence by 1/e
+
+    def __init__(self, strength: float, cut_threshold: float, lookahead: int, flow_scale: float, preset: str):
+        self.s, self.cut, self.k, self.scale = strength, cut_threshold, lookahead, flow_scale
+        self.dis = make_dis(preset)
+        self._grids: dict[tuple[int, int], np.ndarray] = {}
+
+    def _grid(self, h: int, w: int) -> np.ndarray:
+        g = self._grids.get((h, w))
+        if g is None:
+            gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+            g = self._grids[(h, w)] = cv2.merge([gx, gy])
+        return g
+
+    def _link(self, f: np.ndarray, g: np.ndarray, src: _Slot, dst: _Slot) -> tuple[np.ndarray, np.ndarray]:
+        """``f``: flow (flow size) from dst's grid into src, ``g``: the opposite flow. Returns the
+        remap map at render size and the 3-channel weight ``strength x forward-backward consistency
+        x exp(-(L mismatch / sigma_L)^2)`` on dst's grid (confidence computed at flow size)."""
+        hs, ws = f.shape[:2]
+        m_small = f + self._grid(hs, ws)
+        back = cv2.remap(g, m_small, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        fx, fy, bx, by = f[..., 0], f[..., 1], back[..., 0], back[..., 1]
+        sx, sy = fx + bx, fy + by
+        ok = (sx * sx + sy * sy) <= 0.01 * (fx * fx + fy * fy + bx * bx + by * by) + 0.5
+        mx, my = m_small[..., 0], m_small[..., 1]
+        ok &= (mx >= 0) & (mx <= ws - 1) & (my >= 0) & (my <= hs - 1)
+        # brightness check on the uint8 flow-size planes (2.55 codes per L* unit)
+        d = cv2.remap(src.small, m_small, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        d = cv2.absdiff(d, dst.small).astype(np.float32) * np.float32(1.0 / (2.55 * self.sigma_L))
+        wgt = np.exp(-d * d) * ok * np.float32(self.s)
+        h, w = dst.L.shape
+        if (hs, ws) != (h, w):
+            f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([w / ws, h / hs])
+            wgt = cv2.resize(wgt, (w, h), interpolation=cv2.INTER_LINEAR)
+        return f + self._grid(h, w), cv2.merge([wgt, wgt, wgt])
+
+    @staticmethod
+    def _pull(sums: np.ndarray, link: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        m, wgt = link
+        return cv2.multiply(cv2.remap(sums, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), wgt)
+
+    def _slot(self, item: FrameItem, shot: int) -> _Slot:
+        _check(item)
+        L = np.ascontiguousarray(item.L, dtype=np.float32)
+        h, w = L.shape
+        small = to_u8(L)
+        if self.scale < 1.0:
+            small = cv2.resize(small, (max(8, round(w * self.scale)), max(8, round(h * self.scale))),
+                               interpolation=cv2.INTER_AREA)
+        hist = cv2.calcHist([small], [0], None, [32], [0, 256]).ravel()
+        ab = item.ab.astype(np.float32, copy=False)
+        own = cv2.merge([ab[0], ab[1], np.ones((h, w), np.float32)])
+        return _Slot(item, L, own, small, hist / max(float(hist.sum()), 1.0), shot)
+
+    def run(self, items: Iterable[FrameItem]) -> Iterator[FrameItem]:
+        held: list[_Slot] = []
+        prev: _Slot | None = None
+        shot = 0
+        for item in items:
+            slot = self._slot(item, shot)
+            cut = (prev is None or prev.L.shape != slot.L.shape
+                   or 0.5 * float(np.abs(prev.hist - slot.hist).sum()) > self.cut)
+            if cut:
+                shot += 1
+                slot.shot = shot
+                slot.fwd = slot.own
+                yield from self._flush(held, len(held))
+            else:
+                fb = self.dis.calc(slot.small, prev.small, None)   # slot(x) ~ prev(x + fb)
+                fa = self.dis.calc(prev.small, slot.small, None)   # prev(x) ~ slot(x + fa)
+                slot.fwd = cv2.add(slot.own, self._pull(prev.fwd, self._link(fb, fa, prev, slot)))
+                if self.k > 0:
+                    prev.to_next = self._link(fa, fb, slot, prev)
+            held.append(slot)
+            prev = slot
+            if len(held) >= max(2 * self.k, 1):
+                yield from self._flush(held, len(held) - self.k)
+        yield from self._flush(held, len(held))
+
+    def _flush(self, held: list[_Slot], n: int) -> Iterator[FrameItem]:
+        """Emit the first ``n`` held frames (all of one shot): forward sums plus backward sums over
+        every held frame after them, each frame's own ab counted once."""
+        if n <= 0:
+            return
+        back = held[-1].own
+        backs = [back]
+        for slot in reversed(held[:-1]):
+            back = cv2.add(slot.own, self._pull(back, slot.to_next)) if slot.to_next is not None else slot.own
+            backs.append(back)
+        backs.reverse()
+        for slot, b in zip(held[:n], backs):
+            a, bb, wt = cv2.split(cv2.subtract(cv2.add(slot.fwd, b), slot.own))
+            slot.item.ab = np.stack([a / wt, bb / wt])
+            yield slot.item
+        del held[:n]
+
+
+# --- luminance deflicker --------------------------------------------------------------------------
+def deflicker(stream: Iterable[Any], *, radius: int = 3, cut_threshold: float = 0.35,
+              max_value: float | None = None, max_gain: float = 1.5,
+              get: Callable[[Any], np.ndarray] | None = None,
+              put: Callable[[Any, np.ndarray], Any] | None = None) -> Iterator[Any]:
+    """Even out frame-to-frame brightness pumping (old film flicker) in a stream of luma planes.
+
+    Contract: ``stream`` yields 2-D planes in display order: video Y planes (``uint8``/``uint16``
+    code values) or L* arrays (float, [0, 100]). For each plane the mean and standard deviation are
+    matched, by a gain and offset, to the temporal median of those statistics over the frames within
+    ``radius`` on either side *in the same shot* (a scene cut, detected on the plane's histogram,
+    bounds the window, so no brightness crosses a cut). Yields the corrected planes, same count,
+    order, shape and dtype (rounded and clipped to ``[0, max_value]``; ``max_value`` defaults to the
+    dtype's top for integers and 100 for floats; pass e.g. 1023 for 10-bit video in uint16). The gain
+    is limited to [1/max_gain, max_gain]. Holds at most ``radius`` + 1 planes.
+
+    To carry other data along (e.g. whole frames), pass ``get(item) -> plane`` and
+    ``put(item, corrected_plane) -> item``: ``stream`` then yields items and so does this function.
+    """
+    get = get or (lambda x: x)
+    put = put or (lambda _x, plane: plane)
+    held: deque = deque()        # (item, plane, mean, std, shot)
+    history: deque = deque(maxlen=radius)
+    prev_norm: np.ndarray | None = None
+    shot = 0
+
+    def emit() -> Any:
+        item, plane, mean, std, s = held.popleft()
+        window = [(m, d) for (_i, _p, m, d, sh) in held if sh == s] + [(m, d) for (m, d, sh) in history if sh == s]
+        window.append((mean, std))
+        tm = float(np.median([m for m, _ in window]))
+        td = float(np.median([d for _, d in window]))
+        gain = float(np.clip(td / std, 1.0 / max_gain, max_gain)) if std > 1e-6 else 1.0
+        history.append((mean, std, s))
+        return put(item, _apply_gain(plane, gain, tm - gain * mean, top))
+
+    top = None
+    for item in stream:
+        plane = np.asarray(get(item))
+        if plane.ndim != 2:
+            raise ValueError(f"deflicker needs 2-D luma planes, got shape {plane.shape}")
+        if top is None:
+            top = float(max_value if max_value is not None else
+                        (np.iinfo(plane.dtype).max if np.issubdtype(plane.dtype, np.integer) else 100.0))
+        sub = plane[::4, ::4].astype(np.float32)
+        mean, std = float(sub.mean()), float(sub.std())
+        # cuts are looked for in the standardised plane, so flicker itself (gain/offset) is no cut
+        norm = (sub - np.float32(mean)) * np.float32(100.0 / 6.0 / max(std, 1e-6)) + np.float32(50.0)
+        if is_cut(prev_norm, norm, cut_threshold):
+            shot += 1
+        prev_norm = norm
+        held.append((item, plane, mean, std, shot))
+        while held and (len(held) > radius or held[0][4] != shot):
+            yield emit()
+    while held:
+        yield emit()
+
+
+def _apply_gain(plane: np.ndarray, gain: float, offset: float, top: float) -> np.ndarray:
+    out = plane.astype(np.float32) * np.float32(gain) + np.float32(offset)
+    if np.issubdtype(plane.dtype, np.integer):
+        return np.clip(np.rint(out), 0, top).astype(plane.dtype)
+    return np.clip(out, 0, top).astype(plane.dtype)
