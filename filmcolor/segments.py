@@ -1,0 +1,273 @@
+"""One long film on many workers: split at keyframes, colour the segments in parallel, join.
+
+Plan (``plan_segments``): the source's video packets are scanned once (demux only, no decoding).
+A *safe cut* is a keyframe packet that every earlier packet (in decode order) precedes in display
+order and no later packet does, so the packets from one safe cut to the next decode to exactly the
+frames between them; at a safe cut the decode index equals the display index. The film's frames
+``[0, N)`` are split into ``n`` kept ranges ``[a_i, b_i)`` at the safe cuts nearest to ``i * N / n``
+(fewer segments when there are not enough keyframes). Segment ``i`` decodes from the last safe cut
+at least ``overlap`` frames before ``a_i`` so the temporal smoother has settled by ``a_i``: those
+lead-in frames are coloured and dropped. For a smoother that looks ahead (anything but ``off`` and
+``ema``, which are causal) the segment also runs on ``overlap`` frames past ``b_i``, to a safe cut.
+
+Work (``colorize_segment``, in any process or Ray task): stream-copy the segment's packets into a
+hidden ``.mkv`` beside the output, colour it with :func:`filmcolor.pipeline.colorize_file` into a
+lossless FFV1 intermediate (``.nut``; same pipeline, same settings, so the pixels are those a single run
+computes, up to the smoother's state at the lead-in).
+
+Join (in the caller): decode the intermediates in order, drop each lead-in (and tail), give every
+kept frame the source frame's own pts and time base, and encode them with one ``VideoWriter`` with
+the run's codec settings, which copies the audio and subtitle packets from the source exactly as
+a single run does. So frame count, timestamps and audio packets equal a single run's; the colours
+equal it up to codec rounding away from the seams. The output is written to a hidden temp file in
+the target folder and renamed into place; the intermediates live in a hidden ``.<name>.segtmp*``
+folder beside it, removed at the end (and by the next batch after a SIGKILL).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from bisect import bisect_right
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import av
+from av.video.frame import PictureType
+
+from .config import RunConfig
+from .errors import InputError, OutputError, ProcessingError
+
+OVERLAP = 12  # frames of lead-in: the ema smoother's memory decays as strength**n (0.5**12 ~ 2e-4)
+_CAUSAL_SMOOTHERS = ("off", "ema")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames ``[keep_start, keep_end)`` (display indices) are kept; ``[start, end)`` are decoded,
+    from the packets with decode indices ``[start, end)`` (both ends are safe cuts)."""
+
+    index: int
+    start: int
+    keep_start: int
+    keep_end: int
+    end: int
+    start_pts: int  # pts of the first packet to copy (the keyframe at ``start``)
+
+    @property
+    def lead(self) -> int:
+        return self.keep_start - self.start
+
+    @property
+    def kept(self) -> int:
+        return self.keep_end - self.keep_start
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    frames: int
+    pts: list[int]  # display-order pts of every frame (the source's time base)
+    time_base: Fraction
+    segments: list[Segment]
+
+
+def scan_packets(src: str | Path) -> tuple[list[tuple[int, bool]], Fraction]:
+    """(pts, is_keyframe) of every video packet in decode order, and the stream's time base."""
+    with av.open(str(src), "r", metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        tb = Fraction(stream.time_base)
+        packets = []
+        for p in container.demux(stream):
+            if p.size == 0:  # flush packet
+                continue
+            if p.pts is None:
+                raise InputError(src, "video packets without timestamps cannot be split into segments")
+            packets.append((int(p.pts), bool(p.is_keyframe)))
+    return packets, tb
+
+
+def safe_cuts(packets: list[tuple[int, bool]]) -> list[int]:
+    """Decode indices of the safe cuts (see the module docstring), 0 and ``len(packets)`` included."""
+    n = len(packets)
+    suffix_min = [0] * (n + 1)
+    suffix_min[n] = 1 << 62
+    for j in range(n - 1, -1, -1):
+        suffix_min[j] = min(packets[j][0], suffix_min[j + 1])
+    cuts = [0]
+    prefix_max = -(1 << 62)
+    for j, (pts, key) in enumerate(packets):
+        if j and key and prefix_max < pts and suffix_min[j] == pts:
+            cuts.append(j)
+        prefix_max = max(prefix_max, pts)
+    cuts.append(n)
+    return cuts
+
+
+def plan_segments(src: str | Path, n: int, overlap: int = OVERLAP, tail: int = 0) -> SegmentPlan:
+    """Split ``src`` into at most ``n`` segments at safe cuts (see the module docstring)."""
+    packets, tb = scan_packets(src)
+    total = len(packets)
+    pts_sorted = sorted(p for p, _ in packets)
+    if len(set(pts_sorted)) != total:
+        raise InputError(src, "video packets with repeated timestamps cannot be split into segments")
+    cuts = safe_cuts(packets)
+    inner = cuts[1:-1]
+    bounds = [0]
+    for i in range(1, n):
+        target = i * total / n
+        if not inner:
+            break
+        best = min(inner, key=lambda c: abs(c - target))
+        if best > bounds[-1]:
+            bounds.append(best)
+    bounds.append(total)
+    segments = []
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        start = cuts[bisect_right(cuts, max(0, a - overlap)) - 1]
+        end = b if tail <= 0 else next((c for c in cuts if c >= min(total, b + tail)), total)
+        segments.append(Segment(i, start, a, b, end, packets[start][0] if start < total else 0))
+    return SegmentPlan(frames=total, pts=pts_sorted, time_base=tb, segments=segments)
+
+
+def remux_segment(src: str | Path, dst: str | Path, seg: Segment) -> int:
+    """Copy the video packets with decode indices ``[seg.start, seg.end)`` of ``src`` into ``dst``
+    (no audio). Returns the number of packets copied."""
+    copied = 0
+    with av.open(str(src), "r", metadata_errors="ignore") as inp, \
+            av.open(str(dst), "w", format="matroska", options={"avoid_negative_ts": "disabled"}) as out:
+        stream = inp.streams.video[0]
+        ostream = out.add_stream_from_template(stream)
+        if seg.start > 0:
+            inp.seek(seg.start_pts, stream=stream, backward=True, any_frame=False)
+        started = seg.start == 0
+        for packet in inp.demux(stream):
+            if packet.size == 0:
+                continue
+            if not started:
+                if packet.pts != seg.start_pts:
+                    continue
+                started = True
+            packet.stream = ostream
+            out.mux(packet)
+            copied += 1
+            if copied == seg.end - seg.start:
+                break
+    if copied != seg.end - seg.start:
+        raise ProcessingError(src, f"segment {seg.index}: copied {copied} of {seg.end - seg.start} packets")
+    return copied
+
+
+def colorize_segment(src: str, seg: Segment, work: str, config: RunConfig) -> dict[str, Any]:
+    """Worker side: remux segment ``seg`` of ``src`` into ``work`` and colour it losslessly (FFV1).
+    Returns ``{"path", "frames", "seconds", "warnings"}``; raises on failure."""
+    from .batch import build_colorizer
+    from .pipeline import colorize_file
+
+    t0 = time.perf_counter()
+    work_dir = Path(work)
+    piece = work_dir / f"src{seg.index:04d}.mkv"
+    coloured = work_dir / f"col{seg.index:04d}.nut"  # NUT: any time base, FFV1, no muxer options needed
+    remux_segment(src, piece, seg)
+    warnings: list[str] = []
+    seg_config = dataclasses.replace(config, codec="ffv1", overwrite=True, start=None, duration=None)
+    try:
+        result = colorize_file(piece, coloured, seg_config, colorizer=build_colorizer(config), warn=warnings.append)
+    finally:
+        piece.unlink(missing_ok=True)
+    return {"path": str(coloured), "frames": int(result.frames), "seconds": time.perf_counter() - t0,
+            "warnings": warnings}
+
+
+def _seg_frames(path: str | Path):
+    with av.open(str(path), "r") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        yield from container.decode(stream)
+
+
+def join_segments(src: str | Path, dst: Path, plan: SegmentPlan, pieces: list[str], config: RunConfig,
+                  warn: Callable[[str], None] | None = None) -> int:
+    """Encode the kept frames of ``pieces`` into ``dst`` (written in place; the caller renames) with
+    the source's timestamps and audio. Returns the number of frames written."""
+    from .media import VideoWriter, probe
+
+    info = probe(src)
+    written = 0
+    with VideoWriter(src, dst, info, codec=config.codec, crf=config.crf, preset=config.preset, warn=warn) as writer:
+        for seg, piece in zip(plan.segments, pieces):
+            got = 0
+            for k, frame in enumerate(_seg_frames(piece)):
+                if k < seg.lead:
+                    continue
+                if k >= seg.lead + seg.kept:
+                    break
+                if frame.format.name != writer.pix_fmt:
+                    frame = frame.reformat(format=writer.pix_fmt)
+                frame.pts, frame.time_base = plan.pts[seg.keep_start + got], plan.time_base
+                frame.pict_type = PictureType.NONE  # FFV1 frames say "I": x264 would obey and go all-intra
+                writer.write(frame)
+                got += 1
+            if got != seg.kept:
+                raise ProcessingError(src, f"segment {seg.index} gave {got} of {seg.kept} frames")
+            written += got
+    return written
+
+
+def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, segments: int,
+                       runner: Any = None, overlap: int = OVERLAP,
+                       warn: Callable[[str], None] | None = None) -> Any:
+    """Colour ``src`` into ``dst`` in ``segments`` parallel parts on ``runner`` (a
+    :class:`filmcolor.batch.Runner`; in this process when None) and join them (module docstring).
+    Returns a ``pipeline.RunResult``. Falls back to a single run for stills, for a stretch
+    (``config.start``/``duration``) and when the film has a single keyframe."""
+    from .batch import InlineRunner
+    from .media import is_still_path
+    from .pipeline import RunResult, atomic_output, colorize_file
+
+    warn = warn or (lambda message: None)
+    src, dst = Path(src), Path(dst)
+    runner = runner or InlineRunner()
+    if dst.exists() and not config.overwrite:
+        raise OutputError(dst, "exists (use --overwrite)")
+    if dst.resolve() == src.resolve():
+        raise OutputError(dst, "would overwrite the input")
+    t0 = time.perf_counter()
+    plan = None
+    if segments > 1 and not is_still_path(src) and config.start is None and config.duration is None:
+        from .media import probe
+
+        probe(src)  # a damaged file fails here, with the pipeline's message
+        causal = config.smooth in _CAUSAL_SMOOTHERS and not config.deflicker  # deflicker looks ahead
+        tail = 0 if causal else overlap
+        plan = plan_segments(src, segments, overlap, tail)
+        if len(plan.segments) < segments:
+            warn(f"{src}: only {len(plan.segments)} segment(s): the film has too few keyframes for {segments}")
+    if plan is None or len(plan.segments) < 2:
+        from .batch import build_colorizer
+
+        return colorize_file(src, dst, config, colorizer=build_colorizer(config), warn=warn)
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    work = dst.parent / f".{dst.name}.segtmp{os.getpid()}"
+    work.mkdir(exist_ok=True)
+    futures = []
+    try:
+        futures = [runner.submit(colorize_segment, str(src), seg, str(work), config) for seg in plan.segments]
+        outcomes = [f.result() for f in futures]
+        for o in outcomes:
+            for w in o["warnings"]:
+                warn(w)
+        with atomic_output(dst) as tmp:  # hidden temp beside dst, renamed when complete
+            frames = join_segments(src, tmp, plan, [o["path"] for o in outcomes], config, warn)
+            if frames != plan.frames:
+                raise ProcessingError(src, f"joined {frames} frames, the film has {plan.frames}")
+    except BaseException:
+        runner.cancel([f for f in futures if not f.done()])
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return RunResult(src, dst, frames, time.perf_counter() - t0, "video")

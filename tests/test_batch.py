@@ -1,0 +1,235 @@
+"""Folder jobs: isolation of a broken reel, the manifest, resume, SIGKILL, Ctrl-C and the Ray path.
+
+Films are tiny synthetic clips and the model a random ngf=4 U-Net, so every run takes about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from filmcolor import batch as batch_mod
+from filmcolor import synth, weights
+from filmcolor.batch import MANIFEST_NAME, batch, fingerprint, is_stale_temp, read_manifest, settings_hash
+from filmcolor.config import RunConfig
+from filmcolor.model import UNetGenerator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return weights.save_generator(UNetGenerator(ngf=4, num_downs=5), path, "unet", {"ngf": 4, "num_downs": 5})
+
+
+def _config(model: Path, **kw) -> RunConfig:
+    return RunConfig(model=str(model), device="cpu", render_size=64, **kw)
+
+
+def _reels(root: Path, frames: int = 12) -> Path:
+    """Two good reels (one in a subfolder), a photo, a truncated reel and a text file."""
+    src = root / "reels"
+    (src / "sub").mkdir(parents=True)
+    synth.make_clip(src / "a.mp4", frames=frames, color=False)
+    synth.make_clip(src / "sub" / "b.mp4", frames=frames, color=False, audio=())
+    synth.make_photo(src / "photo.png")
+    good = synth.make_clip(root / "whole.mp4", frames=frames)
+    data = good.read_bytes()
+    (src / "broken.mp4").write_bytes(data[: len(data) // 2])
+    (src / "notes.txt").write_text("not a film\n")
+    return src
+
+
+def _decoded_frames(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def _hidden_temps(out: Path) -> list[Path]:
+    return [p for p in out.rglob(".*") if p.name != ".filmcolor-batch.lock"]
+
+
+def test_broken_reel_isolated_manifest_and_rerun_redoes_nothing(tmp_path, tiny_model):
+    src, out = _reels(tmp_path), tmp_path / "out"
+    cfg = _config(tiny_model)
+    seen = []
+    rep = batch(src, out, cfg, report=tmp_path / "report.json", progress=lambda r, d, t: seen.append((r.rel, d, t)))
+
+    assert rep.exit_code == 1
+    status = {r.rel: r.status for r in rep.results}
+    assert status == {"a.mp4": "ok", "broken.mp4": "failed", "photo.png": "ok", "sub/b.mp4": "ok"}
+    assert rep.ignored == ["notes.txt"]
+    (broken,) = rep.failed
+    assert "truncated" in broken.error
+    assert [d for _, d, _ in seen] == [1, 2, 3, 4] and {t for _, _, t in seen} == {4}
+    # every good reel coloured, tree mirrored, nothing half-written left
+    assert _decoded_frames(out / "a.color.mp4") == 12
+    assert _decoded_frames(out / "sub" / "b.color.mp4") == 12
+    assert (out / "photo.color.png").is_file()
+    assert not (out / "broken.color.mp4").exists()
+    assert _hidden_temps(out) == []
+    # manifest: one line per reel with fingerprint, hashes, status, frames, error, output
+    lines = (out / MANIFEST_NAME).read_text().splitlines()
+    assert len(lines) == 4
+    m = {e["input"]: e for e in map(json.loads, lines)}
+    assert m["a.mp4"]["status"] == "ok" and m["a.mp4"]["frames"] == 12 and m["a.mp4"]["error"] is None
+    assert m["a.mp4"]["output"] == "a.color.mp4" and m["sub/b.mp4"]["output"] == "sub/b.color.mp4"
+    assert m["a.mp4"]["fingerprint"] == fingerprint(src / "a.mp4")
+    assert m["a.mp4"]["settings"] == settings_hash(cfg)
+    assert m["a.mp4"]["model"] == weights.file_sha256(tiny_model)
+    assert m["broken.mp4"]["status"] == "failed" and "truncated" in m["broken.mp4"]["error"]
+    assert m["photo.png"]["frames"] == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["exit_code"] == 1 and report["counts"] == {"ok": 3, "failed": 1, "skipped": 0, "ignored": 1}
+
+    # a re-run redoes nothing that finished (only the failed reel is tried again)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.color.*")}
+    rep2 = batch(src, out, cfg)
+    assert {r.rel: r.status for r in rep2.results} == {"a.mp4": "skipped", "broken.mp4": "failed",
+                                                      "photo.png": "skipped", "sub/b.mp4": "skipped"}
+    assert rep2.exit_code == 1
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.color.*")} == mtimes
+    m2 = read_manifest(out / MANIFEST_NAME)
+    assert m2["a.mp4"]["finished"] == m["a.mp4"]["finished"]
+
+    # a changed input, a changed setting, force: exactly what must be redone is redone
+    synth.make_clip(src / "a.mp4", frames=10, color=False)
+    rep3 = batch(src, out, cfg)
+    assert [r.rel for r in rep3.done] == ["a.mp4"] and read_manifest(out / MANIFEST_NAME)["a.mp4"]["frames"] == 10
+    rep4 = batch(src, out, cfg.with_overrides(overwrite=True, threads=1))  # no effect on pixels: still skipped
+    assert rep4.done == []
+    rep5 = batch(src, out, cfg.with_overrides(crf=30))
+    assert sorted(r.rel for r in rep5.done) == ["a.mp4", "photo.png", "sub/b.mp4"]
+    rep6 = batch(src, out, cfg.with_overrides(crf=30), force=True)
+    assert sorted(r.rel for r in rep6.done) == ["a.mp4", "photo.png", "sub/b.mp4"]
+
+
+def test_ctrl_c_stops_after_the_reel_and_resumes(tmp_path, tiny_model):
+    src, out = _reels(tmp_path), tmp_path / "out"
+    (src / "broken.mp4").unlink()
+    cfg = _config(tiny_model)
+
+    def interrupt(result, done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        batch(src, out, cfg, progress=interrupt)
+    assert len(read_manifest(out / MANIFEST_NAME)) == 1
+    assert _hidden_temps(out) == []
+    rep = batch(src, out, cfg)
+    assert rep.exit_code == 0
+    assert sorted(r.status for r in rep.results) == ["ok", "ok", "skipped"]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_batch_then_rerun_completes(tmp_path, tiny_model):
+    src, out = tmp_path / "reels", tmp_path / "out"
+    src.mkdir()
+    for name in ("r1", "r2", "r3"):
+        synth.make_clip(src / f"{name}.mp4", frames=90, color=False)
+    cfg = _config(tiny_model)
+    script = textwrap.dedent(f"""
+        from filmcolor.batch import batch
+        from filmcolor.config import RunConfig
+        batch({str(src)!r}, {str(out)!r}, RunConfig(model={str(tiny_model)!r}, device="cpu", render_size=64))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    manifest = out / MANIFEST_NAME
+    saw_part = False
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if manifest.is_file() and len(read_manifest(manifest)) >= 1:
+                saw_part = any(".part" in p.name for p in out.glob(".*"))
+                if saw_part:
+                    break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the batch finished before it could be killed; make the reels longer"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_before = {k for k, e in read_manifest(manifest).items() if e["status"] == "ok"}
+    assert 1 <= len(done_before) < 3
+    # the reel in progress left no visible output, only a hidden temp file
+    assert {p.name for p in out.glob("*.color.mp4")} == {f"{Path(k).stem}.color.mp4" for k in done_before}
+    assert saw_part
+
+    rep = batch(src, out, cfg)
+    assert rep.exit_code == 0
+    assert {r.rel for r in rep.skipped} == done_before  # finished reels are not redone
+    assert {r.rel for r in rep.done} == {"r1.mp4", "r2.mp4", "r3.mp4"} - done_before
+    for name in ("r1", "r2", "r3"):
+        assert _decoded_frames(out / f"{name}.color.mp4") == 90
+    assert _hidden_temps(out) == []
+
+
+def test_stale_temp_names():
+    outs = ["reel.color.mp4"]
+    assert is_stale_temp(".reel.color.filmcolor-123-abcd1234.part.mp4", outs)
+    assert is_stale_temp(".reel.color.mp4.segtmp99", outs)
+    assert not is_stale_temp("reel.color.mp4", outs)
+    assert not is_stale_temp(".other.color.filmcolor-1-ab.part.mp4", outs)
+    assert not is_stale_temp(".filmcolor-batch.lock", outs)
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(Exception, match=r"pip install filmcolor\[ray\]"):
+        batch_mod.import_ray()
+
+
+@pytest.mark.ray
+def test_ray_local_instance(tmp_path, tiny_model):
+    ray = pytest.importorskip("ray")
+    src, out = _reels(tmp_path), tmp_path / "out"
+    (src / "photo.png").unlink()
+    cfg = _config(tiny_model)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        rep = batch(src, out, cfg, ray_address="local")
+        assert rep.exit_code == 1
+        assert {r.rel: r.status for r in rep.results} == {"a.mp4": "ok", "broken.mp4": "failed", "sub/b.mp4": "ok"}
+        assert _decoded_frames(out / "a.color.mp4") == 12
+        assert _decoded_frames(out / "sub" / "b.color.mp4") == 12
+        m = read_manifest(out / MANIFEST_NAME)
+        assert m["a.mp4"]["status"] == "ok" and m["broken.mp4"]["status"] == "failed"
+        rep2 = batch(src, out, cfg, ray_address="local")  # same resume semantics
+        assert {r.status for r in rep2.results if r.rel != "broken.mp4"} == {"skipped"}
+    finally:
+        ray.shutdown()
+
+
+def test_cli_batch_exit_code_table_and_report(tmp_path, tiny_model):
+    from click.testing import CliRunner
+
+    from filmcolor.cli import main
+
+    src, out = _reels(tmp_path), tmp_path / "out"
+    (src / "photo.png").unlink()
+    (src / "sub" / "b.mp4").unlink()
+    args = ["batch", str(src), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
+            "--render-size", "64", "--report", str(tmp_path / "r.json")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "failed" in result.output and "broken.mp4" in result.output and "truncated" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert {r["input"]: r["status"] for r in report["reels"]} == {"a.mp4": "ok", "broken.mp4": "failed"}
+    (src / "broken.mp4").unlink()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "already done" in again.output

@@ -1,0 +1,103 @@
+"""Segments: a film split at keyframes, coloured in parallel and joined equals a single run."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from filmcolor import synth, weights
+from filmcolor.batch import batch, read_manifest, MANIFEST_NAME
+from filmcolor.config import RunConfig
+from filmcolor.model import UNetGenerator
+from filmcolor.pipeline import colorize_file
+from filmcolor.segments import plan_segments, safe_cuts
+
+
+def make_gop_clip(path: Path, frames: int = 60, width: int = 64, height: int = 48, fps: int = 25,
+                  gop: int = 8) -> Path:
+    """A B&W synthetic film with B-frames, a keyframe every ``gop`` frames and an AAC tone."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.options = {"crf": "16", "preset": "ultrafast",
+                      "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2"}
+        a = out.add_stream("aac", rate=48000)
+        a.layout, a.format = "stereo", "fltp"
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, width, height, color=False), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts, f.time_base = i, Fraction(1, fps)
+            out.mux(vs.encode(f))
+        out.mux(vs.encode())
+        for fr in synth._tone(frames / fps, 48000, "fltp", "stereo", 220.0, a.codec_context.frame_size or 1024):
+            out.mux(a.encode(fr))
+        out.mux(a.encode())
+    return path
+
+
+def _streams(path: Path):
+    with av.open(str(path)) as c:
+        audio = [(p.pts, p.dts, bytes(p)) for p in c.demux(c.streams.audio[0]) if p.size]
+    with av.open(str(path)) as c:
+        frames = [(f.pts, f.to_ndarray()) for f in c.decode(video=0)]
+    return audio, frames
+
+
+def test_safe_cuts_skip_open_gop_keyframes():
+    # decode order (pts, keyframe): I0 P3 B1 B2 | I4 P7 B5 B6 | I10 B8 B9 (open GOP: B8, B9 precede I10)
+    packets = [(0, True), (3, False), (1, False), (2, False), (4, True), (7, False), (5, False), (6, False),
+               (10, True), (8, False), (9, False)]
+    assert safe_cuts(packets) == [0, 4, 11]
+
+
+def test_plan_segments_on_keyframes(tmp_path):
+    src = make_gop_clip(tmp_path / "clip.mp4", frames=60, gop=8)
+    plan = plan_segments(src, 3, overlap=12)
+    assert plan.frames == 60 and len(plan.segments) == 3
+    segs = plan.segments
+    assert segs[0].keep_start == 0 and segs[-1].keep_end == 60
+    for s, t in zip(segs, segs[1:]):
+        assert s.keep_end == t.keep_start and t.keep_start % 8 == 0  # contiguous, on keyframes
+        assert t.keep_start - t.start >= 12 and t.start % 8 == 0      # lead-in of at least `overlap`
+    few = plan_segments(src, 100, overlap=0)  # never more segments than keyframes
+    assert len(few.segments) == 8
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return weights.save_generator(UNetGenerator(ngf=4, num_downs=5), path, "unet", {"ngf": 4, "num_downs": 5})
+
+
+@pytest.mark.slow
+def test_three_segments_equal_a_plain_run(tmp_path, tiny_model):
+    src_dir = tmp_path / "reels"
+    src_dir.mkdir()
+    src = make_gop_clip(src_dir / "film.mp4", frames=60, gop=8)
+    cfg = RunConfig(model=str(tiny_model), device="cpu", render_size=64)
+    plain = colorize_file(src, tmp_path / "plain.mp4", cfg)
+
+    out = tmp_path / "out"
+    rep = batch(src_dir, out, cfg, segments=3, jobs=2)  # segments coloured by 2 worker processes
+    assert rep.exit_code == 0, rep.to_dict()
+    assert read_manifest(out / MANIFEST_NAME)["film.mp4"]["segments"] == 3
+    joined = out / "film.color.mp4"
+    assert not [p for p in out.rglob(".*") if p.name != ".filmcolor-batch.lock"]  # intermediates removed
+
+    audio_p, frames_p = _streams(plain.dst)
+    audio_s, frames_s = _streams(joined)
+    assert len(frames_s) == len(frames_p) == 60
+    assert [p for p, _ in frames_s] == [p for p, _ in frames_p]          # timestamps
+    assert audio_s == audio_p and len(audio_p) > 50                       # audio packets, bit for bit
+    seams = {s.keep_start for s in plan_segments(src, 3).segments[1:]}
+    for i, ((_, a), (_, b)) in enumerate(zip(frames_p, frames_s)):
+        diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+        if all(abs(i - s) > 2 for s in seams):
+            assert diff.max() <= 2, f"frame {i}: differs by {diff.max()}"
+        assert diff.mean() < 1.0
