@@ -1,0 +1,526 @@
+"""The ``filmcolor`` command line: a thin click layer over the library.
+
+Each command builds a typed config (a TOML preset from ``configs/``, then the flags the user gave)
+and calls one library function. Shared helpers for commands added here later:
+
+- :func:`cli_errors` turns a ``FilmcolorError`` into one line on stderr (``filmcolor: <path>: <cause>``)
+  and its exit code, KeyboardInterrupt into exit 130, anything else into exit 1 with a one-line
+  hint; ``--traceback`` (:data:`traceback_option`) prints the full chain as well.
+- :func:`progress_bar` is a rich progress bar on stderr that matches the library's
+  ``progress(done, total)`` callback; :func:`stderr_console` and :func:`warn_printer` print
+  through the same console so warnings do not tear the bar.
+- :func:`user_overrides` returns the options the user actually gave, to lay over a preset.
+
+Only this module imports click and rich.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback as tb_module
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import click
+from click.core import ParameterSource
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
+
+from . import __version__
+from .config import CODECS, DEVICES, SMOOTHERS, RunConfig
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, FilmcolorError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+_DEFAULTS = RunConfig()
+
+
+# --- shared helpers ---------------------------------------------------------------------------------
+def stderr_console() -> Console:
+    """A rich console on stderr (created per command so test runners' captured streams are used)."""
+    return Console(stderr=True, highlight=False)
+
+
+def warn_printer(console: Console) -> Callable[[str], None]:
+    """A ``warn(message)`` callback for the library that prints one yellow line on ``console``."""
+    def warn(message: str) -> None:
+        console.print(Text(f"filmcolor: warning: {message}", style="yellow"))
+    return warn
+
+
+def fail(message: str, code: int, show_traceback: bool = False) -> None:
+    """Print ``filmcolor: <message>`` (and the current traceback when asked) and exit with ``code``."""
+    if show_traceback:
+        tb_module.print_exc(file=sys.stderr)
+    click.echo(f"filmcolor: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def cli_errors(path: Path | None = None, show_traceback: bool = False) -> Iterator[None]:
+    """Run a command body: library errors become one line and their exit code (see module doc)."""
+    try:
+        yield
+    except FilmcolorError as exc:
+        fail(str(exc), exc.exit_code, show_traceback)
+    except KeyboardInterrupt:
+        fail("interrupted; no output was left behind", EXIT_INTERRUPTED, show_traceback)
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+        raise
+    except Exception as exc:  # a bug or an unexpected library failure: still one line by default
+        where = f"{path}: " if path is not None else ""
+        hint = "" if show_traceback else " (run with --traceback for details)"
+        fail(f"{where}unexpected error: {type(exc).__name__}: {exc}{hint}", EXIT_FAILED, show_traceback)
+
+
+traceback_option = click.option("--traceback", "show_traceback", is_flag=True,
+                                help="On an error, show the full Python traceback too.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+
+
+class FpsColumn(ProgressColumn):
+    """Frames per second of a task, from rich's own speed estimate."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f} fps", style="cyan")
+
+
+@contextmanager
+def progress_bar(console: Console, description: str, quiet: bool = False,
+                 unit: str = "frames") -> Iterator[Callable[[int, int | None], None] | None]:
+    """A transient progress bar (done/total frames, fps, elapsed, ETA) on ``console``; yields the
+    library's ``progress(done, total)`` callback, or None when ``quiet``."""
+    if quiet or not console.is_terminal:  # no bar in logs and pipes (rich would print blank lines)
+        yield None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
+               TextColumn(unit), FpsColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def user_overrides(ctx: click.Context, names: Iterable[str]) -> dict[str, Any]:
+    """The values of the options in ``names`` that the user gave on the command line (or through
+    the environment), i.e. not click's defaults: they override the chosen preset."""
+    given = {}
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+            given[name] = ctx.params[name]
+    return given
+
+
+class TimeType(click.ParamType):
+    """Seconds as ``90``, ``90.5``, ``1:30`` or ``1:02:03.5``."""
+
+    name = "TIME"
+    _re = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)$")
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        else:
+            m = self._re.match(str(value).strip())
+            if not m:
+                self.fail(f"{value!r} is not a time (seconds, M:SS or H:MM:SS)", param, ctx)
+            parts = [p for p in m.groups() if p is not None]
+            seconds = 0.0
+            for p in parts:
+                seconds = seconds * 60 + float(p)
+        if seconds < 0:
+            self.fail("must be >= 0", param, ctx)
+        return seconds
+
+
+TIME = TimeType()
+
+
+# --- the group ---------------------------------------------------------------------------------------
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="filmcolor")
+def main() -> None:
+    """Give colour back to black-and-white films, frame for frame, with their own sound."""
+
+
+# --- run ---------------------------------------------------------------------------------------------
+_RUN_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "codec", "crf", "start", "duration",
+               "overwrite")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output file. [default: <stem>.color<ext> beside INPUT; stills: .png; "
+                   "--preview: <stem>.preview.png]")
+@click.option("--model", default=_DEFAULTS.model, metavar="NAME|PATH",
+              help="Model: 'default', a genre model's name, or a .safetensors file.")
+@click.option("--genre", default=None, metavar="NAME",
+              help="Use the genre model NAME made by `filmcolor finetune` (same as --model NAME).")
+@click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, help="Where the network runs.")
+@click.option("--render-size", type=click.IntRange(32, 2048), default=_DEFAULTS.render_size,
+              help="Short side (px) at which the network sees each frame; chroma is upsampled.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=_DEFAULTS.batch_size,
+              help="Frames per network call (halved automatically on a GPU out-of-memory).")
+@click.option("--smooth", type=click.Choice(SMOOTHERS), default=_DEFAULTS.smooth,
+              help="Temporal chroma smoothing (reset at scene cuts).")
+@click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,
+              help="Video codec: h264, or ffv1 / prores for archival masters.")
+@click.option("--crf", type=click.IntRange(0, 51), default=_DEFAULTS.crf, help="H.264 quality (lower = better).")
+@click.option("--start", type=TIME, default=None, help="Colour from this time on (seconds or H:MM:SS).")
+@click.option("--duration", type=TIME, default=None, help="Colour only this long a stretch.")
+@click.option("--preview", type=click.IntRange(1, 100), default=None, metavar="N",
+              help="Write a PNG of N frames (B&W | colour) instead of the film.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the input).")
+@click.option("--preset", "preset_name", default="run", metavar="NAME",
+              help="Settings preset from configs/ (e.g. run, archival); flags override it.")
+@quiet_option
+@traceback_option
+@click.pass_context
+def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, preview: int | None,
+        preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
+    """Colour the film or photo INPUT.
+
+    A film keeps its own luminance, size, frame timing and every audio and subtitle stream; a photo
+    (JPEG/PNG/TIFF) becomes a PNG of the same size.
+    """
+    config = build_run_config(ctx, preset_name, genre)
+    console = stderr_console()
+    warn = warn_printer(console)
+    from . import pipeline  # imported here so `filmcolor --help` stays fast
+
+    with cli_errors(input, show_traceback):
+        if preview is not None:
+            with progress_bar(console, f"preview {input.name}", quiet) as progress:
+                result = pipeline.preview(input, output, preview, config, progress=progress, warn=warn)
+        else:
+            with progress_bar(console, input.name, quiet) as progress:
+                result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn)
+    if not quiet:
+        click.echo(summary_line(result), err=True)
+
+
+def build_run_config(ctx: click.Context, preset_name: str, genre: str | None) -> RunConfig:
+    """Preset ``preset_name``, then the flags the user gave; ``--genre`` sets the model. Bad values
+    are usage errors (exit 2)."""
+    from .config import run_config_from_preset
+
+    given = user_overrides(ctx, _RUN_FIELDS)
+    if genre is not None:
+        if "model" in given:
+            raise click.UsageError("give --model or --genre, not both")
+        given["model"] = genre
+    if not given.get("overwrite"):
+        given.pop("overwrite", None)
+    try:
+        return run_config_from_preset(preset_name, **given)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def summary_line(result) -> str:
+    """One line: what was written, how many frames, how fast."""
+    if result.kind == "still":
+        return f"filmcolor: wrote {result.dst} ({result.seconds:.1f} s)"
+    if result.kind == "preview":
+        return f"filmcolor: wrote {result.dst}: {result.frames} frames, B&W | colour ({result.seconds:.1f} s)"
+    return (f"filmcolor: wrote {result.dst}: {result.frames} frames in {result.seconds:.1f} s "
+            f"({result.fps:.1f} fps)")
+
+
+# --- eval --------------------------------------------------------------------------------------------
+_EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smooth_strength", "start", "duration")
+
+
+@main.command("eval", context_settings=CONTEXT_SETTINGS)
+@click.argument("references", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--model", default=_DEFAULTS.model, metavar="NAME|PATH", help="Model name or .safetensors path.")
+@click.option("--genre", default=None, metavar="NAME", help="Use this genre's model (instead of --model).")
+@click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, help="Where the network runs.")
+@click.option("--render-size", type=click.IntRange(32, 2048), default=_DEFAULTS.render_size,
+              help="Short side (px) at which the network runs.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=_DEFAULTS.batch_size, help="Frames per network call.")
+@click.option("--smooth", type=click.Choice(SMOOTHERS), default=_DEFAULTS.smooth, help="Temporal chroma smoothing.")
+@click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
+              help="0 = none, towards 1 = stronger.")
+@click.option("--start", type=TIME, default=None, help="Score from this time on in each clip.")
+@click.option("--duration", type=TIME, default=None, help="Score only this long a stretch of each clip.")
+@click.option("--max-frames", type=click.IntRange(1), default=None, help="At most this many frames per clip.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (inf/nan as null).")
+@click.option("--preset", "preset_name", default="run", metavar="NAME", help="Preset from configs/ to start from.")
+@quiet_option
+@traceback_option
+@click.pass_context
+def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, max_frames: int | None,
+          as_json: bool, preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
+    """Score the current settings on colour REFERENCE clips: each is made B&W, coloured, and compared
+    with itself (PSNR, SSIM, CIEDE2000, colourfulness, CDC, warp error; grey input and reference beside)."""
+    from .config import run_config_from_preset
+    from .evaluate import evaluate, format_table, to_json  # imported here so `--help` stays fast
+
+    given = user_overrides(ctx, _EVAL_FIELDS)
+    if genre is not None:
+        if "model" in given:
+            raise click.UsageError("give --model or --genre, not both")
+        given["model"] = genre
+    try:
+        config = run_config_from_preset(preset_name, **given)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    console = stderr_console()
+    with cli_errors(None, show_traceback):
+        with progress_bar(console, "eval", quiet) as update:
+            progress = None if update is None else (lambda path, done: update(done, max_frames))
+            result = evaluate(list(references), config, max_frames=max_frames, progress=progress)
+    click.echo(to_json(result) if as_json else format_table(result))
+
+
+# --- batch -------------------------------------------------------------------------------------------
+@main.command("batch", context_settings=CONTEXT_SETTINGS)
+@click.argument("in_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for the coloured copies (IN_DIR's tree mirrored) and filmcolor-manifest.jsonl.")
+@click.option("--model", default=_DEFAULTS.model, metavar="NAME|PATH",
+              help="Model: 'default', a genre model's name, or a .safetensors file.")
+@click.option("--genre", default=None, metavar="NAME", help="Use the genre model NAME (same as --model NAME).")
+@click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, help="Where the network runs.")
+@click.option("--render-size", type=click.IntRange(32, 2048), default=_DEFAULTS.render_size,
+              help="Short side (px) at which the network sees each frame; chroma is upsampled.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=_DEFAULTS.batch_size,
+              help="Frames per network call (halved automatically on a GPU out-of-memory).")
+@click.option("--smooth", type=click.Choice(SMOOTHERS), default=_DEFAULTS.smooth,
+              help="Temporal chroma smoothing (reset at scene cuts).")
+@click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,
+              help="Video codec: h264, or ffv1 / prores for archival masters.")
+@click.option("--crf", type=click.IntRange(0, 51), default=_DEFAULTS.crf, help="H.264 quality (lower = better).")
+@click.option("--jobs", type=click.IntRange(1, 256), default=1,
+              help="Worker processes on CPU, each with its own model (a GPU serves the reels in turn).")
+@click.option("--force", is_flag=True, help="Redo every reel, also those the manifest says are done.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
+              help="One Ray task per reel on a running cluster (auto, HOST:PORT, ray://...; 'local' starts one).")
+@click.option("--segments", type=click.IntRange(1, 256), default=1,
+              help="Split each film at keyframes into N parts coloured in parallel, joined into one file.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the outcome of every reel to this JSON file.")
+@click.option("--preset", "preset_name", default="run", metavar="NAME",
+              help="Settings preset from configs/ (e.g. run, archival); flags override it.")
+@quiet_option
+@traceback_option
+@click.pass_context
+def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, jobs: int, force: bool,
+           ray_address: str | None, segments: int, report_path: Path | None, preset_name: str, quiet: bool,
+           show_traceback: bool, **_flags: Any) -> None:
+    """Colour every film and photo under IN_DIR into OUT_DIR, resumably.
+
+    A re-run skips reels already done with the same input, settings and model (see the manifest);
+    a broken reel is reported and the others go on (exit 1 when any failed).
+    """
+    from .batch import batch  # imported here so `--help` stays fast
+
+    config = build_run_config(ctx, preset_name, genre)
+    console = stderr_console()
+    warn = warn_printer(console)
+    with cli_errors(in_dir, show_traceback):
+        with progress_bar(console, in_dir.name or str(in_dir), quiet, unit="reels") as update:
+            progress = None if update is None else (lambda result, done, total: update(done, total))
+            rep = batch(in_dir, out_dir, config, jobs=jobs, force=force, ray_address=ray_address,
+                        segments=segments, report=report_path, progress=progress, warn=warn)
+    if not quiet:
+        console.print(batch_table(rep))
+    for r in rep.failed:
+        click.echo(f"filmcolor: {r.src}: {r.error}", err=True)
+    if rep.exit_code:
+        sys.exit(rep.exit_code)
+
+
+def batch_table(rep) -> Any:
+    """A rich table: one row per reel (status, frames, seconds, error) and a totals caption."""
+    from rich.table import Table
+
+    styles = {"ok": "green", "skipped": "dim", "failed": "bold red"}
+    table = Table(title=f"filmcolor batch: {rep.in_dir} -> {rep.out_dir}", title_justify="left")
+    for name, justify in (("reel", "left"), ("status", "left"), ("frames", "right"), ("seconds", "right"),
+                          ("error", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for r in rep.results:
+        table.add_row(r.rel, Text(r.status, style=styles.get(r.status, "")), str(r.frames),
+                      f"{r.seconds:.1f}" if r.status != "skipped" else "", r.error or "")
+    table.caption = (f"{len(rep.done)} coloured, {len(rep.skipped)} already done, {len(rep.failed)} failed, "
+                     f"{len(rep.ignored)} other files ignored; {rep.seconds:.1f} s; manifest {rep.manifest}")
+    return table
+
+
+# --- train, finetune, models -------------------------------------------------------------------------
+class _LossesColumn(ProgressColumn):
+    """The latest losses of a training task."""
+
+    def render(self, task) -> Text:
+        return Text(task.fields.get("losses", ""), style="cyan")
+
+
+def _is_rank0() -> bool:
+    """False in the processes torchrun starts besides rank 0 (they neither draw nor summarise)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+@contextmanager
+def training_bar(console: Console, description: str, total: int, quiet: bool = False
+                 ) -> Iterator[Callable[[int, dict], None] | None]:
+    """A progress bar of training steps with the latest losses; yields the library's
+    ``on_step(step, losses)`` callback, or None when ``quiet``, on a pipe, or on a DDP rank other than 0."""
+    if quiet or not console.is_terminal or not _is_rank0():
+        yield None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+               _LossesColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(description, total=total, losses="")
+
+        def on_step(step: int, losses: dict) -> None:
+            bar.update(task, completed=step, losses=" ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+
+        yield on_step
+
+
+def _library_log(console: Console, quiet: bool) -> Callable[[str], None]:
+    """The training loop's ``log(line)``: dim lines on stderr through the bar's console."""
+    if quiet:
+        return lambda line: None
+    return lambda line: console.print(Text(line, style="dim"))
+
+
+@main.command("train", context_settings=CONTEXT_SETTINGS)
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path, exists=True))
+@click.option("--data", "data", multiple=True, type=click.Path(path_type=Path, exists=True), metavar="DIR|FILE",
+              help="Colour photos and/or colour films (files or folders); repeatable, SOURCES add more.")
+@click.option("--val", multiple=True, type=click.Path(path_type=Path, exists=True), metavar="DIR|FILE",
+              help="Validation photos/films. [default: the preset's; with several films and none given, "
+                   "whole films are held out]")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Total steps. [default: the preset's]")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Images per step (per process).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Run folder: checkpoint, model, metrics.csv, PNGs. [default: the preset's]")
+@click.option("--device", type=click.Choice(DEVICES), default=None, help="Where to train. [default: auto]")
+@click.option("--preset", "preset_name", default="train_default", metavar="NAME",
+              help="Training preset from configs/ (train_default, finetune, ...); flags override it.")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.pt.")
+@quiet_option
+@traceback_option
+def train_cmd(sources: tuple[Path, ...], data: tuple[Path, ...], val: tuple[Path, ...], steps: int | None,
+              batch_size: int | None, out: Path | None, device: str | None, preset_name: str, resume: bool,
+              quiet: bool, show_traceback: bool) -> None:
+    """Train a colouriser from colour photos and/or colour films (frames sampled across each film).
+
+    Runs on several GPUs or machines under torchrun:
+    `torchrun --nproc_per_node=N -m filmcolor train ...` (only rank 0 logs and saves).
+    """
+    from .train import train, train_config_from_preset  # imported here so `--help` stays fast
+
+    given = [str(p) for p in data + sources]
+    try:
+        cfg = train_config_from_preset(preset_name, data=tuple(given) or None, val=tuple(map(str, val)) or None,
+                                       steps=steps, batch_size=batch_size, out=str(out) if out else None,
+                                       device=device)
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if not cfg.data:
+        raise click.UsageError("no training data: give --data DIR_OR_FILE (or SOURCES)")
+    console = stderr_console()
+    with cli_errors(Path(cfg.out), show_traceback):
+        with training_bar(console, f"train {cfg.name}", cfg.steps, quiet) as on_step:
+            try:
+                path = train(cfg, resume=resume, log=_library_log(console, quiet), on_step=on_step)
+            except ValueError as exc:
+                fail(str(exc), 2, show_traceback)
+    if not quiet and _is_rank0():
+        click.echo(f"filmcolor: wrote {path}", err=True)
+
+
+@main.command("finetune", context_settings=CONTEXT_SETTINGS)
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--genre", required=True, metavar="NAME", help="Name of the genre model to make (e.g. western).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Steps. [default: the finetune preset's]")
+@click.option("--from", "from_model", default="default", metavar="MODEL", help="Model to start from (name or path).")
+@click.option("--val", multiple=True, type=click.Path(path_type=Path, exists=True), metavar="FILE",
+              help="Held-out films to validate on. [default: with several SOURCES, whole films are held out]")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Run folder for checkpoints. [default: runs/finetune-<genre>]")
+@click.option("--device", type=click.Choice(DEVICES), default=None, help="Where to train. [default: auto]")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.pt.")
+@quiet_option
+@traceback_option
+def finetune_cmd(sources: tuple[Path, ...], genre: str, steps: int | None, from_model: str, val: tuple[Path, ...],
+                 out: Path | None, device: str | None, resume: bool, quiet: bool, show_traceback: bool) -> None:
+    """Teach a model the palette of a genre from colour films of that genre (SOURCES: films or
+    folders); the result is a user model that `filmcolor run --genre NAME` uses."""
+    from .train import finetune, train_config_from_preset
+
+    total = steps or train_config_from_preset("finetune").steps
+    console = stderr_console()
+    with cli_errors(None, show_traceback):
+        with training_bar(console, f"finetune {genre}", total, quiet) as on_step:
+            try:
+                path = finetune(genre, [str(s) for s in sources], steps, from_model, val=[str(v) for v in val],
+                                out=str(out) if out else None, resume=resume, log=_library_log(console, quiet),
+                                on_step=on_step, **({"device": device} if device else {}))
+            except ValueError as exc:
+                fail(str(exc), 2, show_traceback)
+    if not quiet and _is_rank0():
+        click.echo(f"filmcolor: wrote {path}; use it with `filmcolor run --genre {genre} FILM`", err=True)
+
+
+def _card_summary(card: dict) -> tuple[str, str, str]:
+    """(data, steps, metrics) of a model card, short enough for one table row."""
+    data = ", ".join(Path(str(d)).name for d in card.get("data", [])) or "-"
+    steps = str(card.get("steps", "-"))
+    val, base = card.get("validation") or {}, card.get("base_validation") or {}
+    parts = []
+    if "l1" in val:
+        parts.append(f"L1 {val['l1']:.4f}" + (f" (base {base['l1']:.4f})" if "l1" in base else ""))
+    if "ciede2000" in val:
+        parts.append(f"CIEDE2000 {val['ciede2000']:.2f}" + (f" (grey {val['grey_ciede2000']:.2f})"
+                                                            if "grey_ciede2000" in val else ""))
+    if "psnr" in val:
+        parts.append(f"PSNR {val['psnr']:.2f}")
+    return data, steps, "; ".join(parts) or "-"
+
+
+@main.command("models", context_settings=CONTEXT_SETTINGS)
+@click.option("--json", "as_json", is_flag=True, help="Print every model's full card as JSON.")
+def models_cmd(as_json: bool) -> None:
+    """List the packaged and user models with their cards (data, steps, validation metrics)."""
+    import json
+
+    from rich.table import Table
+
+    from .weights import available_models, models_dir
+
+    models = available_models()
+    if as_json:
+        click.echo(json.dumps({n: {"source": m.source, "path": str(m.path), "arch": m.arch, "arch_args": m.arch_args,
+                                   "card": m.card} for n, m in models.items()}, indent=1, default=str))
+        return
+    if not models:
+        click.echo(f"filmcolor: no models found (user models live in {models_dir()})", err=True)
+        return
+    table = Table(title=f"filmcolor models (user models: {models_dir()})", title_justify="left")
+    for col in ("name", "source", "arch", "data", "steps", "validation"):
+        table.add_column(col, overflow="fold")
+    for name, m in sorted(models.items()):
+        args = ",".join(f"{k}={v}" for k, v in sorted(m.arch_args.items()))
+        table.add_row(name, m.source, f"{m.arch}({args})", *_card_summary(m.card))
+    Console(highlight=False).print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,98 @@
+"""Compose: predicted a/b (render size) + the source's own luminance -> output chroma.
+
+The model only adds chroma. For video, :func:`compose_planes` returns new U/V planes for the
+source's Y plane, which is never touched (the 8-bit 4:2:0 fast path carries it bit for bit):
+
+1. a/b ``(2, rh, rw)`` is resized to the chroma planes' resolution (``cv2.INTER_LINEAR``);
+2. L* at chroma resolution comes from the Y plane (``color.luma_to_L`` then ``INTER_AREA``);
+3. Lab -> sRGB (``color.lab_to_rgb_np``) -> U/V (``color.rgb_to_chroma`` with the planes' matrix,
+   range and bit depth).
+
+For stills, :func:`compose_rgb` rebuilds a full-resolution sRGB image from the source's own L* and
+the upsampled a/b.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from . import color
+
+
+def _check_ab(ab: np.ndarray) -> np.ndarray:
+    ab = np.asarray(ab)
+    if ab.ndim != 3 or ab.shape[0] != 2:
+        raise ValueError(f"ab must have shape (2, h, w), got {ab.shape}")
+    return ab
+
+
+def resize_ab(ab: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``(2, rh, rw)`` a/b -> ``(h, w, 2)`` float32 (channel-last), bilinear."""
+    hwc = np.ascontiguousarray(_check_ab(ab).transpose(1, 2, 0), dtype=np.float32)
+    if hwc.shape[:2] == (h, w):
+        return hwc
+    return cv2.resize(hwc, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def resize_L(L: np.ndarray, h: int, w: int) -> np.ndarray:
+    """L* ``(H, W)`` float32 -> ``(h, w)``: area averaging when shrinking, bilinear when growing."""
+    L = np.ascontiguousarray(L, dtype=np.float32)
+    if L.shape == (h, w):
+        return L
+    shrink = h <= L.shape[0] and w <= L.shape[1]
+    return cv2.resize(L, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def planes_L(planes: Any) -> np.ndarray:
+    """Full-resolution L* ``(H, W)`` float32 of a ``media.Planes``' Y plane."""
+    return color.luma_to_L(planes.y, planes.bit_depth, planes.full_range)
+
+
+def chroma_L(planes: Any, L_full: np.ndarray | None = None) -> np.ndarray:
+    """L* at the chroma planes' resolution (pass ``L_full`` when it is already computed)."""
+    if L_full is None:
+        L_full = planes_L(planes)
+    ch, cw = planes.u.shape[:2]
+    return resize_L(L_full, ch, cw)
+
+
+def compose_planes(planes: Any, ab: np.ndarray, L_chroma: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """New ``(U, V)`` planes for ``planes`` (a ``media.Planes``) coloured by ``ab``.
+
+    ``ab``: ``(2, rh, rw)`` float32 a/b at render size. ``L_chroma``: L* at the chroma resolution,
+    computed from ``planes.y`` when not given. Returns U and V with the dtype, shape, matrix, range
+    and bit depth of ``planes.u``/``planes.v``; ``planes.y`` is neither read into the result nor
+    modified.
+    """
+    ch, cw = planes.u.shape[:2]
+    if L_chroma is None:
+        L_chroma = chroma_L(planes)
+    if L_chroma.shape != (ch, cw):
+        raise ValueError(f"L_chroma {L_chroma.shape} does not match the chroma planes {(ch, cw)}")
+    lab = np.empty((ch, cw, 3), dtype=np.float32)
+    lab[..., 0] = L_chroma
+    lab[..., 1:] = resize_ab(ab, ch, cw)
+    rgb = color.lab_to_rgb_np(lab)
+    u, v = color.rgb_to_chroma(rgb, planes.matrix, planes.bit_depth, planes.full_range)
+    return u.astype(planes.u.dtype, copy=False), v.astype(planes.v.dtype, copy=False)
+
+
+def compose_rgb(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """Full-resolution sRGB ``(H, W, 3)`` float32 in [0, 1] from the source's own L* ``(H, W)``
+    and a/b ``(2, rh, rw)`` at render size (upsampled bilinearly)."""
+    L = np.asarray(L, dtype=np.float32)
+    if L.ndim != 2:
+        raise ValueError(f"L must have shape (H, W), got {L.shape}")
+    h, w = L.shape
+    lab = np.empty((h, w, 3), dtype=np.float32)
+    lab[..., 0] = L
+    lab[..., 1:] = resize_ab(ab, h, w)
+    return color.lab_to_rgb_np(lab)
+
+
+def grey_rgb(L: np.ndarray) -> np.ndarray:
+    """sRGB ``(H, W, 3)`` float32 grey with the given L* (a = b = 0): the B&W side of a preview."""
+    return compose_rgb(L, np.zeros((2,) + np.asarray(L).shape, dtype=np.float32))

@@ -1,0 +1,536 @@
+"""The colouring pipeline: one film (or still photo) in, one coloured file out, nothing staged on disk.
+
+Video, streamed with bounded memory whatever the film's length::
+
+    probe(src) -> VideoInfo
+    decode(src)                       PyAV, in its own thread, bounded queue
+      -> FrameItem(L at render size)  Y plane -> L* LUT -> INTER_AREA; planes + chroma-size L kept
+      -> batches -> Colorizer.predict_ab
+      -> temporal.smooth              off | ema | flow, reset at scene cuts
+      -> compose_planes               new U/V; the source's Y plane carried untouched
+      -> VideoWriter.write            same pts/time base; audio/subtitle packets copied by media
+
+Output is atomic: everything is written to a hidden temporary file in the target folder (same
+extension) and renamed over ``dst`` only when complete; any exception, KeyboardInterrupt included,
+deletes it. The input is never written to: an output path that is the input (same resolved path or
+same file) is always refused, and an existing output is refused unless ``config.overwrite``.
+
+``progress`` is a callable ``(done_frames, total_frames_or_None)``; ``warn`` a callable ``(message)``.
+This module never imports click or rich, so it runs the same from the CLI, Python or a Ray task.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import av
+import cv2
+import numpy as np
+
+from . import color, compose, media, temporal
+from .config import RunConfig
+from .errors import FilmcolorError, InputError, OutputError
+from .inference import Colorizer
+
+Progress = Callable[[int, "int | None"], None]
+Warn = Callable[[str], None]
+T = TypeVar("T")
+
+#: containers whose extension a coloured copy keeps (they hold H.264/FFV1/ProRes); others -> .mkv
+KEEP_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts", ".mts", ".m2ts", ".nut"}
+STILL_OUTPUT_SUFFIX = ".png"
+PREVIEW_PANEL_HEIGHT = 360  # px: preview panels taller than this are shrunk
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one call wrote: ``kind`` is ``"video"``, ``"still"`` or ``"preview"``."""
+
+    src: Path
+    dst: Path
+    frames: int
+    seconds: float
+    kind: str
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+# --- paths ------------------------------------------------------------------------------------------
+def default_output(src: str | Path, *, still: bool | None = None) -> Path:
+    """``<stem>.color<ext>`` beside the input; stills (and ``still=True``) get ``<stem>.color.png``.
+    A video container that cannot hold the output codecs becomes ``.mkv``."""
+    src = Path(src)
+    if still is None:
+        still = media.is_still_path(src)
+    if still:
+        suffix = STILL_OUTPUT_SUFFIX
+    else:
+        suffix = src.suffix if src.suffix.lower() in KEEP_SUFFIXES else ".mkv"
+    return src.with_name(f"{src.stem}.color{suffix}")
+
+
+def default_preview_output(src: str | Path) -> Path:
+    src = Path(src)
+    return src.with_name(f"{src.stem}.preview.png")
+
+
+def check_input(src: Path) -> None:
+    """Cheap checks before any decoding: exists, a regular readable file, not empty."""
+    if not src.exists():
+        raise InputError(src, "no such file")
+    if src.is_dir():
+        raise InputError(src, "is a directory, not a film or photo (`filmcolor batch` colours folders)")
+    if not src.is_file():
+        raise InputError(src, "not a regular file")
+    if not os.access(src, os.R_OK):
+        raise InputError(src, "permission denied")
+    if src.stat().st_size == 0:
+        raise InputError(src, "empty file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse to write over the input (always), over an existing file (unless ``overwrite``), into a
+    missing or read-only folder, or onto a directory."""
+    if _same_file(src, dst):
+        raise OutputError(dst, "is the input file; filmcolor never writes over its input")
+    if dst.is_dir():
+        raise OutputError(dst, "is a directory; give a file name with -o")
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(dst, f"folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(dst, f"folder {parent} is not writable")
+    if dst.exists() and not overwrite:
+        raise OutputError(dst, "already exists (use --overwrite to replace it)")
+
+
+def temp_path(dst: Path) -> Path:
+    """A hidden, unique temporary name beside ``dst`` with the same extension (the muxer and image
+    writer pick the format from it)."""
+    return dst.with_name(f".{dst.stem}.filmcolor-{os.getpid()}-{secrets.token_hex(4)}.part{dst.suffix}")
+
+
+@contextmanager
+def atomic_output(dst: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dst``; rename it to ``dst`` when the block succeeds, delete it
+    when it raises anything (KeyboardInterrupt included)."""
+    tmp = temp_path(dst)
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise OutputError(dst, "nothing was written")
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
+# --- streaming helpers -------------------------------------------------------------------------------
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], size: int, name: str = "filmcolor-decode") -> Iterator[T]:
+    """Run ``items`` in a producer thread, at most ``size`` items ahead of the consumer.
+
+    Exceptions in the producer are re-raised in the consumer; closing the consumer (or an exception
+    in it) stops the producer and closes its iterator in the producer's own thread.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, size))
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        it = iter(items)
+        try:
+            for x in it:
+                if not put((x, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as exc:  # handed to the consumer
+            put((_DONE, exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    pass
+
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            x, exc = q.get()
+            if x is _DONE:
+                if exc is not None:
+                    raise exc
+                return
+            yield x
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def batched(items: Iterable[temporal.FrameItem], colorizer: Colorizer) -> Iterator[temporal.FrameItem]:
+    """Fill ``item.ab`` by running the network on batches of at most ``colorizer.batch_size`` items
+    (a change of frame size ends a batch). Yields the items in order."""
+    batch: list[temporal.FrameItem] = []
+
+    def flush() -> Iterator[temporal.FrameItem]:
+        ab = colorizer.predict_ab(np.stack([it.L for it in batch]))
+        for it, a in zip(batch, ab):
+            it.ab = a
+        yield from batch
+        batch.clear()
+
+    for item in items:
+        if batch and item.L.shape != batch[0].L.shape:
+            yield from flush()
+        batch.append(item)
+        if len(batch) >= colorizer.batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+@dataclass
+class _Source:
+    """What compose and encode need of a decoded frame: the frame (timestamps), its planes in the
+    output pixel format, and L* at chroma resolution."""
+
+    frame: object
+    planes: object
+    L_chroma: np.ndarray
+
+
+def _decoded(src: Path, config: RunConfig, warn: Warn | None = None) -> Iterator[object]:
+    """``media.decode`` with decoder failures reported as an :class:`InputError` naming ``src``."""
+    try:
+        yield from media.decode(src, start=config.start, duration=config.duration, warn=warn)
+    except FilmcolorError:
+        raise
+    except (av.FFmpegError, EOFError) as exc:
+        raise InputError(src, f"cannot decode video: {exc}") from exc
+
+
+def _with_chroma(planes, u: np.ndarray, v: np.ndarray):
+    return media.Planes(y=planes.y, u=u, v=v, bit_depth=planes.bit_depth, full_range=planes.full_range,
+                        matrix=planes.matrix)
+
+
+def quarter_turns(rotation: int | float | None) -> int:
+    """Counter-clockwise quarter turns (0-3) that show a stored frame upright, from the stream's
+    display rotation (degrees counter-clockwise, as ``VideoInfo.rotation``); 0 for non-right angles."""
+    r = int(round(rotation or 0)) % 360
+    return r // 90 if r % 90 == 0 else 0
+
+
+def _frame_items(frames: Iterable[object], pix_fmt: str, colorizer: Colorizer,
+                 deflicker: bool = False, turns: int = 0) -> Iterator[temporal.FrameItem]:
+    """Decoded frames -> FrameItem(index, _Source, render-size L*). With ``turns`` the render-size
+    L* is turned upright (the network expects skies on top); compose turns ``ab`` back."""
+    pairs: Iterable = ((f, media.frame_to_planes(f, pix_fmt)) for f in frames)
+    if deflicker:
+        def put(pair, y):
+            f, p = pair
+            return f, media.Planes(y=y, u=p.u, v=p.v, bit_depth=p.bit_depth, full_range=p.full_range,
+                                   matrix=p.matrix)
+        pairs = temporal.deflicker(pairs, get=lambda pair: pair[1].y, put=put)
+    for i, (frame, planes) in enumerate(pairs):
+        if deflicker:
+            top = (1 << planes.bit_depth) - 1
+            if planes.y.dtype == np.uint16 and top < 65535:
+                np.minimum(planes.y, top, out=planes.y)
+        L_full = compose.planes_L(planes)
+        rh, rw = colorizer.render_shape(*L_full.shape)
+        item_L = compose.resize_L(L_full, rh, rw)
+        if turns:
+            item_L = np.ascontiguousarray(np.rot90(item_L, turns))
+        yield temporal.FrameItem(i, _Source(frame, planes, compose.chroma_L(planes, L_full)), item_L)
+
+
+def expected_frames(info, config: RunConfig) -> int | None:
+    """How many frames a run will write, when the container says enough to tell (else None)."""
+    fps = float(info.fps) if info.fps else 0.0
+    total = int(info.frames) if info.frames else None
+    if total is None and info.duration and fps:
+        total = int(round(float(info.duration) * fps))
+    if config.start or config.duration is not None:
+        if not fps:
+            return None
+        if total is not None and config.start:
+            total = max(0, total - int(round(config.start * fps)))
+        if config.duration is not None:
+            seg = int(round(config.duration * fps))
+            total = seg if total is None else min(total, seg)
+    return total
+
+
+# --- entry points ----------------------------------------------------------------------------------
+def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunConfig | None = None, *,
+                  colorizer: Colorizer | None = None, progress: Progress | None = None,
+                  warn: Warn | None = None) -> RunResult:
+    """Colour one film or still photo; see the module docstring. Raises a ``FilmcolorError``
+    (InputError, OutputError, ModelError, ProcessingError) naming the file on failure, leaving no
+    output behind."""
+    config = config or RunConfig()
+    src = Path(src)
+    check_input(src)
+    still = media.is_still_path(src)
+    info = None
+    if not still:
+        info = media.probe(src)
+        still = bool(info.is_still)
+    dst = Path(dst) if dst is not None else default_output(src, still=still)
+    check_output(src, dst, config.overwrite)
+    if colorizer is None:
+        colorizer = Colorizer.from_config(config)
+        if warn is not None:
+            colorizer.on_oom = lambda old, new: warn(f"out of memory at batch size {old}; retrying at {new}")
+    t0 = time.perf_counter()
+    try:
+        with atomic_output(dst) as tmp:
+            if still:
+                frames = _colorize_still(src, tmp, colorizer)
+                if progress is not None:
+                    progress(1, 1)
+            else:
+                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn)
+    except FilmcolorError as exc:
+        if exc.path is None:  # e.g. out of memory at batch 1: say which film
+            raise type(exc)(src, exc.cause) from exc
+        raise
+    except (OSError, av.FFmpegError) as exc:  # disk full, folder gone, the encoder or muxer refusing...
+        raise OutputError(dst, f"cannot write: {getattr(exc, 'strerror', None) or exc}") from exc
+    return RunResult(src, dst, frames, time.perf_counter() - t0, "still" if still else "video")
+
+
+def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Colorizer,
+                    progress: Progress | None, warn: Warn | None) -> int:
+    total = expected_frames(info, config)
+    done = 0
+    with media.VideoWriter(src, tmp, info, codec=config.codec, crf=config.crf, preset=config.preset,
+                           start=config.start, duration=config.duration, container_format=None,
+                           warn=warn) as writer:
+        pix_fmt = writer.pix_fmt
+        ahead = 2 * colorizer.batch_size + 2
+        turns = quarter_turns(info.rotation)
+        items = prefetch(_frame_items(_decoded(src, config, warn), pix_fmt, colorizer, config.deflicker, turns),
+                         ahead)
+        try:
+            stream = temporal.smooth(batched(items, colorizer), config.smooth, config.smooth_strength,
+                                     config.cut_threshold)
+            for item in stream:
+                source: _Source = item.frame
+                ab = np.rot90(item.ab, -turns, axes=(1, 2)) if turns else item.ab
+                u, v = compose.compose_planes(source.planes, ab, source.L_chroma)
+                out = media.planes_to_frame(_with_chroma(source.planes, u, v), pix_fmt, source.frame)
+                if out.pts is None:
+                    out.pts, out.time_base = source.frame.pts, source.frame.time_base
+                writer.write(out)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        finally:
+            items.close()  # stops the decode thread at once on an error
+        if done == 0:
+            where = "" if config.start is None else f" after {config.start:g} s"
+            raise InputError(src, f"no decodable video frames{where}")
+    return done
+
+
+# --- stills -----------------------------------------------------------------------------------------
+def read_still(src: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    """A JPEG/PNG/TIFF (grey or colour, 8 or 16 bit, optional alpha) -> (sRGB float32 (H, W, 3) in
+    [0, 1], L* (H, W), alpha plane or None, bits per sample of the output: 8 or 16)."""
+    img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise InputError(src, "not a readable image (JPEG, PNG or TIFF)")
+    if img.dtype == np.uint8:
+        scale, bits = 255.0, 8
+    elif img.dtype == np.uint16:
+        scale, bits = 65535.0, 16
+    elif img.dtype in (np.float32, np.float64):
+        scale, bits = 1.0, 16
+    else:
+        raise InputError(src, f"unsupported sample type {img.dtype}")
+    alpha = None
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and img.shape[2] == 4:
+        alpha, img = img[..., 3].copy(), img[..., :3]
+    elif img.ndim == 3 and img.shape[2] == 2:  # grey + alpha
+        alpha, img = img[..., 1].copy(), img[..., 0]
+    if img.ndim == 2:
+        grey = np.clip(img.astype(np.float32) / np.float32(scale), 0, 1)
+        rgb = np.repeat(grey[..., None], 3, axis=-1)
+        if img.dtype in (np.uint8, np.uint16):
+            L = color.luma_to_L(img, bits, True)  # exact L* of an sRGB grey of that code value
+        else:
+            L = color.rgb_to_lab_np(rgb)[..., 0]
+    elif img.ndim == 3 and img.shape[2] == 3:
+        rgb = np.clip(img[..., ::-1].astype(np.float32) / np.float32(scale), 0, 1)
+        L = color.rgb_to_lab_np(rgb)[..., 0]
+    else:
+        raise InputError(src, f"unsupported image layout {img.shape}")
+    return rgb, np.ascontiguousarray(L, dtype=np.float32), alpha, bits
+
+
+def colorize_rgb(L: np.ndarray, colorizer: Colorizer) -> np.ndarray:
+    """Full-resolution L* ``(H, W)`` -> coloured sRGB ``(H, W, 3)`` float32 keeping that L*."""
+    rh, rw = colorizer.render_shape(*L.shape)
+    ab = colorizer.predict_ab(compose.resize_L(L, rh, rw)[None])[0]
+    return compose.compose_rgb(L, ab)
+
+
+def _to_bgr(rgb: np.ndarray, bits: int) -> np.ndarray:
+    top = 255.0 if bits == 8 else 65535.0
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return np.ascontiguousarray(np.rint(np.clip(rgb, 0, 1)[..., ::-1] * top).astype(dtype))
+
+
+def write_image(path: Path, rgb: np.ndarray, bits: int = 8, alpha: np.ndarray | None = None,
+                final: Path | None = None) -> None:
+    """sRGB float (H, W, 3) -> image file by extension (8 bit where the format has no 16)."""
+    if path.suffix.lower() in (".jpg", ".jpeg", ".webp", ".bmp"):
+        bits, alpha = 8, None
+    img = _to_bgr(rgb, bits)
+    if alpha is not None:
+        a = alpha
+        if a.dtype != img.dtype:
+            a = (a.astype(np.float32) * (255.0 if bits == 8 else 65535.0) /
+                 (255.0 if a.dtype == np.uint8 else 65535.0 if a.dtype == np.uint16 else 1.0))
+            a = np.rint(np.clip(a, 0, 255.0 if bits == 8 else 65535.0)).astype(img.dtype)
+        img = np.dstack([img, a])
+    try:
+        ok = cv2.imwrite(str(path), img)
+    except cv2.error as exc:
+        raise OutputError(final or path, f"cannot write image: {exc}") from exc
+    if not ok:
+        raise OutputError(final or path, "cannot write an image with this extension (use .png)")
+
+
+def _colorize_still(src: Path, tmp: Path, colorizer: Colorizer) -> int:
+    _rgb, L, alpha, bits = read_still(src)
+    write_image(tmp, colorize_rgb(L, colorizer), bits, alpha)
+    return 1
+
+
+# --- preview -----------------------------------------------------------------------------------------
+def _sample_frames(src: Path, info, n: int, config: RunConfig, warn: Warn | None = None) -> list[np.ndarray]:
+    """``n`` evenly spaced frames (RGB uint8) of the film or of the ``start``/``duration`` stretch."""
+    t0 = float(config.start or 0.0)
+    total = float(info.duration) if info.duration else 0.0
+    span = (total - t0) if total else 0.0
+    if config.duration is not None:
+        span = min(span, config.duration) if span > 0 else config.duration
+    images: list[np.ndarray] = []
+    turns = quarter_turns(info.rotation)
+    upright = (lambda a: np.ascontiguousarray(np.rot90(a, turns))) if turns else (lambda a: a)
+    if span > 0:
+        for k in range(n):
+            frames = _decoded(src, RunConfig(start=t0 + span * (k + 0.5) / n), warn)
+            try:
+                for frame in frames:
+                    images.append(upright(frame.to_ndarray(format="rgb24")))
+                    break
+            finally:
+                frames.close()
+        if images:
+            return images
+    # no usable duration: one sequential pass, every k-th frame (or the first n)
+    step = max(1, (expected_frames(info, config) or n) // n)
+    frames = _decoded(src, config, warn)
+    try:
+        for i, frame in enumerate(frames):
+            if i % step == step // 2:
+                images.append(upright(frame.to_ndarray(format="rgb24")))
+                if len(images) == n:
+                    break
+    finally:
+        frames.close()
+    return images
+
+
+def _panel(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if h <= PREVIEW_PANEL_HEIGHT:
+        return rgb
+    nw = max(1, round(w * PREVIEW_PANEL_HEIGHT / h))
+    return cv2.resize(rgb, (nw, PREVIEW_PANEL_HEIGHT), interpolation=cv2.INTER_AREA)
+
+
+def preview_sheet(images: list[np.ndarray], colorizer: Colorizer) -> np.ndarray:
+    """RGB uint8 frames -> one sRGB float sheet: one row per frame, B&W | colour."""
+    rows = []
+    for img in images:
+        rgb = img.astype(np.float32) / 255.0
+        L = color.rgb_to_lab_np(rgb)[..., 0]
+        rows.append(np.hstack([_panel(compose.grey_rgb(L)), _panel(colorize_rgb(L, colorizer))]))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    return np.vstack(rows)
+
+
+def preview(src: str | Path, out_png: str | Path | None = None, n: int = 6, config: RunConfig | None = None, *,
+            colorizer: Colorizer | None = None, progress: Progress | None = None,
+            warn: Warn | None = None) -> RunResult:
+    """Write a PNG of ``n`` evenly spaced frames, each B&W | colour side by side (a row per frame;
+    panels taller than 360 px are shrunk), without encoding the film. A still gives one row."""
+    config = config or RunConfig()
+    if n < 1:
+        raise ValueError(f"preview needs n >= 1, got {n}")
+    src = Path(src)
+    check_input(src)
+    still = media.is_still_path(src)
+    info = None
+    if not still:
+        info = media.probe(src)
+        still = bool(info.is_still)
+    dst = Path(out_png) if out_png is not None else default_preview_output(src)
+    check_output(src, dst, config.overwrite)
+    colorizer = colorizer or Colorizer.from_config(config)
+    t0 = time.perf_counter()
+    if still:
+        rgb, _L, _a, _bits = read_still(src)
+        images = [np.rint(rgb * 255).astype(np.uint8)]
+    else:
+        images = _sample_frames(src, info, n, config, warn)
+        if not images:
+            raise InputError(src, "no decodable video frames")
+    sheet = preview_sheet(images, colorizer)
+    with atomic_output(dst) as tmp:
+        write_image(tmp, sheet, 8, final=dst)
+    if progress is not None:
+        progress(len(images), len(images))
+    return RunResult(src, dst, len(images), time.perf_counter() - t0, "preview")

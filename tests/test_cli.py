@@ -1,0 +1,197 @@
+"""`filmcolor run` in-process with click's CliRunner: exit codes, one-line errors, files left behind."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from filmcolor import __version__, pipeline, synth
+from filmcolor.cli import main
+from helpers import sha256, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return synth.make_clip(tmp_path_factory.mktemp("clip") / "reel.mp4", frames=12, color=False)
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["run", *map(str, args)], catch_exceptions=False)
+
+
+def listing(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_version_and_help():
+    r = CliRunner().invoke(main, ["--version"])
+    assert r.exit_code == 0 and __version__ in r.output
+    r = CliRunner().invoke(main, ["run", "--help"])
+    assert r.exit_code == 0 and "--render-size" in r.output and "[default: 192" in r.output
+
+
+def test_run_writes_output(tmp_path, clip, model_path):
+    src = tmp_path / "reel.mp4"
+    src.write_bytes(clip.read_bytes())
+    before = sha256(src)
+    r = run(src, "--model", model_path, "--device", "cpu", "--render-size", "48", "--smooth", "off")
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "reel.color.mp4"
+    assert out.is_file() and listing(tmp_path) == {"reel.mp4", "reel.color.mp4"}
+    assert "wrote" in r.stderr and "12 frames" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert sha256(src) == before
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 12
+    # second run: refuses to overwrite (usage error), then --overwrite works; --quiet prints nothing
+    r = run(src, "--model", model_path)
+    assert r.exit_code == 2 and "already exists" in r.stderr
+    r = run(src, "--model", model_path, "--overwrite", "-q", "--render-size", "48")
+    assert r.exit_code == 0 and r.stderr == "" and r.stdout == ""
+
+
+def test_output_option_and_preview(tmp_path, clip, model_path):
+    out = tmp_path / "mine.mkv"
+    r = run(clip, "-o", out, "--model", model_path, "--render-size", "48", "--start", "0:00.2", "--duration", "0.2")
+    assert r.exit_code == 0, r.output
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 5
+    png = tmp_path / "p.png"
+    r = run(clip, "--preview", "2", "-o", png, "--model", model_path, "--render-size", "48")
+    assert r.exit_code == 0, r.output
+    import cv2
+
+    assert cv2.imread(str(png)).shape == (2 * 48, 2 * 64, 3)
+
+
+def test_preset_and_flag_override(tmp_path, clip, model_path):
+    out = tmp_path / "master.mkv"
+    r = run(clip, "--preset", "archival", "-o", out, "--model", model_path, "--render-size", "48")
+    assert r.exit_code == 0, r.output
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "ffv1"
+    out2 = tmp_path / "h264.mkv"
+    r = run(clip, "--preset", "archival", "--codec", "h264", "-o", out2, "--model", model_path, "--render-size", "48")
+    assert r.exit_code == 0, r.output
+    with av.open(str(out2)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+
+
+def test_still_photo(tmp_path, model_path):
+    src = synth.make_photo(tmp_path / "photo.jpg", grey=True)
+    r = run(src, "--model", model_path, "--render-size", "48")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "photo.color.png").is_file()
+
+
+def _audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as out:
+        a = out.add_stream("aac", rate=48000)
+        a.layout, a.format = "stereo", "fltp"
+        for i in range(20):
+            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, i * 1024, Fraction(1, 48000)
+            out.mux(a.encode(frame))
+        out.mux(a.encode(None))
+    return path
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def _truncated(path: Path, clip: Path) -> Path:
+    data = clip.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+BAD = {
+    "missing.mp4": (lambda d, clip: d / "missing.mp4", "no such file"),
+    "folder.mp4": (lambda d, clip: _folder(d / "folder.mp4"), "directory"),
+    "empty.mp4": (lambda d, clip: _write(d / "empty.mp4", b""), "empty"),
+    "text.mp4": (lambda d, clip: _write(d / "text.mp4", b"just some text\n" * 100), "not a media file"),
+    "truncated.mp4": (lambda d, clip: _truncated(d / "truncated.mp4", clip), "truncated"),
+    "sound.m4a": (lambda d, clip: _audio_only(d / "sound.m4a"), "no video"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_input_one_line_exit_1_nothing_written(tmp_path, clip, model_path, name):
+    make, cause = BAD[name]
+    src = make(tmp_path, clip)
+    before = listing(tmp_path)
+    digest = sha256(src) if src.is_file() else None
+    r = run(src, "--model", model_path)
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("filmcolor: ") and name in lines[0] and cause in lines[0]
+    assert "Traceback" not in r.output
+    assert listing(tmp_path) == before  # no output, no temp file
+    if digest is not None:
+        assert sha256(src) == digest
+
+
+def test_traceback_flag_shows_the_chain(tmp_path):
+    r = run(tmp_path / "text.mp4", "--traceback")
+    assert r.exit_code == 1 and "Traceback" in r.stderr and "no such file" in r.stderr
+
+
+def test_unknown_model_is_usage_error(tmp_path, clip):
+    r = run(clip, "--model", "no-such-model", "-o", tmp_path / "x.mp4")
+    assert r.exit_code == 2 and "unknown model 'no-such-model'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run(clip, "--genre", "western", "-o", tmp_path / "x.mp4")
+    assert r.exit_code == 2 and "western" in r.stderr
+    assert listing(tmp_path) == set()
+
+
+def test_usage_errors_exit_2(tmp_path, clip, model_path):
+    assert run(clip, "--model", model_path, "--genre", "noir").exit_code == 2
+    assert run(clip, "--preset", "nope").exit_code == 2
+    assert run(clip, "--smooth", "wobbly").exit_code == 2
+    assert run(clip, "--start", "soon").exit_code == 2
+    r = run(clip, "-o", clip, "--model", model_path, "--overwrite")
+    assert r.exit_code == 2 and "input" in r.stderr
+
+
+def test_interrupt_exits_130(tmp_path, clip, model_path, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "colorize_file", interrupted)
+    r = run(clip, "--model", model_path, "-o", tmp_path / "x.mp4")
+    assert r.exit_code == 130 and "interrupted" in r.stderr
+
+
+def test_unexpected_error_is_one_line(tmp_path, clip, model_path, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(pipeline, "colorize_file", broken)
+    r = run(clip, "--model", model_path, "-o", tmp_path / "x.mp4")
+    assert r.exit_code == 1 and "kaboom" in r.stderr and "--traceback" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_gpu_is_usage_error(tmp_path, clip, model_path):
+    r = run(clip, "--model", model_path, "--device", "cuda", "-o", tmp_path / "x.mp4")
+    assert r.exit_code == 2 and "cuda" in r.stderr.lower()
+    assert listing(tmp_path) == set()

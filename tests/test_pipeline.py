@@ -1,0 +1,428 @@
+"""Pipeline, inference and compose on CPU with a tiny random model and tiny synthetic clips."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from filmcolor import color, compose, media, pipeline, synth
+from filmcolor.config import RunConfig
+from filmcolor.errors import InputError, OutputError, ProcessingError
+from filmcolor.inference import Colorizer, pad_to_multiple, resolve_device
+from helpers import sha256, tiny_generator, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def colorizer() -> Colorizer:
+    return Colorizer(tiny_generator(), "cpu", "fp32", batch_size=4, render_size=48)
+
+
+def config(model_path: Path, **kw) -> RunConfig:
+    return RunConfig(model=str(model_path), device="cpu", render_size=48, batch_size=4, **kw)
+
+
+def video_frames(path: Path) -> list[av.VideoFrame]:
+    with av.open(str(path)) as c:
+        return list(c.decode(video=0))
+
+
+def audio_packets(path: Path) -> list[list[tuple[bytes, float]]]:
+    """Per audio stream: (payload, pts in seconds) of every packet."""
+    with av.open(str(path)) as c:
+        streams = list(c.streams.audio)
+        if not streams:
+            return []
+        out: dict[int, list] = {s.index: [] for s in streams}
+        for p in c.demux(streams):
+            if p.size:
+                out[p.stream.index].append((bytes(p), float(p.pts * p.time_base)))
+        return [out[s.index] for s in streams]
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+def listing(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+# --- inference --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("hw, expected", [((48, 64), (48, 64)), ((480, 854), (48, 85)), ((101, 51), (95, 48)),
+                                          ((24, 24), (48, 48))])
+def test_render_shape_keeps_aspect(colorizer, hw, expected):
+    assert colorizer.render_shape(*hw) == expected
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (48, 48), (5, 7)])
+def test_pad_to_multiple_odd_sizes(hw):
+    x = torch.arange(hw[0] * hw[1], dtype=torch.float32).reshape(1, 1, *hw)
+    padded, (l, r, t, b) = pad_to_multiple(x, 32)
+    assert padded.shape[-2] % 32 == 0 and padded.shape[-1] % 32 == 0
+    assert torch.equal(padded[..., t:t + hw[0], l:l + hw[1]], x)  # the crop gives the image back
+
+
+def test_predict_ab_shapes_and_batch_independence(colorizer):
+    rng = np.random.default_rng(0)
+    L = rng.uniform(0, 100, (5, 37, 53)).astype(np.float32)
+    ab = colorizer.predict_ab(L)
+    assert ab.shape == (5, 2, 37, 53) and ab.dtype == np.float32
+    assert np.isfinite(ab).all() and np.abs(ab).max() <= 110.0 + 1e-3
+    assert np.abs(ab).mean() > 5  # the tiny model's bias makes colour, not grey
+    one = colorizer.predict_ab(L[2:3])
+    np.testing.assert_allclose(one[0], ab[2], atol=1e-3)
+
+
+def test_oom_halves_batch_and_retries(monkeypatch):
+    col = Colorizer(tiny_generator(), "cpu", "fp32", batch_size=8, render_size=48)
+    L = np.random.default_rng(1).uniform(0, 100, (8, 48, 64)).astype(np.float32)
+    expected = col.predict_ab(L)
+    real, calls, halvings = col._forward, [], []
+
+    def flaky(x):
+        calls.append(len(x))
+        if len(x) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(x)
+
+    monkeypatch.setattr(col, "_forward", flaky)
+    col.on_oom = lambda old, new: halvings.append((old, new))
+    got = col.predict_ab(L)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert halvings == [(8, 4), (4, 2)]
+    assert col.batch_size == 2  # remembered for the rest of the film
+    assert calls == [8, 4, 2, 2, 2, 2]  # every frame predicted exactly once after the failures
+
+
+def test_oom_at_batch_one_fails_never_grey(monkeypatch):
+    col = Colorizer(tiny_generator(), "cpu", "fp32", batch_size=4, render_size=48)
+
+    def always(_x):
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(col, "_forward", always)
+    with pytest.raises(ProcessingError, match="out of memory"):
+        col.predict_ab(np.zeros((3, 48, 48), np.float32))
+    assert col.batch_size == 1
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# --- compose -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits, full", [(8, False), (10, False), (8, True)])
+def test_compose_planes_grey_ab_gives_mid_chroma_and_keeps_y(bits, full):
+    rng = np.random.default_rng(2)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    lo, hi = (0, (1 << bits)) if full else (16 << (bits - 8), (235 << (bits - 8)) + 1)
+    y = rng.integers(lo, hi, (47, 63)).astype(dtype)
+    mid = 1 << (bits - 1)
+    planes = media.Planes(y=y.copy(), u=np.full((24, 32), mid, dtype), v=np.full((24, 32), mid, dtype),
+                          bit_depth=bits, full_range=full, matrix="bt601")
+    u, v = compose.compose_planes(planes, np.zeros((2, 30, 40), np.float32))
+    assert u.shape == (24, 32) and u.dtype == dtype
+    assert np.abs(u.astype(int) - mid).max() <= 2 << (bits - 8) and np.abs(v.astype(int) - mid).max() <= 2 << (bits - 8)
+    assert np.array_equal(planes.y, y)  # never modified
+    u2, v2 = compose.compose_planes(planes, np.stack([np.full((30, 40), 40.0), np.full((30, 40), -30.0)]).astype(np.float32))
+    assert v2.astype(int).mean() > mid + (5 << (bits - 8))  # +a (red) raises Cr
+    assert u2.astype(int).mean() > mid  # -b (blue) raises Cb
+
+
+def test_compose_rgb_keeps_L():
+    L = np.tile(np.linspace(20, 80, 64, dtype=np.float32), (48, 1))
+    ab = np.stack([np.full((12, 16), 10.0), np.full((12, 16), 15.0)]).astype(np.float32)
+    rgb = compose.compose_rgb(L, ab)
+    assert rgb.shape == (48, 64, 3)
+    np.testing.assert_allclose(color.rgb_to_lab_np(rgb)[..., 0], L, atol=1.0)
+
+
+# --- streaming helpers ---------------------------------------------------------------------------------
+def test_prefetch_is_bounded_and_propagates_errors():
+    produced = []
+
+    def gen():
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    it = pipeline.prefetch(gen(), 3)
+    assert next(it) == 0
+    time.sleep(0.2)
+    assert len(produced) <= 3 + 2  # queue size + one in hand + one being put
+    it.close()
+
+    def bad():
+        yield 1
+        raise InputError("x.mp4", "broken")
+
+    with pytest.raises(InputError, match="broken"):
+        list(pipeline.prefetch(bad(), 2))
+    assert not [t for t in threading.enumerate() if t.name == "filmcolor-decode" and t.is_alive()]
+
+
+def test_default_output_names():
+    assert pipeline.default_output(Path("/x/movie.mp4")) == Path("/x/movie.color.mp4")
+    assert pipeline.default_output(Path("reel.MKV")) == Path("reel.color.MKV")
+    assert pipeline.default_output(Path("photo.JPG")) == Path("photo.color.png")
+    assert pipeline.default_output(Path("clip.webm")) == Path("clip.color.mkv")
+
+
+# --- video end to end -------------------------------------------------------------------------------------
+CLIPS = [
+    # name, size, fps, audio streams, vfr, source codec, output codec
+    ("even.mp4", (64, 48), 25, ("aac",), False, "libx264", "h264"),
+    ("odd.mkv", (63, 47), Fraction(24000, 1001), ("libopus", "pcm_s16le"), False, "ffv1", "h264"),
+    ("vfr.mov", (64, 48), Fraction(30000, 1001), ("aac",), True, "libx264", "h264"),
+    ("lossless.mkv", (64, 48), 25, (), False, "libx264", "ffv1"),
+]
+
+
+@pytest.mark.parametrize("name, size, fps, audio, vfr, src_codec, codec", CLIPS, ids=[c[0] for c in CLIPS])
+def test_video_keeps_frames_timestamps_luma_audio_and_adds_colour(tmp_path, model_path, name, size, fps, audio,
+                                                                    vfr, src_codec, codec):
+    src = synth.make_clip(tmp_path / name, frames=20, width=size[0], height=size[1], fps=fps, audio=audio,
+                          vfr=vfr, color=False, codec=src_codec)
+    before = sha256(src)
+    seen = []
+    result = pipeline.colorize_file(src, config=config(model_path, codec=codec),
+                                    progress=lambda d, t: seen.append((d, t)))
+    assert result.dst == tmp_path / f"{Path(name).stem}.color{Path(name).suffix}" and result.dst.is_file()
+    assert result.frames == 20 and result.kind == "video"
+    assert seen[-1] == (20, 20) and [d for d, _ in seen] == list(range(1, 21))
+    assert sha256(src) == before
+    assert listing(tmp_path) == {name, result.dst.name}  # no temp leftovers
+
+    fin, fout = video_frames(src), video_frames(result.dst)
+    assert len(fout) == len(fin) == 20
+    tol = 0.0011 if name.endswith(".mkv") else 1e-9  # Matroska stores milliseconds
+    for a, b in zip(fin, fout):
+        assert abs(float(a.pts * a.time_base) - float(b.pts * b.time_base)) <= tol
+        assert (b.width, b.height) == (a.width, a.height)
+    pix = media.writer_pix_fmt(codec, media.probe(src))
+    worst, chroma = float("inf"), []
+    for a, b in zip(fin, fout):
+        pa, pb = media.frame_to_planes(a, pix), media.frame_to_planes(b, pix)
+        worst = min(worst, psnr(pa.y, pb.y, (1 << pa.bit_depth) - 1))
+        mid = 1 << (pb.bit_depth - 1)
+        chroma.append(np.abs(pb.v.astype(int) - mid).mean() + np.abs(pb.u.astype(int) - mid).mean())
+    assert worst >= 40.0, f"luma PSNR {worst:.1f} dB"
+    if codec == "ffv1":
+        assert worst == float("inf")  # lossless: the source's Y plane, bit for bit
+    assert min(chroma) > 3.0, "output has no colour"
+
+    ain, aout = audio_packets(src), audio_packets(result.dst)
+    assert len(aout) == len(audio)
+    for pin, pout in zip(ain, aout):
+        assert [p for p, _ in pout] == [p for p, _ in pin]  # identical payloads
+        assert all(abs(ti - to) <= tol + 1e-6 for (_, ti), (_, to) in zip(pin, pout))
+
+
+def test_segment_start_duration(tmp_path, model_path):
+    src = synth.make_clip(tmp_path / "a.mp4", frames=25, color=False)
+    result = pipeline.colorize_file(src, tmp_path / "seg.mp4", config(model_path, start=0.2, duration=0.4))
+    assert result.frames == 10 and len(video_frames(result.dst)) == 10
+
+
+def test_every_smoothing_mode_runs(tmp_path, model_path):
+    src = synth.make_clip(tmp_path / "a.mp4", frames=8, color=False)
+    for mode in ("off", "ema", "flow"):
+        r = pipeline.colorize_file(src, tmp_path / f"{mode}.mp4", config(model_path, smooth=mode))
+        assert r.frames == 8
+
+
+# --- atomic output, refusals ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_failure_mid_film_leaves_nothing(tmp_path, model_path, monkeypatch, exc):
+    src = synth.make_clip(tmp_path / "a.mp4", frames=20, color=False)
+    before = listing(tmp_path)
+    real, n = compose.compose_planes, [0]
+
+    def failing(*a, **k):
+        n[0] += 1
+        if n[0] == 7:
+            raise exc
+        return real(*a, **k)
+
+    monkeypatch.setattr(compose, "compose_planes", failing)
+    with pytest.raises(type(exc)):
+        pipeline.colorize_file(src, config=config(model_path))
+    assert listing(tmp_path) == before  # neither the output nor a temp file
+    assert not [t for t in threading.enumerate() if t.name == "filmcolor-decode" and t.is_alive()]
+
+
+def test_refuses_to_write_over_input_even_with_overwrite(tmp_path, model_path):
+    src = synth.make_clip(tmp_path / "a.mp4", frames=4, color=False)
+    before = sha256(src)
+    os.link(src, tmp_path / "hardlink.mp4")
+    for dst in (src, tmp_path / "." / "a.mp4", tmp_path / "hardlink.mp4"):
+        with pytest.raises(OutputError, match="input"):
+            pipeline.colorize_file(src, dst, config(model_path, overwrite=True))
+    assert sha256(src) == before
+    assert listing(tmp_path) == {"a.mp4", "hardlink.mp4"}
+
+
+def test_refuses_existing_output_unless_overwrite(tmp_path, model_path):
+    src = synth.make_clip(tmp_path / "a.mp4", frames=4, color=False)
+    dst = tmp_path / "a.color.mp4"
+    dst.write_bytes(b"precious")
+    with pytest.raises(OutputError, match="exists"):
+        pipeline.colorize_file(src, config=config(model_path))
+    assert dst.read_bytes() == b"precious"
+    pipeline.colorize_file(src, config=config(model_path, overwrite=True))
+    assert len(video_frames(dst)) == 4
+
+
+def test_output_folder_must_exist(tmp_path, model_path):
+    src = synth.make_clip(tmp_path / "a.mp4", frames=4, color=False)
+    with pytest.raises(OutputError, match="does not exist"):
+        pipeline.colorize_file(src, tmp_path / "nope" / "b.mp4", config(model_path))
+
+
+@pytest.mark.parametrize("make, cause", [
+    (lambda d: d / "missing.mp4", "no such file"),
+    (lambda d: (d / "sub").mkdir() or d / "sub", "directory"),
+    (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", "empty"),
+    (lambda d: [(d / "text.mp4").write_text("hello, not a film\n" * 50), d / "text.mp4"][1], "not a media file"),
+])
+def test_bad_inputs_raise_input_error(tmp_path, model_path, make, cause):
+    src = make(tmp_path)
+    before = listing(tmp_path)
+    with pytest.raises(InputError, match=cause):
+        pipeline.colorize_file(src, config=config(model_path))
+    assert listing(tmp_path) == before
+
+
+# --- stills and preview ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, grey, bits", [("g8.png", True, 8), ("c8.jpg", False, 8), ("g16.png", True, 16),
+                                              ("c16.tif", False, 16), ("g8.tiff", True, 8)])
+def test_stills(tmp_path, model_path, name, grey, bits):
+    src = synth.make_photo(tmp_path / name, width=65, height=47, grey=grey, bits=bits)
+    result = pipeline.colorize_file(src, config=config(model_path))
+    assert result.kind == "still" and result.dst == tmp_path / f"{Path(name).stem}.color.png"
+    out = cv2.imread(str(result.dst), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (47, 65, 3)
+    assert out.dtype == (np.uint16 if bits == 16 else np.uint8)
+    _rgb, L_src, _a, _b = pipeline.read_still(src)
+    rgb_out = out[..., ::-1].astype(np.float32) / (65535.0 if bits == 16 else 255.0)
+    lab = color.rgb_to_lab_np(rgb_out)
+    assert np.abs(lab[..., 0] - L_src).mean() < 1.0  # the photo's own lightness
+    assert np.hypot(lab[..., 1], lab[..., 2]).mean() > 5  # and colour
+    assert listing(tmp_path) == {name, result.dst.name}
+
+
+def test_unreadable_still(tmp_path, model_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with pytest.raises(InputError, match="bad.png"):
+        pipeline.colorize_file(bad, config=config(model_path))
+    assert listing(tmp_path) == {"bad.png"}
+
+
+def test_preview_png(tmp_path, model_path):
+    src = synth.make_clip(tmp_path / "a.mp4", frames=30, width=64, height=48, color=False)
+    result = pipeline.preview(src, None, 3, config(model_path))
+    assert result.dst == tmp_path / "a.preview.png" and result.frames == 3
+    sheet = cv2.imread(str(result.dst))
+    assert sheet.shape == (3 * 48, 2 * 64, 3)
+    left, right = sheet[:, :64].astype(int), sheet[:, 64:].astype(int)
+    assert np.abs(left[..., 0] - left[..., 2]).max() <= 2  # B&W side is grey
+    assert np.abs(right[..., 0] - right[..., 2]).mean() > 5  # colour side is not
+    assert listing(tmp_path) == {"a.mp4", "a.preview.png"}  # no film encoded
+
+
+@pytest.mark.parametrize("pix_fmt, codec, full", [("yuv420p10le", "ffv1", False), ("yuv420p", "libx264", True)],
+                         ids=["10bit", "full-range"])
+def test_deep_and_full_range_sources_keep_luma(tmp_path, model_path, pix_fmt, codec, full):
+    src = synth.make_clip(tmp_path / "a.mkv", frames=6, pix_fmt=pix_fmt, codec=codec, full_range=full,
+                          audio=(), color=False)
+    info = media.probe(src)
+    result = pipeline.colorize_file(src, config=config(model_path))
+    out = media.probe(result.dst)
+    assert (out.bit_depth, out.full_range) == (info.bit_depth, info.full_range)
+    pix = media.writer_pix_fmt("h264", info)
+    for a, b in zip(video_frames(src), video_frames(result.dst), strict=True):
+        pa, pb = media.frame_to_planes(a, pix), media.frame_to_planes(b, pix)
+        assert psnr(pa.y, pb.y, (1 << pa.bit_depth) - 1) >= 40.0
+        mid = 1 << (pb.bit_depth - 1)
+        assert np.abs(pb.v.astype(int) - mid).mean() > 3 << (pb.bit_depth - 8)
+
+
+def test_still_alpha_is_kept(tmp_path, model_path):
+    rgba = np.zeros((30, 40, 4), np.uint8)
+    rgba[..., :3] = np.linspace(0, 255, 40, dtype=np.uint8)[None, :, None]
+    rgba[..., 3] = 200
+    src = tmp_path / "logo.png"
+    cv2.imwrite(str(src), rgba)
+    result = pipeline.colorize_file(src, config=config(model_path))
+    out = cv2.imread(str(result.dst), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (30, 40, 4) and (out[..., 3] == 200).all()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["auto", "fp16", "fp32"])
+def test_cuda_matches_cpu(precision):
+    L = np.random.default_rng(3).uniform(0, 100, (5, 48, 85)).astype(np.float32)
+    cpu = Colorizer(tiny_generator(), "cpu", "fp32", batch_size=4, render_size=48).predict_ab(L)
+    gpu = Colorizer(tiny_generator(), resolve_device("cuda"), precision, batch_size=4, render_size=48).predict_ab(L)
+    assert gpu.shape == cpu.shape and gpu.dtype == np.float32
+    assert np.abs(gpu - cpu).mean() < (0.05 if precision == "fp32" else 2.0)
+
+
+def _rotated_clip(path: Path, rotation: int, frames: int = 6) -> Path:
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.options = {"preset": "ultrafast", "crf": "16"}
+        vs.set_display_rotation(rotation)
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48, color=False), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts = i
+            out.mux(vs.encode(f))
+        out.mux(vs.encode(None))
+    return path
+
+
+def test_rotated_film_is_coloured_upright_and_keeps_its_rotation(tmp_path, model_path, monkeypatch):
+    src = _rotated_clip(tmp_path / "phone.mp4", 90)
+    info = media.probe(src)
+    assert info.rotation == 90 and pipeline.quarter_turns(info.rotation) == 1
+    col = Colorizer(tiny_generator(), "cpu", "fp32", batch_size=4, render_size=48)
+    shapes, real = [], col.predict_ab
+    monkeypatch.setattr(col, "predict_ab", lambda L: shapes.append(L.shape) or real(L))
+    result = pipeline.colorize_file(src, config=config(model_path), colorizer=col)
+    assert shapes and all(s[1:] == (64, 48) for s in shapes)  # the network saw the upright (portrait) picture
+    out = media.probe(result.dst)
+    assert (out.width, out.height, out.rotation) == (64, 48, 90)
+    assert len(video_frames(result.dst)) == 6
+
+
+def test_out_of_memory_at_batch_one_fails_the_film_cleanly(tmp_path, model_path, monkeypatch):
+    src = synth.make_clip(tmp_path / "a.mp4", frames=6, color=False)
+    col = Colorizer(tiny_generator(), "cpu", "fp32", batch_size=2, render_size=48)
+
+    def always(_x):
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(col, "_forward", always)
+    with pytest.raises(ProcessingError, match=r"a\.mp4: out of memory"):
+        pipeline.colorize_file(src, config=config(model_path), colorizer=col)
+    assert listing(tmp_path) == {"a.mp4"}
