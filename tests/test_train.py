@@ -1,0 +1,157 @@
+"""Training loop, resume, fine-tuning and DDP on tiny networks and tiny synthetic data (CPU)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from filmcolor import weights
+from filmcolor.synth import make_clip, synthetic_frame
+from filmcolor.train import TrainConfig, finetune, train
+
+TINY = dict(ngf=4, num_downs=5, ndf=8, crop=64, batch_size=2, max_side=96, val_max_side=96, val_images=2,
+            film_frames=6, threads=1, device="cpu", cache="", grid_images=2)
+
+
+@pytest.fixture()
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        rgb = synthetic_frame(5 * i, 96, 80)
+        rgb = np.clip(rgb.astype(int) + rng.integers(-20, 20, (1, 1, 3)), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"p{i}.png"), rgb[..., ::-1])
+    return folder
+
+
+@pytest.fixture()
+def films(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("films")
+    return [make_clip(folder / f"film{i}.mp4", frames=12, width=96, height=64, audio=()) for i in range(2)]
+
+
+def _cfg(tmp_path: Path, photos: Path, **kw) -> TrainConfig:
+    base = dict(data=(str(photos),), val=(str(photos),), out=str(tmp_path / "run"), steps=1, warmup_steps=1,
+                checkpoint_every=1, val_every=1)
+    return TrainConfig(**{**base, **TINY, **kw})
+
+
+def test_one_step_train_saves_a_model_that_colours(tmp_path, photos, films):
+    cfg = _cfg(tmp_path, photos, data=(str(photos), str(films[0])))
+    path = train(cfg, log=lambda s: None)
+    run = Path(cfg.out)
+    assert path == run / "default.safetensors"
+    for name in ("checkpoint.pt", "metrics.csv", "grid_0000001.png", "loss.png"):
+        assert (run / name).is_file(), name
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert {"gen", "disc", "ema", "opt_g", "opt_d", "step", "wall", "history", "config", "rng", "torch_rng"} <= set(ck)
+    assert ck["step"] == 1 and json.loads(ck["config"])["ngf"] == 4
+    header, row = (run / "metrics.csv").read_text().splitlines()[:2]
+    assert {"psnr", "ssim", "ciede2000", "colourfulness", "grey_psnr", "grey_ciede2000", "l1"} <= set(header.split(","))
+    assert cv2.imread(str(run / "grid_0000001.png")).shape[0] == 2 * (128 + 4)  # two rows
+    model, info = weights.load_generator(path)
+    assert info.card["steps"] == 1 and info.card["images"] == 4 + 6 and "psnr" in info.card["validation"]
+    L = torch.linspace(-1, 1, 64 * 96).view(1, 1, 64, 96)
+    with torch.no_grad():
+        ab = model(L)
+    assert ab.shape == (1, 2, 64, 96) and float(ab.std()) > 1e-4
+
+
+def test_resume_continues_step_count_and_reproduces_next_loss(tmp_path, photos):
+    cfg = _cfg(tmp_path, photos, steps=3, val=(), prefetch=2)
+    straight: dict[int, dict[str, float]] = {}
+    train(replace(cfg, out=str(tmp_path / "a")), log=lambda s: None, on_step=lambda s, l: straight.setdefault(s, l))
+    train(replace(cfg, out=str(tmp_path / "b"), steps=2), log=lambda s: None)
+    resumed: dict[int, dict[str, float]] = {}
+    train(replace(cfg, out=str(tmp_path / "b")), resume=True, log=lambda s: None,
+          on_step=lambda s, l: resumed.setdefault(s, l))
+    assert list(resumed) == [3]
+    assert set(resumed[3]) == {"l1", "d", "g_gan"}  # adversarial phase: both nets and soft labels involved
+    for k, v in straight[3].items():
+        assert resumed[3][k] == pytest.approx(v, rel=1e-6, abs=1e-7), k
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+def test_one_step_finetune_writes_genre_model_with_card(tmp_path, photos, films, monkeypatch):
+    monkeypatch.setenv("FILMCOLOR_HOME", str(tmp_path / "home"))
+    base = train(_cfg(tmp_path, photos, val=()), log=lambda s: None)
+    dest = finetune("street", [str(f) for f in films], steps=1, from_model=str(base), out=str(tmp_path / "ft"),
+                    log=lambda s: None, **{k: v for k, v in TINY.items() if k not in ("ngf", "num_downs")})
+    assert dest == tmp_path / "home" / "models" / "street.safetensors" and dest.is_file()
+    info = weights.available_models()["street"]
+    assert info.source == "user" and info.arch_args == {"ngf": 4, "num_downs": 5}
+    card = info.card
+    assert card["steps"] == 1 and card["base_model"].startswith("default (file")
+    assert card["data"] == [str(f) for f in films] and len(card["held_out"]) == 1  # one film held out whole
+    assert card["held_out"][0] in card["data"] and card["val"] == card["held_out"]
+    assert card["base_validation"]["l1"] > 0 and card["validation"]["l1"] > 0
+    model, _ = weights.load_generator("street")
+    with torch.no_grad():
+        assert float(model(torch.zeros(1, 1, 32, 32)).abs().max()) <= 1
+    with pytest.raises(ValueError):
+        finetune("default", [str(films[0])], from_model=str(base))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig, folder: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    losses: dict[int, dict[str, float]] = {}
+    params: dict[str, torch.Tensor] = {}
+    train(cfg, log=lambda s: None, on_step=lambda s, l: losses.setdefault(s, l),
+          on_end=lambda m: params.update({k: v.detach().clone() for k, v in m["gen"].named_parameters()}))
+    torch.save({"losses": losses, "params": params}, Path(folder) / f"rank{rank}.pt")
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, photos):
+    import torch.multiprocessing as mp
+
+    cfg = _cfg(tmp_path, photos, steps=2, val=())
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["params"].keys() == r1["params"].keys() and len(r0["params"]) > 10
+    for k in r0["params"]:
+        torch.testing.assert_close(r0["params"][k], r1["params"][k], rtol=0, atol=0, msg=k)
+    assert r0["losses"][1]["l1"] != r1["losses"][1]["l1"]  # each rank sampled its own batch
+    card = weights.read_info(Path(cfg.out) / "default.safetensors").card
+    assert card["processes"] == 2 and card["batch_size"] == 4 and card["steps"] == 2
+
+
+@pytest.mark.slow
+def test_cli_train_finetune_models(tmp_path, photos, films, monkeypatch):
+    from click.testing import CliRunner
+
+    from filmcolor.cli import main
+
+    monkeypatch.setenv("FILMCOLOR_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", "--preset", "train_tiny", "--data", str(photos), "--val", str(photos),
+                               "--steps", "1", "--out", str(tmp_path / "run"), "-q"])
+    assert res.exit_code == 0, res.output
+    base = tmp_path / "run" / "tiny.safetensors"
+    assert weights.read_info(base).card["steps"] == 1
+    res = runner.invoke(main, ["finetune", "--genre", "street", "--from", str(base), "--steps", "1",
+                               "--out", str(tmp_path / "ft"), "-q", *map(str, films)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["models"])
+    assert res.exit_code == 0 and "street" in res.output and "user" in res.output
+    res = runner.invoke(main, ["models", "--json"])
+    assert json.loads(res.output)["street"]["card"]["steps"] == 1
+    res = runner.invoke(main, ["train", "--preset", "train_tiny", "--data", str(tmp_path / "home")])  # no images
+    assert res.exit_code == 2 and "no training images" in res.output
+    assert runner.invoke(main, ["train", "--preset", "nope", "--data", str(photos)]).exit_code == 2
