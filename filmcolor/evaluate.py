@@ -11,8 +11,11 @@ For each reference clip, frame by frame (streamed; memory does not grow with cli
 
 Metrics (see :mod:`filmcolor.metrics`): ``psnr``, ``ssim``, ``ciede2000`` (mean ΔE00),
 ``colourfulness`` (Hasler & Süsstrunk), ``cdc`` (colour distribution consistency, gaps 1, 2, 4, RGB
-histograms) and ``warp_error`` (squared RGB error against the flow-warped previous frame, occlusion
-masked; flow from the reference's L*, DIS ``fast`` preset, frame pairs across a scene cut skipped).
+histograms), ``warp_error`` (squared RGB error against the flow-warped previous frame, occlusion
+masked; flow from the reference's L*, DIS ``fast`` preset, frame pairs across a scene cut skipped) and
+``warp_error_ab`` (the same on the Lab a/b channels only, in squared a/b units: the flicker that the
+colouring adds, without the luminance/flow errors that every version of a clip shares; the grey
+input's is 0 by definition, since its a = b = 0 everywhere).
 Image metrics are means over the frames scored (every ``image_every``-th frame); the video metrics
 use every frame.
 
@@ -37,14 +40,15 @@ from .config import RunConfig
 from .temporal import FrameItem, is_cut, smooth
 
 VERSIONS = ("output", "grey", "reference")
-METRICS = ("psnr", "ssim", "ciede2000", "colourfulness", "cdc", "warp_error")
+METRICS = ("psnr", "ssim", "ciede2000", "colourfulness", "cdc", "warp_error", "warp_error_ab")
 CDC_GAPS = (1, 2, 4)
 
 Progress = Callable[[Path, int], None]
 
 
 def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames: int | None = None,
-             progress: Progress | None = None, colorizer: Any = None, image_every: int = 1) -> dict:
+             progress: Progress | None = None, colorizer: Any = None, image_every: int = 1,
+             lookahead: int | None = None) -> dict:
     """Score the current settings on colour reference clips (see the module docstring).
 
     ``references``: video files with colour. ``config``: the run settings (model, device, render
@@ -52,6 +56,8 @@ def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames:
     ``max_frames``: at most this many frames per clip. ``progress(path, frames_done)`` is called
     after each scored frame. ``colorizer``: anything with ``render_shape(h, w)`` and
     ``predict_ab(L (N, rh, rw)) -> (N, 2, rh, rw)``; default ``Colorizer.from_config(config)``.
+    ``lookahead``: the ``flow`` smoother's look-ahead (None: :func:`filmcolor.temporal.smooth`'s
+    default, which is what ``filmcolor run`` uses).
 
     Returns ``{"settings": {...}, "metrics": [...], "clips": [{"path", "frames", "output", "grey",
     "reference"}], "mean": {"output", "grey", "reference"}}`` where each version maps metric name ->
@@ -66,10 +72,13 @@ def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames:
         from .inference import Colorizer
 
         colorizer = Colorizer.from_config(config)
-    clips = [_evaluate_clip(Path(p), config, colorizer, max_frames, progress, image_every) for p in references]
+    opts = {} if lookahead is None else {"lookahead": lookahead}
+    clips = [_evaluate_clip(Path(p), config, colorizer, max_frames, progress, image_every, opts) for p in references]
     settings = {k: v for k, v in asdict(config).items()
                 if k in ("model", "render_size", "smooth", "smooth_strength", "cut_threshold", "start", "duration")}
     settings["max_frames"] = max_frames
+    if lookahead is not None:
+        settings["lookahead"] = lookahead
     return {"settings": settings, "metrics": list(METRICS), "clips": clips, "mean": _mean(clips)}
 
 
@@ -121,15 +130,18 @@ def _items(path: Path, config: RunConfig, colorizer: Any, max_frames: int | None
 
 
 class _VideoScore:
-    """Streaming CDC and warp error of one version of a clip."""
+    """Streaming CDC and warp errors (RGB and a/b) of one version of a clip."""
 
     def __init__(self) -> None:
         self.hists: deque = deque(maxlen=max(CDC_GAPS))
         self.js = {g: [0.0, 0] for g in CDC_GAPS}
         self.prev: np.ndarray | None = None
+        self.prev_ab: np.ndarray | None = None
         self.warp: list[float] = []
+        self.warp_ab: list[float] = []
 
-    def add(self, rgb: np.ndarray, flow: np.ndarray | None, mask: np.ndarray | None) -> None:
+    def add(self, rgb: np.ndarray, ab: np.ndarray | None, flow: np.ndarray | None, mask: np.ndarray | None) -> None:
+        """``ab``: the frame's (H, W, 2) a/b channels, or None where they are 0 by definition (grey)."""
         h = metrics.channel_histograms(rgb)
         for g in CDC_GAPS:
             if len(self.hists) >= g:
@@ -141,16 +153,18 @@ class _VideoScore:
             e = metrics.warp_error_pair(self.prev, rgb, flow, mask)
             if not math.isnan(e):
                 self.warp.append(e)
-        self.prev = rgb
+                self.warp_ab.append(0.0 if ab is None else metrics.warp_error_pair(self.prev_ab, ab, flow, mask))
+        self.prev, self.prev_ab = rgb, ab
 
     def result(self) -> dict[str, float]:
         per_gap = [s / n for s, n in self.js.values() if n]
         return {"cdc": float(np.mean(per_gap)) if per_gap else math.nan,
-                "warp_error": float(np.mean(self.warp)) if self.warp else math.nan}
+                "warp_error": float(np.mean(self.warp)) if self.warp else math.nan,
+                "warp_error_ab": float(np.mean(self.warp_ab)) if self.warp_ab else math.nan}
 
 
 def _evaluate_clip(path: Path, config: RunConfig, colorizer: Any, max_frames: int | None,
-                   progress: Progress | None, image_every: int) -> dict:
+                   progress: Progress | None, image_every: int, smooth_opts: dict | None = None) -> dict:
     images: dict[str, list[dict[str, float]]] = {v: [] for v in VERSIONS}
     video = {v: _VideoScore() for v in VERSIONS}
     dis = metrics.make_dis("fast")
@@ -158,7 +172,7 @@ def _evaluate_clip(path: Path, config: RunConfig, colorizer: Any, max_frames: in
     prev_L: np.ndarray | None = None
     n = 0
     items = smooth(_items(path, config, colorizer, max_frames), config.smooth, config.smooth_strength,
-                   config.cut_threshold)
+                   config.cut_threshold, **(smooth_opts or {}))
     for item in items:
         rgb_ref, lab_ref = item.frame
         h, w = lab_ref.shape[:2]
@@ -167,6 +181,7 @@ def _evaluate_clip(path: Path, config: RunConfig, colorizer: Any, max_frames: in
         rgb_out = lab_to_rgb_np(np.concatenate([L, ab], axis=-1))
         rgb_grey = lab_to_rgb_np(np.concatenate([L, np.zeros_like(ab)], axis=-1))
         versions = {"output": rgb_out, "grey": rgb_grey, "reference": rgb_ref}
+        chroma = {"output": ab, "grey": None, "reference": lab_ref[..., 1:]}
         if n % image_every == 0:
             for v in ("output", "grey"):
                 images[v].append(metrics.image_metrics(versions[v], rgb_ref, lab_ref=lab_ref))
@@ -181,7 +196,7 @@ def _evaluate_clip(path: Path, config: RunConfig, colorizer: Any, max_frames: in
         for v in VERSIONS:
             if flow is None:
                 video[v].prev = None  # no pair across a cut
-            video[v].add(versions[v], flow, mask)
+            video[v].add(versions[v], chroma[v], flow, mask)
         prev_L8, prev_L = L8, lab_ref[..., 0]
         n += 1
         if progress is not None:
@@ -218,8 +233,8 @@ def to_json(result: dict) -> str:
     return json.dumps(clean(result), indent=2)
 
 
-_HEAD = ("PSNR dB", "SSIM", "ΔE00", "colourf.", "CDC", "warp err")
-_FMT = ("{:.2f}", "{:.4f}", "{:.2f}", "{:.1f}", "{:.4f}", "{:.5f}")
+_HEAD = ("PSNR dB", "SSIM", "ΔE00", "colourf.", "CDC", "warp err", "warp ab")
+_FMT = ("{:.2f}", "{:.4f}", "{:.2f}", "{:.1f}", "{:.4f}", "{:.5f}", "{:.3f}")
 
 
 def _cell(fmt: str, x: float) -> str:
@@ -232,7 +247,8 @@ def _cell(fmt: str, x: float) -> str:
 
 def format_table(result: dict) -> str:
     """A plain-text (Markdown-compatible) table: per clip and the mean, one row per version
-    (output | grey | reference). Lower is better for ΔE00, CDC and warp error."""
+    (output | grey | reference). Lower is better for ΔE00, CDC and the warp errors ("warp err": RGB,
+    "warp ab": Lab a/b only, 0 for grey by definition)."""
     lines = ["| clip | frames | version | " + " | ".join(_HEAD) + " |",
              "|---|---:|---|" + "---:|" * len(_HEAD)]
     rows = [(Path(c["path"]).name, str(c["frames"]), c) for c in result["clips"]]

@@ -12,7 +12,8 @@ Pure NumPy functions; no state, no I/O. Conventions (checked where cheap):
 
 Image metrics (one frame against its reference): :func:`psnr`, :func:`ssim`, :func:`ciede2000`,
 :func:`colourfulness`, and :func:`image_metrics` bundling the four. Video metrics: :func:`cdc`
-(colour distribution consistency) and :func:`warp_error` (flow-compensated temporal error).
+(colour distribution consistency), :func:`warp_error` (flow-compensated temporal error) and
+:func:`chroma_warp_error` (the same on the a/b channels only, blind to luminance).
 """
 
 from __future__ import annotations
@@ -255,3 +256,15 @@ def warp_error(frames: Sequence[np.ndarray], flows: Sequence[np.ndarray], masks:
     errs = [warp_error_pair(frames[t - 1], frames[t], flows[t - 1], masks[t - 1]) for t in range(1, len(frames))]
     errs = [e for e in errs if not math.isnan(e)]
     return float(np.mean(errs)) if errs else math.nan
+
+
+def chroma_warp_error(labs: Sequence[np.ndarray], flows: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> float:
+    """:func:`warp_error` of the chroma alone: ``labs`` are T Lab frames ``(H, W, 3)`` (a/b units) and
+    only their a/b channels are compared, so the result is the masked mean of ``|Δa|² + |Δb|²``
+    between a frame and its flow-warped predecessor. Luminance errors (flow misses on edges and
+    texture, film grain, brightness flicker) are shared by every colouring of one B&W clip and
+    dominate the RGB warp error; this one isolates what the colouring adds. 0 for any grey clip."""
+    for lab in labs:
+        if np.ndim(lab) != 3 or np.shape(lab)[-1] != 3:
+            raise ValueError(f"labs must be (H, W, 3) Lab frames, got {np.shape(lab)}")
+    return warp_error([np.asarray(lab, dtype=np.float32)[..., 1:] for lab in labs], flows, masks)

@@ -11,13 +11,15 @@ Modes:
 - ``off``: items pass through untouched.
 - ``ema``: per-pixel exponential moving average of ab (weight ``strength`` on the past). Cheap, but
   it smears moving objects' colour along their path.
-- ``flow``: motion-compensated averaging. Optical flow (OpenCV DIS) on L between neighbouring frames,
-  computed at ``flow_scale`` x render size, aligns the running ab average to the current frame; a
-  forward-backward consistency check (plus an L brightness check) gives each pixel a confidence in
-  [0, 1], and only confident pixels take colour from their past. With ``lookahead`` > 0 the same
-  flows also carry the next few frames' ab backwards, so each frame is a two-sided (zero-lag)
-  average along motion paths. Per pixel, frame ``t``'s output is
-  ``sum_k w_k ab_{t+k} / sum_k w_k`` with ``w_k = prod(strength * confidence)`` along the path.
+- ``flow``: motion-compensated averaging at ``flow_scale`` x render size. Optical flow (OpenCV DIS)
+  on L between neighbouring frames aligns the running ab average to the current frame; an L
+  brightness check along the flow (plus, with look-ahead, a forward-backward consistency check)
+  gives each pixel a confidence in [0, 1], and only confident pixels take colour from their past.
+  With ``lookahead`` > 0 the opposite flows also carry the next few frames' ab backwards, so each
+  frame is a two-sided (zero-lag) average along motion paths. Per pixel, frame ``t``'s low-pass
+  chroma becomes ``sum_k w_k ab_{t+k} / sum_k w_k`` with ``w_k = prod(strength * confidence)`` along
+  the path; the network's finer chroma detail (above the flow size) is kept as predicted.
+  See docs/TEMPORAL.md for the cost and the defaults.
 
 :func:`deflicker` evens out frame-to-frame brightness pumping of luma planes (off by default in the
 pipeline: it changes the film's own luminance).
@@ -67,14 +69,14 @@ def is_cut(prev_L: np.ndarray | None, L: np.ndarray, threshold: float = 0.35) ->
 
 # --- smoothing ------------------------------------------------------------------------------------
 def smooth(items: Iterable[FrameItem], mode: str = "ema", strength: float = 0.5,
-           cut_threshold: float = 0.35, *, lookahead: int = 0, flow_scale: float = 0.5,
+           cut_threshold: float = 0.35, *, lookahead: int = 2, flow_scale: float = 0.5,
            preset: str = "ultrafast") -> Iterator[FrameItem]:
     """Smooth ``ab`` over time (see the module docstring for the modes).
 
     ``strength`` in [0, 1]: 0 = none, towards 1 = stronger (the weight given to a neighbour along a
     trusted path; ``flow`` caps it at 0.95). ``cut_threshold``: :func:`is_cut` sensitivity.
-    ``flow`` only: ``lookahead`` frames held back for the two-sided average (0 = causal, lowest
-    latency); ``flow_scale`` the size, relative to the render size, at which flow is computed;
+    ``flow`` only: ``lookahead`` frames held back for the two-sided average (default 2;
+    0 = causal, lowest latency and cost); ``flow_scale`` the size, relative to the render size, at which flow is computed;
     ``preset`` the DIS preset (``ultrafast`` | ``fast`` | ``medium``).
     Every item must carry ``ab`` ``(2, h, w)`` matching ``L`` ``(h, w)``; ``ValueError`` otherwise.
     """
@@ -115,16 +117,15 @@ def _smooth_ema(items: Iterable[FrameItem], strength: float, cut_threshold: floa
 
 @dataclass
 class _Slot:
-    """A frame held by the flow smoother. Sums are (h, w, 3) float32 channel-last: weighted a, weighted
-    b, total weight. ``fwd``: sums over this frame and its past; ``to_next``: (map, weight) that pulls
-    the next frame's sums onto this frame's grid (None at a cut, the end, or without look-ahead)."""
+    """A frame held by the flow smoother, everything at flow size. Sums are (hs, ws, 3) float32
+    channel-last: weighted a, weighted b, total weight. ``own``: the network's ab (downsampled), weight
+    1; ``fwd``: sums over this frame and its past; ``to_next``: (map, weight) that pulls the next
+    frame's sums onto this frame's grid (None at a cut, the end, or without look-ahead)."""
 
     item: FrameItem
-    L: np.ndarray                       # (h, w) float32 L*
-    own: np.ndarray                     # (h, w, 3): the network's ab, weight 1
-    small: np.ndarray                   # uint8 L at flow size
+    own: np.ndarray
+    small: np.ndarray                   # uint8 L
     hist: np.ndarray                    # normalised 32-bin L histogram (cut detection)
-    shot: int
     fwd: np.ndarray | None = None
     to_next: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -132,82 +133,78 @@ class _Slot:
 class _FlowSmoother:
     """Motion-compensated, two-sided weighted average along DIS flow paths (see ``smooth``).
 
-    Forward sums run frame by frame; backward sums are computed once per block of held frames (up
-    to 2 x lookahead, flushed at cuts and at the end), so each frame costs about two DIS calls, two
-    confidence maps and two to three 3-channel remaps, all at render size or below."""
+    The averaging runs at flow size (``flow_scale`` x render size): the smoothed low-pass chroma
+    replaces the network's low-pass chroma, and the network's finer detail (above the flow size's
+    Nyquist limit) is kept as predicted. Per frame, all float32: one DIS call without look-ahead, two
+    with it (the second flow also gives the forward-backward check); a uint8 remap + lookup table for
+    the brightness confidence; one 3-channel remap per direction; one 2-channel upsample of the
+    correction. Backward sums are computed once per block of held frames (up to 2 x lookahead,
+    flushed at cuts and at the end)."""
 
     sigma_L = 12.0  # an L* mismatch of this size along the flow scales the confidence by 1/e
 
     def __init__(self, strength: float, cut_threshold: float, lookahead: int, flow_scale: float, preset: str):
         self.s, self.cut, self.k, self.scale = strength, cut_threshold, lookahead, flow_scale
         self.dis = make_dis(preset)
-        self._grids: dict[tuple[int, int], np.ndarray] = {}
+        self._grid: np.ndarray | None = None
+        self._ones: np.ndarray | None = None
+        # confidence from the uint8 brightness mismatch (2.55 codes per L* unit), strength included
+        codes = np.arange(256, dtype=np.float32) / np.float32(2.55 * self.sigma_L)
+        self._lut = (np.float32(strength) * np.exp(-codes * codes)).astype(np.float32).reshape(1, 256)
 
-    def _grid(self, h: int, w: int) -> np.ndarray:
-        g = self._grids.get((h, w))
-        if g is None:
-            gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-            g = self._grids[(h, w)] = cv2.merge([gx, gy])
-        return g
-
-    def _link(self, f: np.ndarray, g: np.ndarray, src: _Slot, dst: _Slot) -> tuple[np.ndarray, np.ndarray]:
-        """``f``: flow (flow size) from dst's grid into src, ``g``: the opposite flow. Returns the
-        remap map at render size and the 3-channel weight ``strength x forward-backward consistency
-        x exp(-(L mismatch / sigma_L)^2)`` on dst's grid (confidence computed at flow size)."""
-        hs, ws = f.shape[:2]
-        m_small = f + self._grid(hs, ws)
-        back = cv2.remap(g, m_small, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        fx, fy, bx, by = f[..., 0], f[..., 1], back[..., 0], back[..., 1]
-        sx, sy = fx + bx, fy + by
-        ok = (sx * sx + sy * sy) <= 0.01 * (fx * fx + fy * fy + bx * bx + by * by) + 0.5
-        mx, my = m_small[..., 0], m_small[..., 1]
-        ok &= (mx >= 0) & (mx <= ws - 1) & (my >= 0) & (my <= hs - 1)
-        # brightness check on the uint8 flow-size planes (2.55 codes per L* unit)
-        d = cv2.remap(src.small, m_small, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        d = cv2.absdiff(d, dst.small).astype(np.float32) * np.float32(1.0 / (2.55 * self.sigma_L))
-        wgt = np.exp(-d * d) * ok * np.float32(self.s)
-        h, w = dst.L.shape
-        if (hs, ws) != (h, w):
-            f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([w / ws, h / hs])
-            wgt = cv2.resize(wgt, (w, h), interpolation=cv2.INTER_LINEAR)
-        return f + self._grid(h, w), cv2.merge([wgt, wgt, wgt])
+    def _link(self, f: np.ndarray, g: np.ndarray | None, src: _Slot, dst: _Slot) -> tuple[np.ndarray, np.ndarray]:
+        """``f``: flow from dst's grid into src, ``g``: the opposite flow or None. Returns the remap
+        map and the 3-channel weight ``strength x exp(-(L mismatch / sigma_L)^2) [x forward-backward
+        consistency when g is given]`` on dst's grid. Pixels whose path leaves the frame get no
+        weight: sums are remapped with a zero border, weight channel included."""
+        m = cv2.add(f, self._grid)
+        d = cv2.remap(src.small, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        wgt = cv2.LUT(cv2.absdiff(d, dst.small), self._lut)
+        if g is not None:  # Sundaram et al. 2010: |f + g(x + f)|^2 <= 0.01 (|f|^2 + |g(x + f)|^2) + 0.5
+            fx, fy = cv2.split(f)
+            bx, by = cv2.split(cv2.remap(g, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+            ex, ey = fx + bx, fy + by
+            wgt[ex * ex + ey * ey > 0.01 * (fx * fx + fy * fy + bx * bx + by * by) + 0.5] = 0.0
+        return m, cv2.merge([wgt, wgt, wgt])
 
     @staticmethod
     def _pull(sums: np.ndarray, link: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         m, wgt = link
-        return cv2.multiply(cv2.remap(sums, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), wgt)
+        return cv2.multiply(cv2.remap(sums, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), wgt)
 
-    def _slot(self, item: FrameItem, shot: int) -> _Slot:
+    def _slot(self, item: FrameItem) -> _Slot:
         _check(item)
-        L = np.ascontiguousarray(item.L, dtype=np.float32)
-        h, w = L.shape
-        small = to_u8(L)
-        if self.scale < 1.0:
-            small = cv2.resize(small, (max(8, round(w * self.scale)), max(8, round(h * self.scale))),
-                               interpolation=cv2.INTER_AREA)
-        hist = cv2.calcHist([small], [0], None, [32], [0, 256]).ravel()
+        h, w = item.L.shape
+        hs, ws = (h, w) if self.scale >= 1.0 else (max(8, round(h * self.scale)), max(8, round(w * self.scale)))
+        small = to_u8(item.L)
         ab = item.ab.astype(np.float32, copy=False)
-        own = cv2.merge([ab[0], ab[1], np.ones((h, w), np.float32)])
-        return _Slot(item, L, own, small, hist / max(float(hist.sum()), 1.0), shot)
+        a, b = ab[0], ab[1]
+        if (hs, ws) != (h, w):
+            small = cv2.resize(small, (ws, hs), interpolation=cv2.INTER_AREA)
+            a = cv2.resize(a, (ws, hs), interpolation=cv2.INTER_AREA)
+            b = cv2.resize(b, (ws, hs), interpolation=cv2.INTER_AREA)
+        if self._ones is None or self._ones.shape != (hs, ws):
+            self._ones = np.ones((hs, ws), np.float32)
+            gy, gx = np.mgrid[0:hs, 0:ws].astype(np.float32)
+            self._grid = cv2.merge([gx, gy])
+        hist = cv2.calcHist([small], [0], None, [32], [0, 256]).ravel()
+        return _Slot(item, cv2.merge([a, b, self._ones]), small, hist / max(float(hist.sum()), 1.0))
 
     def run(self, items: Iterable[FrameItem]) -> Iterator[FrameItem]:
         held: list[_Slot] = []
         prev: _Slot | None = None
-        shot = 0
         for item in items:
-            slot = self._slot(item, shot)
-            cut = (prev is None or prev.L.shape != slot.L.shape
+            slot = self._slot(item)
+            cut = (prev is None or prev.item.L.shape != item.L.shape
                    or 0.5 * float(np.abs(prev.hist - slot.hist).sum()) > self.cut)
             if cut:
-                shot += 1
-                slot.shot = shot
                 slot.fwd = slot.own
                 yield from self._flush(held, len(held))
             else:
                 fb = self.dis.calc(slot.small, prev.small, None)   # slot(x) ~ prev(x + fb)
-                fa = self.dis.calc(prev.small, slot.small, None)   # prev(x) ~ slot(x + fa)
+                fa = self.dis.calc(prev.small, slot.small, None) if self.k > 0 else None  # prev(x) ~ slot(x + fa)
                 slot.fwd = cv2.add(slot.own, self._pull(prev.fwd, self._link(fb, fa, prev, slot)))
-                if self.k > 0:
+                if fa is not None:
                     prev.to_next = self._link(fa, fb, slot, prev)
             held.append(slot)
             prev = slot
@@ -227,8 +224,19 @@ class _FlowSmoother:
             backs.append(back)
         backs.reverse()
         for slot, b in zip(held[:n], backs):
-            a, bb, wt = cv2.split(cv2.subtract(cv2.add(slot.fwd, b), slot.own))
-            slot.item.ab = np.stack([a / wt, bb / wt])
+            tot = slot.fwd if b is slot.own else cv2.subtract(cv2.add(slot.fwd, b), slot.own)
+            if tot is slot.own:
+                yield slot.item          # nothing to average with: the prediction stands
+                continue
+            a, bb, wt = cv2.split(tot)
+            oa, ob, _ = cv2.split(slot.own)
+            da, db = cv2.subtract(cv2.divide(a, wt), oa), cv2.subtract(cv2.divide(bb, wt), ob)
+            ab = slot.item.ab
+            h, w = ab.shape[1:]
+            if da.shape != (h, w):
+                da = cv2.resize(da, (w, h), interpolation=cv2.INTER_LINEAR)
+                db = cv2.resize(db, (w, h), interpolation=cv2.INTER_LINEAR)
+            slot.item.ab = np.stack([cv2.add(ab[0], da, dtype=cv2.CV_32F), cv2.add(ab[1], db, dtype=cv2.CV_32F)])
             yield slot.item
         del held[:n]
 

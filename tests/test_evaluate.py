@@ -53,8 +53,10 @@ def test_grey_colorizer_scores_like_grey(clip):
     row = res["clips"][0]
     assert row["frames"] == 10
     out, grey, ref = row["output"], row["grey"], row["reference"]
-    for k in ("psnr", "ssim", "ciede2000", "cdc", "warp_error"):
+    for k in ("psnr", "ssim", "ciede2000", "cdc", "warp_error", "warp_error_ab"):
         assert out[k] == pytest.approx(grey[k], rel=1e-5, abs=1e-7), k
+    assert grey["warp_error_ab"] == 0.0 and out["warp_error_ab"] == 0.0  # a = b = 0 by definition
+    assert ref["warp_error_ab"] > 0  # the square's colour moves across a coloured background
     assert grey["colourfulness"] == pytest.approx(0.0, abs=1e-3)  # OpenCV Lab->RGB rounding
     assert ref["colourfulness"] > 20 and ref["ciede2000"] == 0.0 and ref["psnr"] == math.inf
     assert grey["ciede2000"] > 5
@@ -62,7 +64,7 @@ def test_grey_colorizer_scores_like_grey(clip):
     assert res["mean"]["output"]["psnr"] == pytest.approx(out["psnr"])
     table = format_table(res)
     assert len(res["clips"]) == 2 and "mean" in table
-    assert "square.mp4" in table and "warp err" in table and "inf" in table
+    assert "square.mp4" in table and "warp err" in table and "warp ab" in table and "inf" in table
     parsed = json.loads(to_json(res))
     assert parsed["clips"][0]["reference"]["psnr"] is None and parsed["settings"]["smooth"] == "flow"
 
@@ -74,6 +76,9 @@ def test_oracle_colorizer_beats_grey(clip):
     assert out["ciede2000"] < 0.3 * grey["ciede2000"]
     assert out["psnr"] > grey["psnr"] + 5
     assert out["colourfulness"] > 20
+    # the oracle's chroma is the reference's (at render size): its a/b warp error is close to it
+    ref = res["clips"][0]["reference"]
+    assert 0 < out["warp_error_ab"] < 2 * ref["warp_error_ab"]
 
 
 def test_bad_arguments(clip):

@@ -115,3 +115,23 @@ def test_warp_error_known_values():
     assert metrics.warp_error(rgb, flows, masks) < 0.25 * metrics.warp_error(rgb, zero, ones)
     with pytest.raises(ValueError):
         metrics.warp_error(rgb, flows[:1], masks[:1])
+
+
+def test_chroma_warp_error_ignores_luminance():
+    L = _textured_L()
+    zero = [np.zeros(L.shape + (2,), np.float32)] * 3
+    ones = [np.ones(L.shape, np.float32)] * 3
+    lab = np.stack([L, np.full_like(L, 20.0), np.full_like(L, -10.0)], axis=-1)
+    # brightness flicker alone: RGB warp error > 0, chroma warp error exactly 0
+    flick = [lab * np.float32([1 + 0.1 * (t % 2), 1, 1]) for t in range(4)]
+    from filmcolor.color import lab_to_rgb_np
+
+    assert metrics.warp_error([lab_to_rgb_np(x) for x in flick], zero, ones) > 1e-4
+    assert metrics.chroma_warp_error(flick, zero, ones) == 0.0
+    # a grey clip has no chroma error at all; a chroma jump of (3, 4) gives 25 (squared a/b units)
+    grey = [np.concatenate([L[..., None], np.zeros(L.shape + (2,), np.float32)], -1)] * 4
+    assert metrics.chroma_warp_error(grey, zero, ones) == 0.0
+    jump = [lab + np.float32([0, 3, 4]) * (t % 2) for t in range(4)]
+    assert metrics.chroma_warp_error(jump, zero, ones) == pytest.approx(25.0, rel=1e-5)
+    with pytest.raises(ValueError):
+        metrics.chroma_warp_error([L] * 4, zero, ones)

@@ -151,3 +151,28 @@ def test_deflicker_does_not_cross_cuts():
     out = list(deflicker(iter(clip), radius=3))
     for o, c in zip(out, clip):
         assert abs(float(o.mean()) - float(c.mean())) < 1.0
+
+
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_flow_keeps_fine_chroma_detail_of_a_steady_clip(lookahead):
+    """Averaging runs at flow size, but the network's fine detail is kept: a static clip whose
+    predictions do not change comes out exactly as predicted, one-pixel chroma stripes included."""
+    L = (30 + 40 * _texture(H, W, 8)).astype(np.float32)
+    ab = np.empty((2, H, W), np.float32)
+    ab[0] = 20 + 30 * _texture(H, W, 9)
+    ab[1] = np.where(np.arange(W) % 2, 25.0, -25.0)[None, :]       # Nyquist-rate stripes
+    out = list(smooth(iter([FrameItem(i, None, L, ab.copy()) for i in range(8)]), "flow", 0.9,
+                      lookahead=lookahead))
+    for it in out:
+        np.testing.assert_allclose(it.ab, ab, atol=0.05)
+        assert it.ab.dtype == np.float32 and it.ab.shape == (2, H, W)
+
+
+def test_flow_odd_sizes_and_full_scale():
+    Ls, preds, truths, boxes = _square_clip(frames=12)
+    crop = [L[:-3, :-5] for L in Ls], [p[:, :-3, :-5] for p in preds]
+    out = list(smooth(iter(_items(*crop)), "flow", 0.8, lookahead=1))
+    assert all(o.ab.shape == (2, H - 3, W - 5) for o in out)
+    full = _square_error(list(smooth(iter(_items(Ls, preds)), "flow", 0.8, flow_scale=1.0)), truths, boxes)
+    off = _square_error(list(smooth(iter(_items(Ls, preds)), "off")), truths, boxes)
+    assert full < 0.7 * off
