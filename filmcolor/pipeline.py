@@ -1,14 +1,19 @@
 """The colouring pipeline: one film (or still photo) in, one coloured file out, nothing staged on disk.
 
-Video, streamed with bounded memory whatever the film's length::
+Video, streamed with bounded memory whatever the film's length, in three threads::
 
     probe(src) -> VideoInfo
-    decode(src)                       PyAV, in its own thread, bounded queue
-      -> FrameItem(L at render size)  Y plane -> L* LUT -> INTER_AREA; planes + chroma-size L kept
-      -> batches -> Colorizer.predict_ab
-      -> temporal.smooth              off | ema | flow, reset at scene cuts
-      -> compose_planes               new U/V; the source's Y plane carried untouched
-      -> VideoWriter.write            same pts/time base; audio/subtitle packets copied by media
+    [decode thread]   decode(src)                       PyAV (releases the GIL), bounded queue
+                        -> FrameItem(L at render size)  Y plane -> L* LUT -> INTER_AREA; planes kept
+    [calling thread]  -> batches -> Colorizer.predict_ab (torch intra-op threads)
+                        -> temporal.smooth              off | ema | flow, reset at scene cuts
+    [encode thread]   -> compose                        new U/V (on the device on CUDA); Y untouched
+                        -> VideoWriter.write            same pts/time base; audio/subtitle copied
+
+Queues between the threads are bounded (a few batches), so memory does not grow with the film. An
+exception in any thread is re-raised in the caller (the original exception object); on any exit the
+other threads are stopped and joined before the output is deleted. ``pipelined=False`` runs the same
+stages one after another in the calling thread (the reference the tests compare against).
 
 Output is atomic: everything is written to a hidden temporary file in the target folder (same
 extension) and renamed over ``dst`` only when complete; any exception, KeyboardInterrupt included,
@@ -201,6 +206,74 @@ def prefetch(items: Iterable[T], size: int, name: str = "filmcolor-decode") -> I
         thread.join(timeout=10)
 
 
+class Sink:
+    """Run ``consume(item)`` for each item given to :meth:`put`, in a consumer thread, with at most
+    ``size`` items waiting.
+
+    An exception raised by ``consume`` is re-raised (the same object) by the next :meth:`put` or by
+    :meth:`close`; after it the thread consumes nothing more. :meth:`close` waits until every item is
+    consumed; :meth:`abort` drops what is waiting and joins the thread once the item in hand is done.
+    ``done`` counts consumed items.
+    """
+
+    def __init__(self, consume: Callable[[T], None], size: int, name: str = "filmcolor-encode") -> None:
+        self._consume = consume
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, size))
+        self._stop = threading.Event()
+        self._exc: BaseException | None = None
+        self.done = 0
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    x = self._q.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if x is _DONE:
+                    return
+                self._consume(x)
+                self.done += 1
+        except BaseException as exc:  # handed to the producer
+            self._exc = exc
+        finally:
+            self._stop.set()
+
+    def _check(self) -> None:
+        if self._exc is not None:
+            raise self._exc
+        if self._stop.is_set():
+            raise RuntimeError(f"{self._thread.name} thread has stopped")
+
+    def put(self, item: T) -> None:
+        while True:
+            self._check()
+            try:
+                self._q.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Wait for every item to be consumed; re-raise the consumer's exception, if any."""
+        self.put(_DONE)  # type: ignore[arg-type]
+        self._thread.join()
+        if self._exc is not None:
+            raise self._exc
+
+    def abort(self) -> None:
+        """Stop without consuming what is waiting; join the thread."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        while True:  # free the frames still queued
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                break
+
+
 def batched(items: Iterable[temporal.FrameItem], colorizer: Colorizer) -> Iterator[temporal.FrameItem]:
     """Fill ``item.ab`` by running the network on batches of at most ``colorizer.batch_size`` items
     (a change of frame size ends a batch). Yields the items in order."""
@@ -226,11 +299,11 @@ def batched(items: Iterable[temporal.FrameItem], colorizer: Colorizer) -> Iterat
 @dataclass
 class _Source:
     """What compose and encode need of a decoded frame: the frame (timestamps), its planes in the
-    output pixel format, and L* at chroma resolution."""
+    output pixel format, and L* at chroma resolution (None when compose runs on the device)."""
 
     frame: object
     planes: object
-    L_chroma: np.ndarray
+    L_chroma: np.ndarray | None
 
 
 def _decoded(src: Path, config: RunConfig, warn: Warn | None = None) -> Iterator[object]:
@@ -255,10 +328,18 @@ def quarter_turns(rotation: int | float | None) -> int:
     return r // 90 if r % 90 == 0 else 0
 
 
+def _planes_L(planes) -> np.ndarray:
+    """``compose.planes_L``, with OpenCV's table lookup for 8-bit planes (same values, ~5x faster)."""
+    if planes.y.dtype == np.uint8:
+        return cv2.LUT(planes.y, color.luma_to_L_lut(8, planes.full_range))
+    return compose.planes_L(planes)
+
+
 def _frame_items(frames: Iterable[object], pix_fmt: str, colorizer: Colorizer,
-                 deflicker: bool = False, turns: int = 0) -> Iterator[temporal.FrameItem]:
+                 deflicker: bool = False, turns: int = 0, chroma_L: bool = True) -> Iterator[temporal.FrameItem]:
     """Decoded frames -> FrameItem(index, _Source, render-size L*). With ``turns`` the render-size
-    L* is turned upright (the network expects skies on top); compose turns ``ab`` back."""
+    L* is turned upright (the network expects skies on top); compose turns ``ab`` back.
+    ``chroma_L=False`` skips the chroma-size L* (compose on the device computes its own)."""
     pairs: Iterable = ((f, media.frame_to_planes(f, pix_fmt)) for f in frames)
     if deflicker:
         def put(pair, y):
@@ -271,12 +352,13 @@ def _frame_items(frames: Iterable[object], pix_fmt: str, colorizer: Colorizer,
             top = (1 << planes.bit_depth) - 1
             if planes.y.dtype == np.uint16 and top < 65535:
                 np.minimum(planes.y, top, out=planes.y)
-        L_full = compose.planes_L(planes)
+        L_full = _planes_L(planes)
         rh, rw = colorizer.render_shape(*L_full.shape)
         item_L = compose.resize_L(L_full, rh, rw)
         if turns:
             item_L = np.ascontiguousarray(np.rot90(item_L, turns))
-        yield temporal.FrameItem(i, _Source(frame, planes, compose.chroma_L(planes, L_full)), item_L)
+        L_chroma = compose.chroma_L(planes, L_full) if chroma_L else None
+        yield temporal.FrameItem(i, _Source(frame, planes, L_chroma), item_L)
 
 
 def expected_frames(info, config: RunConfig) -> int | None:
@@ -299,10 +381,11 @@ def expected_frames(info, config: RunConfig) -> int | None:
 # --- entry points ----------------------------------------------------------------------------------
 def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunConfig | None = None, *,
                   colorizer: Colorizer | None = None, progress: Progress | None = None,
-                  warn: Warn | None = None) -> RunResult:
+                  warn: Warn | None = None, pipelined: bool = True) -> RunResult:
     """Colour one film or still photo; see the module docstring. Raises a ``FilmcolorError``
     (InputError, OutputError, ModelError, ProcessingError) naming the file on failure, leaving no
-    output behind."""
+    output behind. ``pipelined=False`` runs decode, inference and encode one after another in the
+    calling thread (same output; a reference for tests and benchmarks)."""
     config = config or RunConfig()
     src = Path(src)
     check_input(src)
@@ -325,7 +408,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
                 if progress is not None:
                     progress(1, 1)
             else:
-                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn)
+                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined)
     except FilmcolorError as exc:
         if exc.path is None:  # e.g. out of memory at batch 1: say which film
             raise type(exc)(src, exc.cause) from exc
@@ -335,33 +418,69 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     return RunResult(src, dst, frames, time.perf_counter() - t0, "still" if still else "video")
 
 
+def _compose_frame(item: temporal.FrameItem, pix_fmt: str, turns: int, colorizer: Colorizer) -> object:
+    """A smoothed FrameItem -> the output frame (source Y plane, new U/V, source timestamps)."""
+    source: _Source = item.frame
+    ab = np.rot90(item.ab, -turns, axes=(1, 2)) if turns else item.ab
+    planes = source.planes
+    if source.L_chroma is None:  # compose on the device
+        u, v = colorizer.compose_uv(planes.y, ab, planes.u.shape[:2], planes.matrix, planes.bit_depth,
+                                    planes.full_range)
+        u, v = u.astype(planes.u.dtype, copy=False), v.astype(planes.v.dtype, copy=False)
+    else:
+        u, v = compose.compose_planes(planes, ab, source.L_chroma)
+    out = media.planes_to_frame(_with_chroma(planes, u, v), pix_fmt, source.frame)
+    if out.pts is None:
+        out.pts, out.time_base = source.frame.pts, source.frame.time_base
+    return out
+
+
 def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Colorizer,
-                    progress: Progress | None, warn: Warn | None) -> int:
+                    progress: Progress | None, warn: Warn | None, pipelined: bool = True) -> int:
     total = expected_frames(info, config)
-    done = 0
+    turns = quarter_turns(info.rotation)
+    on_device = colorizer.on_device_compose
+    if on_device:  # size the batch from free device memory before batching starts
+        h, w = (info.height, info.width) if turns % 2 == 0 else (info.width, info.height)
+        colorizer.plan_batch(*colorizer.render_shape(h, w))
     with media.VideoWriter(src, tmp, info, codec=config.codec, crf=config.crf, preset=config.preset,
                            start=config.start, duration=config.duration, container_format=None,
                            warn=warn) as writer:
         pix_fmt = writer.pix_fmt
         ahead = 2 * colorizer.batch_size + 2
-        turns = quarter_turns(info.rotation)
-        items = prefetch(_frame_items(_decoded(src, config, warn), pix_fmt, colorizer, config.deflicker, turns),
-                         ahead)
+
+        def encode(item: temporal.FrameItem) -> None:
+            writer.write(_compose_frame(item, pix_fmt, turns, colorizer))
+
+        frames = _frame_items(_decoded(src, config, warn), pix_fmt, colorizer, config.deflicker, turns,
+                              chroma_L=not on_device)
+        items = prefetch(frames, ahead) if pipelined else frames
+        sink = Sink(encode, ahead) if pipelined else None
+        done = 0
+
+        def report(upto: int) -> int:  # progress once per written frame, from the calling thread
+            if progress is not None:
+                for d in range(done + 1, upto + 1):
+                    progress(d, total)
+            return upto
+
         try:
             stream = temporal.smooth(batched(items, colorizer), config.smooth, config.smooth_strength,
                                      config.cut_threshold)
             for item in stream:
-                source: _Source = item.frame
-                ab = np.rot90(item.ab, -turns, axes=(1, 2)) if turns else item.ab
-                u, v = compose.compose_planes(source.planes, ab, source.L_chroma)
-                out = media.planes_to_frame(_with_chroma(source.planes, u, v), pix_fmt, source.frame)
-                if out.pts is None:
-                    out.pts, out.time_base = source.frame.pts, source.frame.time_base
-                writer.write(out)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+                if sink is None:
+                    encode(item)
+                    done = report(done + 1)
+                else:
+                    sink.put(item)
+                    done = report(sink.done)
+            if sink is not None:
+                sink.close()  # every frame written (or the encode thread's error raised here)
+                done = report(sink.done)
+                sink = None
         finally:
+            if sink is not None:  # an error or Ctrl-C: stop the encode thread before the file goes
+                sink.abort()
             items.close()  # stops the decode thread at once on an error
         if done == 0:
             where = "" if config.start is None else f" after {config.start:g} s"
