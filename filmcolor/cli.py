@@ -152,8 +152,8 @@ def main() -> None:
 
 
 # --- run ---------------------------------------------------------------------------------------------
-_RUN_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "codec", "crf", "start", "duration",
-               "overwrite")
+_RUN_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smooth_strength", "deflicker", "codec",
+               "crf", "start", "duration", "overwrite")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -172,6 +172,10 @@ _RUN_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "codec"
               help="Frames per network call (halved automatically on a GPU out-of-memory).")
 @click.option("--smooth", type=click.Choice(SMOOTHERS), default=_DEFAULTS.smooth,
               help="Temporal chroma smoothing (reset at scene cuts).")
+@click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
+              help="How strongly chroma is held over time: 0 = none, towards 1 = stronger.")
+@click.option("--deflicker/--no-deflicker", default=_DEFAULTS.deflicker,
+              help="Even out frame-to-frame brightness pumping (changes the film's own luminance).")
 @click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,
               help="Video codec: h264, or ffv1 / prores for archival masters.")
 @click.option("--crf", type=click.IntRange(0, 51), default=_DEFAULTS.crf, help="H.264 quality (lower = better).")
@@ -262,7 +266,8 @@ _EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smoot
 def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, max_frames: int | None,
           as_json: bool, preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
     """Score the current settings on colour REFERENCE clips: each is made B&W, coloured, and compared
-    with itself (PSNR, SSIM, CIEDE2000, colourfulness, CDC, warp error; grey input and reference beside)."""
+    with itself (PSNR, SSIM, CIEDE2000, colourfulness, CDC, warp error in RGB and in a/b alone; grey input
+    and reference beside; the grey input's a/b warp error is 0 by definition)."""
     from .config import run_config_from_preset
     from .evaluate import evaluate, format_table, to_json  # imported here so `--help` stays fast
 
@@ -298,6 +303,10 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
               help="Frames per network call (halved automatically on a GPU out-of-memory).")
 @click.option("--smooth", type=click.Choice(SMOOTHERS), default=_DEFAULTS.smooth,
               help="Temporal chroma smoothing (reset at scene cuts).")
+@click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
+              help="How strongly chroma is held over time: 0 = none, towards 1 = stronger.")
+@click.option("--deflicker/--no-deflicker", default=_DEFAULTS.deflicker,
+              help="Even out frame-to-frame brightness pumping (changes the film's own luminance).")
 @click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,
               help="Video codec: h264, or ffv1 / prores for archival masters.")
 @click.option("--crf", type=click.IntRange(0, 51), default=_DEFAULTS.crf, help="H.264 quality (lower = better).")

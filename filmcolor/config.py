@@ -27,8 +27,8 @@ class RunConfig:
     precision: str = "auto"           # auto: bf16/fp16 on CUDA, fp32 on CPU
     render_size: int = 192            # short side (px) at which the network runs; chroma is upsampled
     batch_size: int = 8               # frames per network call (halved on CUDA out-of-memory)
-    smooth: str = "ema"               # temporal chroma smoothing: off | ema | flow
-    smooth_strength: float = 0.5      # 0 = none, towards 1 = stronger
+    smooth: str = "flow"              # temporal chroma smoothing: off | ema | flow
+    smooth_strength: float = 0.8      # 0 = none, towards 1 = stronger
     cut_threshold: float = 0.35       # scene-cut detector sensitivity on L (histogram distance)
     deflicker: bool = False           # luminance deflicker (changes the film's own luminance)
     codec: str = "h264"               # h264 | ffv1 | prores (archival masters)
