@@ -136,21 +136,24 @@ def luma_to_L(y: np.ndarray, bit_depth: int = 8, full_range: bool = False) -> np
     return luma_to_L_lut(bit_depth, full_range)[y]
 
 
-def rgb_to_chroma(rgb: np.ndarray, matrix: str = "bt601", bit_depth: int = 8, full_range: bool = False):
-    """sRGB ``(h, w, 3)`` float32 in [0, 1] -> (U, V) code-value planes (uint8 or uint16)."""
+def chroma_codes(r, g, b, matrix: str = "bt601", bit_depth: int = 8, full_range: bool = False):
+    """sRGB channels in [0, 1] -> unrounded U, V code values (numpy arrays or torch tensors alike: only
+    arithmetic), and the largest code value. Shared by the host and the device compose paths."""
     kr, kb = KR_KB[matrix]
     kg = 1.0 - kr - kb
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     y = kr * r + kg * g + kb * b
     pb = (b - y) / (2 * (1 - kb))
     pr = (r - y) / (2 * (1 - kr))
     _, _, c_span = _range(bit_depth, full_range)
     mid = float(1 << (bit_depth - 1))
-    top = (1 << bit_depth) - 1
+    return mid + pb * c_span, mid + pr * c_span, float((1 << bit_depth) - 1)
+
+
+def rgb_to_chroma(rgb: np.ndarray, matrix: str = "bt601", bit_depth: int = 8, full_range: bool = False):
+    """sRGB ``(h, w, 3)`` float32 in [0, 1] -> (U, V) code-value planes (uint8 or uint16)."""
+    u, v, top = chroma_codes(rgb[..., 0], rgb[..., 1], rgb[..., 2], matrix, bit_depth, full_range)
     dtype = np.uint8 if bit_depth == 8 else np.uint16
-    u = np.clip(np.rint(mid + pb * c_span), 0, top).astype(dtype)
-    v = np.clip(np.rint(mid + pr * c_span), 0, top).astype(dtype)
-    return u, v
+    return np.clip(np.rint(u), 0, top).astype(dtype), np.clip(np.rint(v), 0, top).astype(dtype)
 
 
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str = "bt601", bit_depth: int = 8,

@@ -160,16 +160,8 @@ def uv_from_lab(L: torch.Tensor, ab: torch.Tensor, matrix: str, bit_depth: int, 
     size, float32, any device) -> U, V code values ``(N, h, w)`` (uint8 for 8 bit, else int32 to be
     cast by the caller), with ``color.rgb_to_chroma``'s matrix, range and rounding."""
     rgb = color.lab_to_rgb(torch.cat([L, ab], 1).float())
-    kr, kb = color.KR_KB[matrix]
-    kg = 1.0 - kr - kb
-    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    y = kr * r + kg * g + kb * b
-    pb = (b - y) / (2 * (1 - kb))
-    pr = (r - y) / (2 * (1 - kr))
-    _off, _span, c_span = color._range(bit_depth, full_range)
-    mid, top = float(1 << (bit_depth - 1)), float((1 << bit_depth) - 1)
-    u = torch.round(mid + pb * c_span).clamp_(0, top)
-    v = torch.round(mid + pr * c_span).clamp_(0, top)
+    u, v, top = color.chroma_codes(rgb[:, 0], rgb[:, 1], rgb[:, 2], matrix, bit_depth, full_range)
+    u, v = torch.round(u).clamp_(0, top), torch.round(v).clamp_(0, top)
     dtype = torch.uint8 if bit_depth == 8 else torch.int32
     return u.to(dtype), v.to(dtype)
 
