@@ -93,6 +93,8 @@ class TrainConfig:
     precision: str = "auto"        # auto: bf16 autocast on CUDA, fp32 on CPU
     grid_images: int = 4           # rows of the validation PNG grid
     base_model: str = ""           # what init_from is, for the card (fine-tuning)
+    keep_best: bool = False        # save the EMA of the validation with the lowest L1 (the base model's
+                                   # score at step 0 included), not the last one: early stopping
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -354,6 +356,7 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
     opt_d = torch.optim.Adam(disc_raw.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     step, wall = 0, 0.0
     history: list[dict[str, float]] = []
+    best: dict[str, Any] = {}  # keep_best: {"step", "val", "state"} of the lowest validation L1 so far
     rng_states: list[dict[str, Any]] | None = None
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
@@ -364,6 +367,8 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
             rng_states = json.loads(ck["rng"])
         if "torch_rng" in ck:
             torch.set_rng_state(ck["torch_rng"].cpu())
+        if "best_ema" in ck:
+            best.update(json.loads(ck["best"]), state=ck["best_ema"])
         if "cuda_rng" in ck and device.type == "cuda":
             torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
         log(f"resumed {ckpt_path} at step {step}")
@@ -392,6 +397,8 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
               "rng": json.dumps(states), "torch_rng": torch.get_rng_state()}
         if device.type == "cuda":
             ck["cuda_rng"] = torch.cuda.get_rng_state(device)
+        if best:
+            ck.update(best_ema=best["state"], best=json.dumps({"step": best["step"], "val": best["val"]}))
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(ck, tmp)
         os.replace(tmp, ckpt_path)
@@ -399,10 +406,17 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
 
     base_val: dict[str, float] = {}
 
-    def save_model(metrics: dict[str, float] | None) -> Path:
+    def save_model(metrics: dict[str, float] | None, final: bool = False) -> Path:
         path = out / f"{cfg.name}.safetensors"
         if d.rank != 0:
             return path
+        model, selected = ema, {}
+        if final and cfg.keep_best and best:
+            model = copy.deepcopy(ema)
+            model.load_state_dict(best["state"])
+            selected = {"selected_step": best["step"], "last_validation": metrics or {},
+                        "selection": "the validation with the lowest L1 (keep_best)"}
+            metrics = best["val"]
         hw = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
         card = {"name": cfg.name, "data": list(cfg.data), "val": [str(v) for v in val_sources],
                 "held_out": [str(v) for v in held_out], "images": len(images), "films": len(train_data.films),
@@ -414,7 +428,8 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
                 "validation": metrics or {}}
         if cfg.init_from:
             card.update(base_model=cfg.base_model or str(cfg.init_from), base_validation=base_val)
-        return save_generator(ema, path, "unet", {"ngf": cfg.ngf, "num_downs": cfg.num_downs}, card)
+        card.update(selected)
+        return save_generator(model, path, "unet", {"ngf": cfg.ngf, "num_downs": cfg.num_downs}, card)
 
     def run_validation(model: nn.Module, tag: str = "") -> dict[str, float]:
         m = validate(model, val_images, device, gen_raw.multiple)
@@ -422,6 +437,8 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
         if cfg.grid_images:
             write_grid(model, val_images[: cfg.grid_images], device, gen_raw.multiple, out / f"grid_{step:07d}.png")
         log(f"val step {step}{' ' + tag if tag else ''}: " + " ".join(f"{k}={v:.4f}" for k, v in m.items()))
+        if cfg.keep_best and (not best or m["l1"] < best["val"]["l1"]):
+            best.update(step=step, val=m, state={k: v.detach().clone() for k, v in model.state_dict().items()})
         return m
 
     if cfg.init_from and val_images and d.rank == 0:  # the starting model's score, for comparison
@@ -500,7 +517,7 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
     stream.close()
     if on_end:
         on_end({"gen": gen_raw, "disc": disc_raw, "ema": ema})
-    return save_model(last_val)
+    return save_model(last_val, final=True)
 
 
 def train_config_from_preset(preset: str, /, **overrides: Any) -> TrainConfig:

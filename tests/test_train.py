@@ -99,6 +99,30 @@ def test_one_step_finetune_writes_genre_model_with_card(tmp_path, photos, films,
         finetune("default", [str(films[0])], from_model=str(base))
 
 
+def test_keep_best_saves_the_validation_with_the_lowest_l1(tmp_path, photos, films, monkeypatch):
+    import csv
+
+    from filmcolor.data import load_sources
+    from filmcolor.train import _evenly, validate
+
+    monkeypatch.setenv("FILMCOLOR_HOME", str(tmp_path / "home"))
+    base = train(_cfg(tmp_path, photos, val=()), log=lambda s: None)
+    # a high learning rate makes the validation L1 move a lot between steps, so the last is rarely the best
+    dest = finetune("street", [str(films[0])], steps=4, from_model=str(base), val=[str(films[1])],
+                    out=str(tmp_path / "ft"), log=lambda s: None, keep_best=True, lr=5e-2, warmup_steps=4, val_every=1,
+                    ema_decay=0.0, **{k: v for k, v in TINY.items() if k not in ("ngf", "num_downs")})
+    rows = list(csv.DictReader(open(tmp_path / "ft" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3, 4]  # the base model at step 0, then every step
+    best = min(rows, key=lambda r: float(r["l1"]))
+    card = weights.load_generator(dest)[1].card
+    assert card["selected_step"] == int(best["step"])
+    assert card["validation"]["l1"] == pytest.approx(float(best["l1"]), rel=1e-5)
+    assert card["last_validation"]["l1"] == pytest.approx(float(rows[-1]["l1"]), rel=1e-5)
+    model, _ = weights.load_generator(dest)  # the saved weights are the selected ones (fp16 on disk)
+    val = _evenly(load_sources([films[1]], 96, 6, cache=None).images, 2)
+    assert validate(model, val, torch.device("cpu"), model.multiple)["l1"] == pytest.approx(float(best["l1"]), abs=2e-3)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
