@@ -9,7 +9,8 @@ For each clip (and, with ``--synthetic``, generated 854x480 and 1920x1080 B&W cl
                    ``media.VideoWriter`` with the run's encoder settings (audio copied too)
 - ``decode+encode`` the I/O floor: decode the clip in a thread, swap in the coloured U/V, encode in a
                    thread (same threads and queues as the pipeline, no network, no compose)
-- ``end-to-end``   ``pipeline.colorize_file`` with the default settings (model already loaded)
+- ``end-to-end``   ``pipeline.colorize_file`` with the default settings (model already loaded);
+                   with ``--smooth-off`` also with ``smooth=off``, for the cost of temporal smoothing
 - ``frame-dump``   the DeOldify way: every frame written as JPEG, coloured one by one (batch 1, full
                    RGB -> Lab -> network -> full-resolution Lab -> RGB), written as JPEG, re-encoded
                    from the JPEGs with PyAV, audio added back by a remux
@@ -323,7 +324,8 @@ def profile_batch(colorizer: Colorizer, L: np.ndarray, rows: int = 15) -> str:
 
 # --- one clip --------------------------------------------------------------------------------------
 def bench_clip(src: Path, name: str, config: RunConfig, colorizer: Colorizer, baseline_colorizer: Colorizer,
-               n: int, work: Path, skip_baseline: bool, sequential: bool, profile: bool, log) -> dict:
+               n: int, work: Path, skip_baseline: bool, sequential: bool, profile: bool, log,
+               smooth_off: bool = False) -> dict:
     info = media.probe(src)
     pix_fmt = media.writer_pix_fmt(config.codec, info)
     fps = float(info.fps) if info.fps else 25.0
@@ -360,6 +362,9 @@ def bench_clip(src: Path, name: str, config: RunConfig, colorizer: Colorizer, ba
         st["end-to-end"] = timed(lambda: pipeline.colorize_file(src, out, run_config, colorizer=colorizer).frames,
                                  sync)
     st["end-to-end"].extra.update(g.summary())
+    if smooth_off and run_config.smooth != "off":
+        st["end-to-end smooth off"] = timed(lambda: pipeline.colorize_file(
+            src, work / f"off{out.suffix}", run_config.with_overrides(smooth="off"), colorizer=colorizer).frames, sync)
     if sequential:
         st["end-to-end sequential"] = timed(lambda: pipeline.colorize_file(
             src, work / f"seq{out.suffix}", run_config, colorizer=colorizer, pipelined=False).frames, sync)
@@ -383,6 +388,9 @@ def bench_clip(src: Path, name: str, config: RunConfig, colorizer: Colorizer, ba
         "end_to_end_over_model_only": round(e2e / st["model"].seconds, 3),
         "end_to_end_over_decode_encode": round(e2e / st["decode+encode"].seconds, 3),
     }
+    if "end-to-end smooth off" in st:  # what the temporal smoothing costs end to end
+        res["ratios"][f"end_to_end_over_smooth_off ({run_config.smooth})"] = round(
+            e2e / st["end-to-end smooth off"].seconds, 3)
     if "frame-dump" in st:
         res["ratios"]["frame_dump_over_end_to_end"] = round(st["frame-dump"].seconds / e2e, 2)
     res["stages"] = {k: v.to_dict() for k, v in st.items()}
@@ -442,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true", help="torch.compile the network (with freezing on CPU)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the (slow) frame-dump baseline")
     ap.add_argument("--sequential", action="store_true", help="also time the unpipelined path")
+    ap.add_argument("--smooth-off", action="store_true",
+                    help="also time end-to-end with --smooth off (the cost of the default temporal smoothing)")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one batch")
     ap.add_argument("--json", type=Path, help="write the results here as JSON")
     ap.add_argument("--workdir", type=Path, help="keep clips and outputs here (default: a temporary folder)")
@@ -480,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(cdir, ignore_errors=True)
             cdir.mkdir()
             results.append(bench_clip(path, name, config, colorizer, baseline, args.frames, cdir,
-                                      args.no_baseline, args.sequential, args.profile, log))
+                                      args.no_baseline, args.sequential, args.profile, log, args.smooth_off))
             shutil.rmtree(cdir, ignore_errors=True)
     finally:
         colorizer.close()

@@ -76,11 +76,17 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_three_segments_equal_a_plain_run(tmp_path, tiny_model):
+@pytest.mark.parametrize("codec", ["h264", "ffv1"])
+def test_three_segments_equal_a_plain_run(tmp_path, tiny_model, codec):
+    """Frames, timestamps and audio equal a plain run's. The colours are compared exactly on the
+    lossless codec (away from the seams: within 1 code, the float rounding of different batch slices
+    in the worker processes). With H.264 the joined film is a second x264 encode of (nearly) the same
+    frames, whose rate control does not reproduce the first bit for bit, so there only the mean
+    difference is bounded."""
     src_dir = tmp_path / "reels"
     src_dir.mkdir()
     src = make_gop_clip(src_dir / "film.mp4", frames=60, gop=8)
-    cfg = RunConfig(model=str(tiny_model), device="cpu", render_size=64)
+    cfg = RunConfig(model=str(tiny_model), device="cpu", render_size=64, codec=codec)
     plain = colorize_file(src, tmp_path / "plain.mp4", cfg)
 
     out = tmp_path / "out"
@@ -98,6 +104,6 @@ def test_three_segments_equal_a_plain_run(tmp_path, tiny_model):
     seams = {s.keep_start for s in plan_segments(src, 3).segments[1:]}
     for i, ((_, a), (_, b)) in enumerate(zip(frames_p, frames_s)):
         diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
-        if all(abs(i - s) > 2 for s in seams):
-            assert diff.max() <= 2, f"frame {i}: differs by {diff.max()}"
+        if codec == "ffv1" and all(abs(i - s) > 2 for s in seams):
+            assert diff.max() <= 1, f"frame {i}: differs by {diff.max()}"
         assert diff.mean() < 1.0
