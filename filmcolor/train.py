@@ -13,7 +13,8 @@ Recipe (Isola et al. 2017, plus the seeds' findings):
 Files in ``out``: ``checkpoint.pt`` (both nets, EMA, optimisers, step, wall time, history, config
 and the RNG states of data sampling and torch, so ``resume=True`` continues with the same step
 count and the same next batch and loss), written every ``checkpoint_every`` steps and on Ctrl-C;
-``<name>.safetensors`` (the EMA generator with its card); ``metrics.csv`` (validation each
+``<name>.safetensors`` (the EMA generator with its card; ``<name>-l1.safetensors``: the same at the
+end of the L1-only warm-up); ``metrics.csv`` (validation each
 ``val_every`` steps: L1, PSNR, SSIM, CIEDE2000, colourfulness, grey baseline beside them);
 ``grid_<step>.png`` (input | output | target) and ``loss.png``.
 
@@ -406,8 +407,8 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
 
     base_val: dict[str, float] = {}
 
-    def save_model(metrics: dict[str, float] | None, final: bool = False) -> Path:
-        path = out / f"{cfg.name}.safetensors"
+    def save_model(metrics: dict[str, float] | None, final: bool = False, suffix: str = "") -> Path:
+        path = out / f"{cfg.name}{suffix}.safetensors"
         if d.rank != 0:
             return path
         model, selected = ema, {}
@@ -508,6 +509,8 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 checkpoint()
                 save_model(last_val)
+            if step == cfg.warmup_steps < cfg.steps:  # the L1-only generator, for network interpolation
+                save_model(last_val, suffix="-l1")
     except KeyboardInterrupt:
         stream.close()
         checkpoint(gather=False)

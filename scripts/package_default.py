@@ -7,12 +7,21 @@ Writes the fp16 safetensors with its card (training card + validation metrics on
 ``--val`` next to the grey baseline) and a human-readable ``default.md`` beside it. ``--dry-run``
 only prints the metrics. Validation images are scaled to ``--short-side`` (the scale the model was
 trained at) before colouring.
+
+``--interpolate OTHER --alpha A`` packages the network interpolation of Wang et al. (ESRGAN, 2018,
+section 3.4): every weight is ``(1 - A) * OTHER + A * MODEL``, with OTHER the same run's generator at
+the end of its L1-only warm-up and MODEL the adversarially trained one. A trades the L1 model's
+accuracy (CIEDE2000, PSNR) for the cGAN's colourfulness without retraining. ``--calibrate DIR
+--alphas ...`` prints the metrics of each A on DIR (use training photos, never the validation set,
+to choose A).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +34,11 @@ from filmcolor.weights import load_generator, save_generator
 TARGETS = "CIEDE2000 >= 15% below grey; colourfulness >= 0.5x ground truth; PSNR >= grey"
 
 
+def interpolate(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """(1 - alpha) * a + alpha * b for floating-point tensors; integer buffers are taken from b."""
+    return {k: torch.lerp(a[k], b[k], alpha) if b[k].is_floating_point() else b[k] for k in b}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
@@ -32,9 +46,35 @@ def main() -> None:
     ap.add_argument("--out", default="filmcolor/models/default.safetensors")
     ap.add_argument("--short-side", type=int, default=256)
     ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--interpolate", metavar="L1_MODEL", help="blend with this generator (same architecture)")
+    ap.add_argument("--alpha", type=float, default=1.0, help="weight of MODEL in the blend (1 = MODEL alone)")
+    ap.add_argument("--calibrate", metavar="DIR", help="print metrics for each --alphas value on DIR and stop")
+    ap.add_argument("--alphas", default="0,0.25,0.4,0.5,0.6,0.75,1")
+    ap.add_argument("--calibrate-images", type=int, default=64)
+    ap.add_argument("--note", help="a line for the card (e.g. why it was trained where it was)")
     args = ap.parse_args()
 
     gen, info = load_generator(args.model)
+    if args.interpolate:
+        other, other_info = load_generator(args.interpolate)
+        if other_info.arch_args != info.arch_args:
+            raise SystemExit(f"{args.interpolate}: architecture {other_info.arch_args} differs from {info.arch_args}")
+        base_sd, gan_sd = other.state_dict(), {k: v.clone() for k, v in gen.state_dict().items()}
+        if args.calibrate:
+            paths = list_images([args.calibrate])
+            paths = [paths[int(i)] for i in torch.linspace(0, len(paths) - 1, args.calibrate_images).round()]
+            cal = [load_rgb(p, args.short_side) for p in paths]
+            for a in (float(v) for v in args.alphas.split(",")):
+                gen.load_state_dict(interpolate(base_sd, gan_sd, a))
+                m = validate(gen, cal, torch.device("cpu"), gen.multiple)
+                print(f"alpha {a:.2f}: CIEDE2000 {1 - m['ciede2000'] / m['grey_ciede2000']:+.1%} below grey, "
+                      f"colourfulness {m['colourfulness'] / m['ref_colourfulness']:.2f}x truth, "
+                      f"PSNR {m['psnr'] - m['grey_psnr']:+.2f} dB vs grey, L1 {m['l1']:.4f}", flush=True)
+            return
+        gen.load_state_dict(interpolate(base_sd, gan_sd, args.alpha))
+        info.card["network_interpolation"] = (
+            f"(1 - {args.alpha:g}) x {Path(args.interpolate).name} (steps {other_info.card.get('steps')}, L1 only) "
+            f"+ {args.alpha:g} x {Path(args.model).name} (steps {info.card.get('steps')}, cGAN); ESRGAN section 3.4")
     paths = list_images([args.val])
     images = [load_rgb(p, args.short_side) for p in paths]
     t0 = time.perf_counter()
@@ -50,6 +90,8 @@ def main() -> None:
     if args.dry_run:
         return
     card = dict(info.card)
+    if args.note:
+        card["note"] = args.note
     card["validation"] = {"set": str(args.val), **summary}
     out = save_generator(gen, args.out, info.arch, info.arch_args, card)
     write_grid(gen, images[:: max(1, len(images) // 6)][:6], torch.device("cpu"), gen.multiple,
@@ -64,7 +106,7 @@ def main() -> None:
     lines += [f"| colourfulness of the ground truth | {m['ref_colourfulness']:.3f} | |", "",
               f"Targets ({TARGETS}): CIEDE2000 {summary['ciede2000_vs_grey']:+.1%} vs grey, colourfulness "
               f"{summary['colourfulness_vs_truth']:.2f}x truth, PSNR {summary['psnr_minus_grey']:+.2f} dB vs grey.",
-              "", "Regenerate: `python scripts/package_default.py runs/default/default.safetensors`."]
+              "", f"Made with: `python scripts/package_default.py {shlex.join(sys.argv[1:])}`."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out} and {out.with_suffix('.md')}")
 

@@ -48,6 +48,7 @@ def test_one_step_train_saves_a_model_that_colours(tmp_path, photos, films):
     path = train(cfg, log=lambda s: None)
     run = Path(cfg.out)
     assert path == run / "default.safetensors"
+    assert not (run / "default-l1.safetensors").exists()  # no adversarial phase: no separate L1 model
     for name in ("checkpoint.pt", "metrics.csv", "grid_0000001.png", "loss.png"):
         assert (run / name).is_file(), name
     ck = torch.load(run / "checkpoint.pt", weights_only=True)
@@ -77,6 +78,8 @@ def test_resume_continues_step_count_and_reproduces_next_loss(tmp_path, photos):
     for k, v in straight[3].items():
         assert resumed[3][k] == pytest.approx(v, rel=1e-6, abs=1e-7), k
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 3
+    l1_model = tmp_path / "a" / "default-l1.safetensors"  # the generator at the end of the L1 warm-up (step 1)
+    assert weights.load_generator(l1_model)[1].card["steps"] == 1
 
 
 def test_one_step_finetune_writes_genre_model_with_card(tmp_path, photos, films, monkeypatch):
