@@ -13,7 +13,7 @@ reference, then the criteria for each smoothing mode against ``off``:
 
 Example (the final eval)::
 
-    python scripts/eval_clips.py ../shared/data/clips/color/* --model default -o docs/eval_clips.md --json eval.json
+    python scripts/eval_clips.py ../shared/data/clips/color/* --model default -o docs/results/eval-clips.md --json eval.json
 
 Exit code 0 when ``flow`` meets every criterion on the mean, 1 otherwise (the table is written
 either way).
