@@ -121,6 +121,8 @@ def test_keep_best_saves_the_validation_with_the_lowest_l1(tmp_path, photos, fil
     assert card["selected_step"] == int(best["step"])
     assert card["validation"]["l1"] == pytest.approx(float(best["l1"]), rel=1e-5)
     assert card["last_validation"]["l1"] == pytest.approx(float(rows[-1]["l1"]), rel=1e-5)
+    ck = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=True)  # so --resume keeps the best
+    assert json.loads(ck["best"])["step"] == card["selected_step"] and set(ck["best_ema"]) == set(ck["ema"])
     model, _ = weights.load_generator(dest)  # the saved weights are the selected ones (fp16 on disk)
     val = _evenly(load_sources([films[1]], 96, 6, cache=None).images, 2)
     assert validate(model, val, torch.device("cpu"), model.multiple)["l1"] == pytest.approx(float(best["l1"]), abs=2e-3)
