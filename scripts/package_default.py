@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from filmcolor.data import list_images, load_rgb
-from filmcolor.train import validate, write_grid
+from filmcolor.train import _evenly, validate, write_grid
 from filmcolor.weights import load_generator, save_generator
 
 TARGETS = "CIEDE2000 >= 15% below grey; colourfulness >= 0.5x ground truth; PSNR >= grey"
@@ -61,9 +61,7 @@ def main() -> None:
             raise SystemExit(f"{args.interpolate}: architecture {other_info.arch_args} differs from {info.arch_args}")
         base_sd, gan_sd = other.state_dict(), {k: v.clone() for k, v in gen.state_dict().items()}
         if args.calibrate:
-            paths = list_images([args.calibrate])
-            paths = [paths[int(i)] for i in torch.linspace(0, len(paths) - 1, args.calibrate_images).round()]
-            cal = [load_rgb(p, args.short_side) for p in paths]
+            cal = [load_rgb(p, args.short_side) for p in _evenly(list_images([args.calibrate]), args.calibrate_images)]
             for a in (float(v) for v in args.alphas.split(",")):
                 gen.load_state_dict(interpolate(base_sd, gan_sd, a))
                 m = validate(gen, cal, torch.device("cpu"), gen.multiple)
