@@ -422,24 +422,33 @@ def _library_log(console: Console, quiet: bool) -> Callable[[str], None]:
 @click.option("--device", type=click.Choice(DEVICES), default=None, help="Where to train. [default: auto]")
 @click.option("--preset", "preset_name", default="train_default", metavar="NAME",
               help="Training preset from configs/ (train_default, finetune, ...); flags override it.")
+@click.option("--from", "from_model", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              metavar="MODEL", help="Start the generator from these weights (same architecture) instead of "
+                                    "random ones; the step count, optimisers and EMA start fresh.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Override any preset key (repeatable), e.g. --set lr=1e-4 --set lr_decay_steps=2000.")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.pt.")
 @quiet_option
 @traceback_option
 def train_cmd(sources: tuple[Path, ...], data: tuple[Path, ...], val: tuple[Path, ...], steps: int | None,
-              batch_size: int | None, out: Path | None, device: str | None, preset_name: str, resume: bool,
-              quiet: bool, show_traceback: bool) -> None:
+              batch_size: int | None, out: Path | None, device: str | None, preset_name: str,
+              from_model: Path | None, settings: tuple[str, ...], resume: bool, quiet: bool,
+              show_traceback: bool) -> None:
     """Train a colouriser from colour photos and/or colour films (frames sampled across each film).
 
     Runs on several GPUs or machines under torchrun:
     `torchrun --nproc_per_node=N -m filmcolor train ...` (only rank 0 logs and saves).
     """
+    from .config import parse_overrides
     from .train import train, train_config_from_preset  # imported here so `--help` stays fast
 
     given = [str(p) for p in data + sources]
     try:
-        cfg = train_config_from_preset(preset_name, data=tuple(given) or None, val=tuple(map(str, val)) or None,
-                                       steps=steps, batch_size=batch_size, out=str(out) if out else None,
-                                       device=device)
+        flags = dict(data=tuple(given) or None, val=tuple(map(str, val)) or None, steps=steps,
+                     batch_size=batch_size, out=str(out) if out else None, device=device,
+                     init_from=str(from_model) if from_model else None)
+        overrides = {**parse_overrides(settings), **{k: v for k, v in flags.items() if v is not None}}
+        cfg = train_config_from_preset(preset_name, **overrides)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     if not cfg.data:

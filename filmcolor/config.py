@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, fields, replace
 from importlib import resources
-from typing import Any
+from typing import Any, Iterable
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -70,6 +70,22 @@ def load_preset(name: str) -> dict[str, Any]:
         known = sorted(p.name[:-5] for p in resources.files("filmcolor.configs").iterdir() if p.name.endswith(".toml"))
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(known)}") from None
     return tomllib.loads(text)
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["lr=2e-5", "scale_range=[0.5, 1.0]", "name=x"]`` -> ``{"lr": 2e-05, ...}``: each value is
+    read as a TOML value (numbers, booleans, arrays, quoted strings), else taken as a bare string."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value.strip()
+    return out
 
 
 def run_config_from_preset(name: str = "run", **overrides: Any) -> RunConfig:

@@ -45,6 +45,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from . import color
 from .color import denormalize_ab, lab_to_rgb, normalize_ab, normalize_L, rgb_to_lab
 from .data import (BatchStream, default_cache_dir, film_damage, list_films, list_images, load_rgb,  # noqa: F401
                    load_sources, sample_batch, split_by_film)
@@ -70,6 +71,7 @@ class TrainConfig:
     num_downs: int = 6
     ndf: int = 64
     lr: float = 2e-4
+    lr_decay_steps: int = 0        # pix2pix's schedule: lr falls linearly to 0 over the last N steps
     beta1: float = 0.5
     lambda_l1: float = 100.0
     label_flip: float = 0.05
@@ -103,6 +105,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "crop", "checkpoint_every", "val_every", "max_side"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.lr_decay_steps <= self.steps:
+            raise ValueError(f"lr_decay_steps must be in [0, steps={self.steps}], got {self.lr_decay_steps}")
         if not 0.0 <= self.damage <= 1.0:
             raise ValueError(f"damage must be in [0, 1], got {self.damage}")
         if self.crop % 2**self.num_downs:
@@ -184,15 +188,42 @@ def colourise_rgb(gen: nn.Module, rgb: np.ndarray, device: torch.device, multipl
 
 
 @torch.no_grad()
-def validate(gen: nn.Module, images: list[np.ndarray], device: torch.device, multiple: int) -> dict[str, float]:
-    """Colour each validation image from its L and compare with the original (and with grey)."""
+def colourise_rgb_as_run(colorizer: Any, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """As ``colourise_rgb``, but the way `filmcolor run` colours a photo: the network sees L at the
+    colorizer's render size and its a/b are upsampled onto the full-size L (``pipeline.colorize_rgb``).
+    The L1 compares those upsampled a/b with the image's."""
+    from . import compose
+    from .pipeline import colorize_rgb
+
+    ref = rgb.astype(np.float32) / 255.0
+    lab = color.rgb_to_lab_np(ref)
+    L = np.ascontiguousarray(lab[..., 0])
+    rh, rw = colorizer.render_shape(*L.shape)
+    ab = colorizer.predict_ab(compose.resize_L(L, rh, rw)[None])[0]
+    ab_full = compose.resize_ab(ab, *L.shape)
+    l1 = float(np.abs(color.normalize_ab(ab_full) - color.normalize_ab(lab[..., 1:])).mean())
+    return compose.compose_rgb(L, ab), compose.grey_rgb(L), l1
+
+
+@torch.no_grad()
+def validate(gen: nn.Module, images: list[np.ndarray], device: torch.device, multiple: int,
+             render_size: int | None = None) -> dict[str, float]:
+    """Colour each validation image from its L and compare with the original (and with grey).
+    The network sees each image at its own size, or with ``render_size`` as `filmcolor run` does
+    (``colourise_rgb_as_run``)."""
     from . import metrics  # scikit-image based; imported lazily
 
     was_training = gen.training
     gen.eval()
+    colorizer = None
+    if render_size:
+        from .inference import Colorizer
+
+        colorizer = Colorizer(gen, device, "fp32", batch_size=1, render_size=render_size, fold_bn=False)
     rows: list[dict[str, float]] = []
     for rgb in images:
-        out, grey, l1 = colourise_rgb(gen, rgb, device, multiple)
+        out, grey, l1 = (colourise_rgb_as_run(colorizer, rgb) if colorizer is not None
+                         else colourise_rgb(gen, rgb, device, multiple))
         ref = rgb.astype(np.float32) / 255.0
         m = dict(metrics.image_metrics(out, ref))
         m.update({f"grey_{k}": v for k, v in metrics.image_metrics(grey, ref).items()})
@@ -275,6 +306,15 @@ def _evenly(items: Sequence[Any], k: int) -> list[Any]:
     if len(items) <= k:
         return list(items)
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, k).round()]
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate for (0-based) ``step``: ``cfg.lr``, falling linearly towards 0 over the last
+    ``cfg.lr_decay_steps`` steps (pix2pix's schedule); a function of the step alone, so resume agrees."""
+    if cfg.lr_decay_steps <= 0:
+        return cfg.lr
+    left = cfg.steps - step  # steps still to take, this one included
+    return cfg.lr * min(1.0, left / (cfg.lr_decay_steps + 1))
 
 
 def _rng_for(cfg: TrainConfig, step: int, d: Distributed) -> np.random.Generator:
@@ -463,6 +503,10 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
             if batch.damage_seed is not None:
                 L = film_damage(L, cfg.damage, batch.damage_seed)
             L, ab = L.contiguous(memory_format=memory_format), ab.contiguous(memory_format=memory_format)
+            lr = learning_rate(cfg, step)
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = lr
             with amp():
                 fake = gen(L)
             adversarial = step >= cfg.warmup_steps

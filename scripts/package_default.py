@@ -14,6 +14,11 @@ the end of its L1-only warm-up and MODEL the adversarially trained one. A trades
 accuracy (CIEDE2000, PSNR) for the cGAN's colourfulness without retraining. ``--calibrate DIR
 --alphas ...`` prints the metrics of each A on DIR (use training photos, never the validation set,
 to choose A).
+
+The metrics are computed twice: with the network seeing each photo at ``--short-side`` (the
+training loop's validation), and the way `filmcolor run` colours a photo (``--render-size``, the run
+preset's by default: the network sees L at that short side and its a/b are upsampled onto the
+full-size L). Both go in the card.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from filmcolor.config import run_config_from_preset
 from filmcolor.data import list_images, load_rgb
 from filmcolor.train import _evenly, validate, write_grid
 from filmcolor.weights import load_generator, save_generator
@@ -37,6 +43,22 @@ TARGETS = "CIEDE2000 >= 15% below grey; colourfulness >= 0.5x ground truth; PSNR
 def interpolate(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
     """(1 - alpha) * a + alpha * b for floating-point tensors; integer buffers are taken from b."""
     return {k: torch.lerp(a[k], b[k], alpha) if b[k].is_floating_point() else b[k] for k in b}
+
+
+def _summary(m: dict[str, float], **about: int) -> dict[str, float]:
+    return {**about, **{k: round(v, 4) for k, v in m.items()},
+            "ciede2000_vs_grey": round(1 - m["ciede2000"] / m["grey_ciede2000"], 4),
+            "colourfulness_vs_truth": round(m["colourfulness"] / m["ref_colourfulness"], 4),
+            "psnr_minus_grey": round(m["psnr"] - m["grey_psnr"], 4)}
+
+
+def _table(m: dict[str, float], summary: dict[str, float]) -> list[str]:
+    lines = ["| metric | model | grey input |", "|---|---|---|"]
+    for k in ("psnr", "ssim", "ciede2000", "colourfulness"):
+        lines.append(f"| {k} | {m[k]:.3f} | {m['grey_' + k]:.3f} |")
+    return lines + [f"| colourfulness of the ground truth | {m['ref_colourfulness']:.3f} | |", "",
+                    f"Targets ({TARGETS}): CIEDE2000 {summary['ciede2000_vs_grey']:+.1%} below grey, colourfulness "
+                    f"{summary['colourfulness_vs_truth']:.2f}x truth, PSNR {summary['psnr_minus_grey']:+.2f} dB vs grey."]
 
 
 def main() -> None:
@@ -52,6 +74,8 @@ def main() -> None:
     ap.add_argument("--alphas", default="0,0.25,0.4,0.5,0.6,0.75,1")
     ap.add_argument("--calibrate-images", type=int, default=64)
     ap.add_argument("--note", help="a line for the card (e.g. why it was trained where it was)")
+    ap.add_argument("--render-size", type=int, default=None,
+                    help="score also as `filmcolor run` does at this render size [default: the run preset's]")
     args = ap.parse_args()
 
     gen, info = load_generator(args.model)
@@ -76,14 +100,12 @@ def main() -> None:
     paths = list_images([args.val])
     images = [load_rgb(p, args.short_side) for p in paths]
     t0 = time.perf_counter()
+    render_size = args.render_size or run_config_from_preset().render_size
     m = validate(gen, images, torch.device("cpu"), gen.multiple)
-    summary = {
-        "images": len(images), "short_side": args.short_side, **{k: round(v, 4) for k, v in m.items()},
-        "ciede2000_vs_grey": round(1 - m["ciede2000"] / m["grey_ciede2000"], 4),
-        "colourfulness_vs_truth": round(m["colourfulness"] / m["ref_colourfulness"], 4),
-        "psnr_minus_grey": round(m["psnr"] - m["grey_psnr"], 4),
-    }
-    print(json.dumps(summary, indent=1))
+    summary = _summary(m, images=len(images), short_side=args.short_side)
+    m_run = validate(gen, images, torch.device("cpu"), gen.multiple, render_size=render_size)
+    summary_run = _summary(m_run, images=len(images), short_side=args.short_side, render_size=render_size)
+    print(json.dumps({"network_at_short_side": summary, "as_run": summary_run}, indent=1))
     print(f"targets: {TARGETS}; validated in {time.perf_counter() - t0:.0f}s")
     if args.dry_run:
         return
@@ -91,20 +113,20 @@ def main() -> None:
     if args.note:
         card["note"] = args.note
     card["validation"] = {"set": str(args.val), **summary}
+    card["validation_as_run"] = {"set": str(args.val), **summary_run}
     out = save_generator(gen, args.out, info.arch, info.arch_args, card)
     write_grid(gen, images[:: max(1, len(images) // 6)][:6], torch.device("cpu"), gen.multiple,
                Path("docs") / "default_model_grid.png")
     lines = [f"# Model card: {out.stem}", "", f"- architecture: {info.arch} {info.arch_args}",
              f"- file: {out.name}, fp16 safetensors, {out.stat().st_size / 1e6:.1f} MB"]
-    lines += [f"- {k}: {v}" for k, v in card.items() if k != "validation"]
+    lines += [f"- {k}: {v}" for k, v in card.items() if not k.startswith("validation")]
     lines += ["", f"## Validation on {args.val} ({len(images)} images, short side {args.short_side})", "",
-              "| metric | model | grey input |", "|---|---|---|"]
-    for k in ("psnr", "ssim", "ciede2000", "colourfulness"):
-        lines.append(f"| {k} | {m[k]:.3f} | {m['grey_' + k]:.3f} |")
-    lines += [f"| colourfulness of the ground truth | {m['ref_colourfulness']:.3f} | |", "",
-              f"Targets ({TARGETS}): CIEDE2000 {summary['ciede2000_vs_grey']:+.1%} vs grey, colourfulness "
-              f"{summary['colourfulness_vs_truth']:.2f}x truth, PSNR {summary['psnr_minus_grey']:+.2f} dB vs grey.",
-              "", f"Made with: `python scripts/package_default.py {shlex.join(sys.argv[1:])}`."]
+              "The network sees each photo at that size (the training loop's validation):", ""]
+    lines += _table(m, summary)
+    lines += ["", f"As `filmcolor run` colours a photo: the network sees L at short side {render_size} and its "
+              "a/b are upsampled onto the full-size L:", ""]
+    lines += _table(m_run, summary_run)
+    lines += ["", f"Made with: `python scripts/package_default.py {shlex.join(sys.argv[1:])}`."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out} and {out.with_suffix('.md')}")
 

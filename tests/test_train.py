@@ -14,7 +14,7 @@ import torch
 
 from filmcolor import weights
 from filmcolor.synth import make_clip, synthetic_frame
-from filmcolor.train import TrainConfig, finetune, train
+from filmcolor.train import TrainConfig, finetune, learning_rate, train
 
 TINY = dict(ngf=4, num_downs=5, ndf=8, crop=64, batch_size=2, max_side=96, val_max_side=96, val_images=2,
             film_frames=6, threads=1, device="cpu", cache="", grid_images=2)
@@ -80,6 +80,31 @@ def test_resume_continues_step_count_and_reproduces_next_loss(tmp_path, photos):
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 3
     l1_model = tmp_path / "a" / "default-l1.safetensors"  # the generator at the end of the L1 warm-up (step 1)
     assert weights.load_generator(l1_model)[1].card["steps"] == 1
+
+
+def test_lr_decay_falls_linearly_over_the_last_steps_and_reaches_the_optimisers(tmp_path, photos):
+    flat = _cfg(tmp_path, photos, steps=10, lr=1e-3)
+    assert {learning_rate(flat, s) for s in range(10)} == {1e-3}
+    cfg = replace(flat, lr_decay_steps=4)
+    lrs = [learning_rate(cfg, s) for s in range(10)]
+    assert lrs[:6] == [1e-3] * 6                      # constant until the last 4 steps
+    assert lrs[6:] == pytest.approx([8e-4, 6e-4, 4e-4, 2e-4])  # then a straight line towards 0
+    with pytest.raises(ValueError, match="lr_decay_steps"):
+        replace(flat, lr_decay_steps=11)
+    run = replace(cfg, steps=3, lr_decay_steps=3, val=(), out=str(tmp_path / "decay"))
+    train(run, log=lambda s: None)
+    ck = torch.load(tmp_path / "decay" / "checkpoint.pt", weights_only=True)
+    for opt in ("opt_g", "opt_d"):  # the last step ran at the schedule's last rate
+        assert ck[opt]["param_groups"][0]["lr"] == pytest.approx(learning_rate(run, 2)) == pytest.approx(2.5e-4)
+
+
+def test_set_overrides_read_toml_values():
+    from filmcolor.config import parse_overrides
+
+    got = parse_overrides(["lr=2e-5", "keep_best=true", "scale_range=[0.5, 1.0]", "name=street", " steps = 7 "])
+    assert got == {"lr": 2e-5, "keep_best": True, "scale_range": [0.5, 1.0], "name": "street", "steps": 7}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["lr"])
 
 
 def test_one_step_finetune_writes_genre_model_with_card(tmp_path, photos, films, monkeypatch):
@@ -174,6 +199,16 @@ def test_cli_train_finetune_models(tmp_path, photos, films, monkeypatch):
     assert res.exit_code == 0, res.output
     base = tmp_path / "run" / "tiny.safetensors"
     assert weights.read_info(base).card["steps"] == 1
+    res = runner.invoke(main, ["train", "--preset", "train_tiny", "--data", str(photos), "--steps", "2",
+                               "--from", str(base), "--set", "lr_decay_steps=2", "--set", "warmup_steps=2",
+                               "--out", str(tmp_path / "warm"), "-q"])
+    assert res.exit_code == 0, res.output
+    warm = weights.read_info(tmp_path / "warm" / "tiny.safetensors").card
+    assert warm["base_model"] == str(base) and warm["steps"] == 2
+    config = json.loads(torch.load(tmp_path / "warm" / "checkpoint.pt", weights_only=True)["config"])
+    assert config["lr_decay_steps"] == 2 and config["warmup_steps"] == 2 and config["init_from"] == str(base)
+    res = runner.invoke(main, ["train", "--preset", "train_tiny", "--data", str(photos), "--set", "no_such_key=1"])
+    assert res.exit_code == 2 and "no_such_key" in res.output
     res = runner.invoke(main, ["finetune", "--genre", "street", "--from", str(base), "--steps", "1",
                                "--out", str(tmp_path / "ft"), "-q", *map(str, films)])
     assert res.exit_code == 0, res.output
@@ -184,3 +219,25 @@ def test_cli_train_finetune_models(tmp_path, photos, films, monkeypatch):
     res = runner.invoke(main, ["train", "--preset", "train_tiny", "--data", str(tmp_path / "home")])  # no images
     assert res.exit_code == 2 and "no training images" in res.output
     assert runner.invoke(main, ["train", "--preset", "nope", "--data", str(photos)]).exit_code == 2
+
+
+def test_validation_as_run_keeps_luminance_and_matches_at_full_render_size():
+    from helpers import tiny_generator
+
+    from filmcolor import color
+    from filmcolor.inference import Colorizer
+    from filmcolor.train import colourise_rgb, colourise_rgb_as_run, validate
+
+    gen = tiny_generator().eval()
+    rgb = synthetic_frame(3, 96, 64)  # (64, 96): short side 64, a multiple of the tiny U-Net's
+    same = Colorizer(gen, "cpu", "fp32", batch_size=1, render_size=64, fold_bn=False)
+    out_run, grey_run, l1_run = colourise_rgb_as_run(same, rgb)
+    out, grey, l1 = colourise_rgb(gen, rgb, torch.device("cpu"), gen.multiple)
+    assert np.abs(out_run - out).max() < 5e-3 and l1_run == pytest.approx(l1, rel=1e-2)  # numpy vs torch Lab
+    small = Colorizer(gen, "cpu", "fp32", batch_size=1, render_size=32, fold_bn=False)
+    out_small, _, _ = colourise_rgb_as_run(small, rgb)
+    L_ref = color.rgb_to_lab_np(rgb.astype(np.float32) / 255)[..., 0]
+    L_out = color.rgb_to_lab_np(np.clip(out_small, 0, 1))[..., 0]
+    assert out_small.shape == rgb.shape and np.abs(L_out - L_ref).mean() < 1.0  # the photo's own L
+    m = validate(gen, [rgb], torch.device("cpu"), gen.multiple, render_size=32)
+    assert {"ciede2000", "grey_ciede2000", "l1", "psnr"} <= set(m) and np.isfinite(m["ciede2000"])
