@@ -31,7 +31,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from . import __version__
-from .config import CODECS, DEVICES, SMOOTHERS, RunConfig
+from .config import CODECS, DEVICES, PRECISIONS, SMOOTHERS, RunConfig
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, FilmcolorError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
@@ -152,7 +152,7 @@ def main() -> None:
 
 
 # --- run ---------------------------------------------------------------------------------------------
-_RUN_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smooth_strength", "deflicker", "codec",
+_RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smooth", "smooth_strength", "deflicker", "codec",
                "crf", "start", "duration", "overwrite")
 
 
@@ -166,6 +166,8 @@ _RUN_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smooth
 @click.option("--genre", default=None, metavar="NAME",
               help="Use the genre model NAME made by `filmcolor finetune` (same as --model NAME).")
 @click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, help="Where the network runs.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision,
+              help="Network arithmetic: auto = bf16 on GPUs and on CPUs with native bf16, else fp32.")
 @click.option("--render-size", type=click.IntRange(32, 2048), default=_DEFAULTS.render_size,
               help="Short side (px) at which the network sees each frame; chroma is upsampled.")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=_DEFAULTS.batch_size,
@@ -297,6 +299,8 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
               help="Model: 'default', a genre model's name, or a .safetensors file.")
 @click.option("--genre", default=None, metavar="NAME", help="Use the genre model NAME (same as --model NAME).")
 @click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, help="Where the network runs.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision,
+              help="Network arithmetic: auto = bf16 on GPUs and on CPUs with native bf16, else fp32.")
 @click.option("--render-size", type=click.IntRange(32, 2048), default=_DEFAULTS.render_size,
               help="Short side (px) at which the network sees each frame; chroma is upsampled.")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=_DEFAULTS.batch_size,

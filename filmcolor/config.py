@@ -24,7 +24,7 @@ class RunConfig:
 
     model: str = "default"            # name (packaged/genre) or path to a .safetensors file
     device: str = "auto"              # auto | cpu | cuda
-    precision: str = "auto"           # auto: bf16/fp16 on CUDA, fp32 on CPU
+    precision: str = "auto"           # auto: bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32
     render_size: int = 192            # short side (px) at which the network runs; chroma is upsampled
     batch_size: int = 8               # frames per network call (halved on CUDA out-of-memory)
     smooth: str = "flow"              # temporal chroma smoothing: off | ema | flow

@@ -14,7 +14,7 @@ import torch
 
 from filmcolor import compose, media, pipeline, synth
 from filmcolor.config import RunConfig
-from filmcolor.inference import Colorizer, fold_batchnorm, resolve_device
+from filmcolor.inference import Colorizer, cpu_has_native_bf16, fold_batchnorm, resolve_device, resolve_precision
 from helpers import tiny_generator, tiny_model
 
 THREAD_NAMES = ("filmcolor-decode", "filmcolor-encode")
@@ -72,6 +72,34 @@ def test_colorizer_with_and_without_folding_agree():
     a = Colorizer(model, "cpu", "fp32", batch_size=4, render_size=48, fold_bn=False, workers=1).predict_ab(L)
     b = Colorizer(model, "cpu", "fp32", batch_size=4, render_size=48, workers=1).predict_ab(L)
     assert np.abs(a - b).max() < 110 * 1e-4
+
+
+def test_auto_precision_on_cpu_is_bf16_only_with_native_bf16(monkeypatch):
+    avx512 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl\n"
+    assert not cpu_has_native_bf16(avx512)  # oneDNN would emulate bf16 there: slower than fp32
+    assert cpu_has_native_bf16(avx512.replace("avx512vl", "avx512vl avx512_bf16"))
+    assert cpu_has_native_bf16("flags : sse2 amx_tile amx_bf16\n")
+    assert not cpu_has_native_bf16("model name : some arm chip\n")  # no flags line
+    cpu = torch.device("cpu")
+    for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr("filmcolor.inference.cpu_has_native_bf16", lambda native=native: native)
+        assert resolve_precision("auto", cpu) == dtype
+        assert resolve_precision("fp32", cpu) == torch.float32  # an explicit choice always wins
+
+
+def test_bf16_colours_within_tolerance_of_fp32_with_the_packaged_model():
+    """The tolerance behind `auto` = bf16 on CPUs with native bf16: on a real film frame the packaged
+    model's a/b differ from fp32 by well under one a/b unit (a just-noticeable colour difference)."""
+    frame = synth.synthetic_frame(7, 342, 192).astype(np.float32) / 255
+    from filmcolor import color, weights
+
+    L = color.rgb_to_lab_np(frame)[..., 0][None]
+    model = weights.load_generator("default")[0]
+    fp32 = Colorizer(model, "cpu", "fp32", batch_size=1, render_size=192, workers=1).predict_ab(L)
+    bf16 = Colorizer(model, "cpu", "bf16", batch_size=1, render_size=192, workers=1).predict_ab(L)
+    diff = np.abs(bf16 - fp32)
+    assert np.abs(fp32).mean() > 1.0  # coloured, so the comparison means something
+    assert diff.max() < 1.0 and diff.mean() < 0.1, (diff.max(), diff.mean())
 
 
 def test_split_batches_match_one_worker():
