@@ -77,6 +77,7 @@ def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames:
     settings = {k: v for k, v in asdict(config).items()
                 if k in ("model", "render_size", "smooth", "smooth_strength", "cut_threshold", "start", "duration")}
     settings["max_frames"] = max_frames
+    settings["precision"] = str(getattr(colorizer, "dtype", "")).replace("torch.", "")  # auto resolves per machine
     if lookahead is not None:
         settings["lookahead"] = lookahead
     return {"settings": settings, "metrics": list(METRICS), "clips": clips, "mean": _mean(clips)}
