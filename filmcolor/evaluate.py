@@ -48,7 +48,8 @@ Progress = Callable[[Path, int], None]
 
 def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames: int | None = None,
              progress: Progress | None = None, colorizer: Any = None, image_every: int = 1,
-             lookahead: int | None = None) -> dict:
+             lookahead: int | None = None, flow_scale: float | None = None,
+             dis_preset: str | None = None) -> dict:
     """Score the current settings on colour reference clips (see the module docstring).
 
     ``references``: video files with colour. ``config``: the run settings (model, device, render
@@ -57,7 +58,8 @@ def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames:
     after each scored frame. ``colorizer``: anything with ``render_shape(h, w)`` and
     ``predict_ab(L (N, rh, rw)) -> (N, 2, rh, rw)``; default ``Colorizer.from_config(config)``.
     ``lookahead``: the ``flow`` smoother's look-ahead (None: :func:`filmcolor.temporal.smooth`'s
-    default, which is what ``filmcolor run`` uses).
+    default, which is what ``filmcolor run`` uses); ``flow_scale`` and ``dis_preset`` likewise for
+    its flow size and DIS preset (for measuring alternatives; ``run`` uses the defaults).
 
     Returns ``{"settings": {...}, "metrics": [...], "clips": [{"path", "frames", "output", "grey",
     "reference"}], "mean": {"output", "grey", "reference"}}`` where each version maps metric name ->
@@ -72,14 +74,14 @@ def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames:
         from .inference import Colorizer
 
         colorizer = Colorizer.from_config(config)
-    opts = {} if lookahead is None else {"lookahead": lookahead}
+    opts = {k: v for k, v in (("lookahead", lookahead), ("flow_scale", flow_scale), ("preset", dis_preset))
+            if v is not None}
     clips = [_evaluate_clip(Path(p), config, colorizer, max_frames, progress, image_every, opts) for p in references]
     settings = {k: v for k, v in asdict(config).items()
                 if k in ("model", "render_size", "smooth", "smooth_strength", "cut_threshold", "start", "duration")}
     settings["max_frames"] = max_frames
     settings["precision"] = str(getattr(colorizer, "dtype", "")).replace("torch.", "")  # auto resolves per machine
-    if lookahead is not None:
-        settings["lookahead"] = lookahead
+    settings.update(opts)
     return {"settings": settings, "metrics": list(METRICS), "clips": clips, "mean": _mean(clips)}
 
 

@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default="off,ema,flow", help="comma-separated smoothing modes; off is always run")
     ap.add_argument("--strength", type=float, default=None, help="smooth_strength (default: the preset's)")
     ap.add_argument("--lookahead", type=int, default=None, help="flow look-ahead (default: temporal.smooth's)")
+    ap.add_argument("--flow-scale", type=float, default=None, help="flow size / render size (default: temporal.smooth's)")
+    ap.add_argument("--dis-preset", default=None, choices=("ultrafast", "fast", "medium"),
+                    help="DIS preset of the flow smoother (default: temporal.smooth's)")
     ap.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip")
     ap.add_argument("--image-every", type=int, default=1, help="image metrics on every n-th frame (speed)")
     ap.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
@@ -144,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         t0 = time.perf_counter()
         results[mode] = evaluate(args.clips, config.with_overrides(smooth=mode), max_frames=args.max_frames,
-                                 colorizer=colorizer, image_every=args.image_every, lookahead=args.lookahead)
+                                 colorizer=colorizer, image_every=args.image_every, lookahead=args.lookahead,
+                                 flow_scale=args.flow_scale, dis_preset=args.dis_preset)
         print(f"[{mode}] {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
     names = [c["path"] for c in results["off"]["clips"]]

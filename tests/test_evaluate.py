@@ -49,7 +49,8 @@ def clip(tmp_path_factory):
 
 def test_grey_colorizer_scores_like_grey(clip):
     cfg = RunConfig(smooth="flow", batch_size=4)
-    res = evaluate([clip, clip], cfg, max_frames=10, colorizer=_Grey())
+    res = evaluate([clip, clip], cfg, max_frames=10, colorizer=_Grey(), flow_scale=1.0, dis_preset="fast")
+    assert res["settings"]["flow_scale"] == 1.0 and res["settings"]["preset"] == "fast"
     row = res["clips"][0]
     assert row["frames"] == 10
     out, grey, ref = row["output"], row["grey"], row["reference"]
@@ -84,3 +85,5 @@ def test_oracle_colorizer_beats_grey(clip):
 def test_bad_arguments(clip):
     with pytest.raises(ValueError):
         evaluate([clip], RunConfig(), max_frames=0, colorizer=_Grey())
+    with pytest.raises(ValueError, match="DIS preset"):
+        evaluate([clip], RunConfig(smooth="flow"), colorizer=_Grey(), dis_preset="slowest")
