@@ -70,7 +70,7 @@ def is_cut(prev_L: np.ndarray | None, L: np.ndarray, threshold: float = 0.35) ->
 # --- smoothing ------------------------------------------------------------------------------------
 def smooth(items: Iterable[FrameItem], mode: str = "ema", strength: float = 0.5,
            cut_threshold: float = 0.35, *, lookahead: int = 2, flow_scale: float = 0.5,
-           preset: str = "ultrafast") -> Iterator[FrameItem]:
+           preset: str = "fast") -> Iterator[FrameItem]:
     """Smooth ``ab`` over time (see the module docstring for the modes).
 
     ``strength`` in [0, 1]: 0 = none, towards 1 = stronger (the weight given to a neighbour along a

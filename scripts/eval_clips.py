@@ -44,6 +44,7 @@ class CachedColorizer:
 
     def __init__(self, inner) -> None:
         self.inner, self.cache, self.calls = inner, {}, 0
+        self.dtype = getattr(inner, "dtype", None)  # the precision it runs at, for the settings line
 
     def render_shape(self, h: int, w: int) -> tuple[int, int]:
         return self.inner.render_shape(h, w)
