@@ -152,8 +152,8 @@ def main() -> None:
 
 
 # --- run ---------------------------------------------------------------------------------------------
-_RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smooth", "smooth_strength", "deflicker", "codec",
-               "crf", "start", "duration", "overwrite")
+_RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smooth", "smooth_strength",
+               "deflicker", "codec", "crf", "start", "duration", "overwrite")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

@@ -15,8 +15,8 @@
   the device (Y upload, L* lookup, area resize, a/b upsampling, Lab -> sRGB -> U/V) on its own CUDA
   stream, so the host only encodes.
 - CPU: bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), else fp32 (bf16 emulation
-  is slower than fp32); an explicit precision overrides; channels_last. ``threads`` > 0 sets ``torch.set_num_threads`` once at construction; 0 leaves
-  torch's own choice (its default is one thread per physical core; a process pool that split the
+  is slower than fp32); an explicit precision overrides; channels_last. ``threads`` > 0 sets
+  ``torch.set_num_threads`` once at construction; 0 leaves torch's own choice (its default is one thread per physical core; a process pool that split the
   cores keeps its split).
 - Always: BatchNorm folded into the preceding (transposed) convolution and dropout removed
   (:func:`fold_batchnorm`, exact for an eval-mode network up to float rounding). Optional

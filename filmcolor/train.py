@@ -190,10 +190,10 @@ def colourise_rgb(gen: nn.Module, rgb: np.ndarray, device: torch.device, multipl
 @torch.no_grad()
 def colourise_rgb_as_run(colorizer: Any, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """As ``colourise_rgb``, but the way `filmcolor run` colours a photo: the network sees L at the
-    colorizer's render size and its a/b are upsampled onto the full-size L (``pipeline.colorize_rgb``).
-    The L1 compares those upsampled a/b with the image's."""
+    colorizer's render size and its a/b are upsampled onto the full-size L (the steps of
+    ``pipeline.colorize_rgb``, kept apart here because the L1 needs the a/b). The L1 compares those
+    upsampled a/b with the image's."""
     from . import compose
-    from .pipeline import colorize_rgb
 
     ref = rgb.astype(np.float32) / 255.0
     lab = color.rgb_to_lab_np(ref)

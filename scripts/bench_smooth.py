@@ -19,18 +19,15 @@ import cv2
 import numpy as np
 
 from filmcolor import color, compose, media
-from filmcolor.config import run_config_from_preset
+from filmcolor.config import parse_overrides, run_config_from_preset
 from filmcolor.inference import Colorizer
 from filmcolor.temporal import FrameItem, smooth
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
+    """``"flow:flow_scale=1.0,preset=fast"`` -> ``("flow", {"flow_scale": 1.0, "preset": "fast"})``."""
     mode, _, rest = text.partition(":")
-    opts: dict = {}
-    for pair in filter(None, rest.split(",")):
-        key, _, value = pair.partition("=")
-        opts[key] = value if key == "preset" else (float(value) if "." in value else int(value))
-    return mode, opts
+    return mode, parse_overrides(filter(None, rest.split(",")))
 
 
 def main() -> None:

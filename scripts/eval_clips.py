@@ -13,7 +13,8 @@ reference, then the criteria for each smoothing mode against ``off``:
 
 Example (the final eval)::
 
-    python scripts/eval_clips.py ../shared/data/clips/color/* --model default -o docs/results/eval-clips.md --json eval.json
+    python scripts/eval_clips.py ../shared/data/clips/color/* --model default --max-frames 300 \
+        --image-every 2 -o docs/results/eval-clips.md --json docs/results/eval-clips.json
 
 Exit code 0 when ``flow`` meets every criterion on the mean, 1 otherwise (the table is written
 either way).
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default="off,ema,flow", help="comma-separated smoothing modes; off is always run")
     ap.add_argument("--strength", type=float, default=None, help="smooth_strength (default: the preset's)")
     ap.add_argument("--lookahead", type=int, default=None, help="flow look-ahead (default: temporal.smooth's)")
-    ap.add_argument("--flow-scale", type=float, default=None, help="flow size / render size (default: temporal.smooth's)")
+    ap.add_argument("--flow-scale", type=float, default=None,
+                    help="flow size / render size (default: temporal.smooth's)")
     ap.add_argument("--dis-preset", default=None, choices=("ultrafast", "fast", "medium"),
                     help="DIS preset of the flow smoother (default: temporal.smooth's)")
     ap.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip")

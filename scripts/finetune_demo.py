@@ -15,7 +15,6 @@ steps) and the base vs fine-tuned L1 (normalised ab, lower is better) and CIEDE2
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import json
 import os
@@ -27,13 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips" / "color"
-
-
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the result as JSON")
     args = p.parse_args(argv)
 
-    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    from filmcolor.config import parse_overrides
+
+    overrides = parse_overrides(args.set)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="filmcolor-ft-"))
     os.environ["FILMCOLOR_HOME"] = str(work / "home")
     from filmcolor.train import finetune  # after FILMCOLOR_HOME is set

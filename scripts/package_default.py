@@ -58,7 +58,8 @@ def _table(m: dict[str, float], summary: dict[str, float]) -> list[str]:
         lines.append(f"| {k} | {m[k]:.3f} | {m['grey_' + k]:.3f} |")
     return lines + [f"| colourfulness of the ground truth | {m['ref_colourfulness']:.3f} | |", "",
                     f"Targets ({TARGETS}): CIEDE2000 {summary['ciede2000_vs_grey']:+.1%} below grey, colourfulness "
-                    f"{summary['colourfulness_vs_truth']:.2f}x truth, PSNR {summary['psnr_minus_grey']:+.2f} dB vs grey."]
+                    f"{summary['colourfulness_vs_truth']:.2f}x truth, "
+                    f"PSNR {summary['psnr_minus_grey']:+.2f} dB vs grey."]
 
 
 def main() -> None:
