@@ -1,38 +1,56 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 3 and 6 in one short call, for a session that is lent a device:
-#   run(command="bash scripts/device_checks.sh", timeout_s=540)
+# The GPU checks of issues 3 and 6 in one short call, for a session that is lent a device.
+# The device image has torch, OpenCV, click, rich, scikit-image and safetensors but no PyAV and no
+# registry, so PyAV travels as a wheel (see docs/BENCHMARKS.md, "GPU"):
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 -d .whl av==18.1.0
+#   run(command="bash scripts/device_checks.sh", carry=[".whl"], timeout_s=420)
 # Writes every result under $OUT (default: ./device-results) so it comes back with the reply:
-#   cuda-tests.txt      pytest -m cuda (the CUDA paths: pipeline vs CPU, compose on the device, ...)
-#   bench-gpu.json/.txt scripts/bench.py at 480p and 1080p on the GPU, with a profile of one batch
-#   train-gpu.json/.txt scripts/bench_train.py at 256x256 (issue 3's 800 img/s target), cGAN and L1
-#   nvidia-smi.txt      the card, driver and memory
+#   cuda-tests.txt        pytest -m cuda (the CUDA paths: pipeline vs CPU, compose on the device, ...)
+#   bench-gpu.json/.txt   scripts/bench.py: the sample and synthetic 480p/1080p, profile of one batch
+#   train-gpu*.txt        scripts/bench_train.py at 256x256 (issue 3's 800 img/s target), cGAN and L1
+#   bench-gpu-compile.* the same with torch.compile (optional speed-up, measured last)
+#   env.txt               nvidia-smi, CPU count, package versions
 # Each step is time-boxed, so one hang never costs the whole call. SMOKE=1 runs tiny sizes on
 # whatever device there is (for checking the script itself on a CPU machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-device-results}"
 mkdir -p "$out"
-frames=600; train_steps=30; batch=64; crop=256; box=140
+py=$(command -v python3 || command -v python)
+frames=600; train_steps=40; batch=64; crop=256; box=150
 if [[ "${SMOKE:-0}" == 1 ]]; then frames=20; train_steps=2; batch=2; crop=64; box=120; fi
-device=cuda
-python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || device=cpu
-[[ "$device" == cpu && "${SMOKE:-0}" != 1 ]] && { echo "no CUDA device here; SMOKE=1 to check the script on CPU"; exit 3; }
 
-python -c "import filmcolor" 2>/dev/null || python -m pip install -q -e ".[test]" > "$out/install.txt" 2>&1
-nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
+if ! "$py" -c "import av" 2>/dev/null && compgen -G ".whl/*.whl" > /dev/null; then
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
+    > "$out/install.txt" 2>&1
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+if ! "$py" -c "import filmcolor.configs" 2>/dev/null; then  # no registry there: nothing may be fetched
+  "$py" -m pip install -q --no-index --no-deps --no-build-isolation -e . >> "$out/install.txt" 2>&1
+fi
+device=cuda
+"$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || device=cpu
+[[ "$device" == cpu && "${SMOKE:-0}" != 1 ]] && { echo "no CUDA device here; SMOKE=1 to check the script on CPU"; exit 3; }
+{ nvidia-smi; nproc; "$py" -c "import av, cv2, torch, numpy, filmcolor; print('torch', torch.__version__, 'av', av.__version__, 'cv2', cv2.__version__, 'numpy', numpy.__version__)"; } \
+  > "$out/env.txt" 2>&1
+tail -n 2 "$out/env.txt"
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output, report the status
   local name=$1 secs=$2; shift 2
   local t0=$SECONDS
-  timeout "$secs" "$@" > "$out/$name.txt" 2>&1
+  PYTHONUNBUFFERED=1 timeout "$secs" "$@" > "$out/$name.txt" 2>&1
   echo "$name: exit $? in $((SECONDS - t0)) s"
 }
 
-step cuda-tests "$box" python -m pytest -q -m cuda
-step bench-gpu "$box" python scripts/bench.py --synthetic --device "$device" --frames "$frames" --profile \
-    --no-baseline --json "$out/bench-gpu.json"
-step train-gpu "$box" python scripts/bench_train.py --device "$device" --crop "$crop" --batch "$batch" \
+step cuda-tests "$box" "$py" -m pytest -q -m cuda -p no:cacheprovider tests/test_pipeline.py tests/test_speed_paths.py
+step bench-gpu "$box" "$py" scripts/bench.py samples/steamboat_willie_1928.mp4 --synthetic --device "$device" \
+    --frames "$frames" --profile --no-baseline --smooth-off --json "$out/bench-gpu.json"
+step train-gpu "$box" "$py" scripts/bench_train.py --device "$device" --crop "$crop" --batch "$batch" \
     --steps "$train_steps" --warmup 5 --json
-step train-gpu-l1 "$box" python scripts/bench_train.py --device "$device" --crop "$crop" --batch "$batch" \
+step train-gpu-l1 "$box" "$py" scripts/bench_train.py --device "$device" --crop "$crop" --batch "$batch" \
     --steps "$train_steps" --warmup 5 --phase l1 --json
-tail -n 3 "$out"/*.txt
+step bench-gpu-compile "$box" "$py" scripts/bench.py --synthetic --device "$device" --frames "$frames" \
+    --no-baseline --compile --json "$out/bench-gpu-compile.json"
+tail -n 4 "$out"/*.txt
