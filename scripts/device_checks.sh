@@ -24,16 +24,16 @@ if [[ "${SMOKE:-0}" == 1 ]]; then frames=20; train_steps=2; batch=2; crop=64; bo
 
 if ! "$py" -c "import av" 2>/dev/null && compgen -G ".whl/*.whl" > /dev/null; then
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
-    > "$out/install.txt" 2>&1
+    > /tmp/filmcolor-install.txt 2>&1
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 if ! "$py" -c "import filmcolor.configs" 2>/dev/null; then  # no registry there: nothing may be fetched
-  "$py" -m pip install -q --no-index --no-deps --no-build-isolation -e . >> "$out/install.txt" 2>&1
+  "$py" -m pip install -q --no-index --no-deps --no-build-isolation -e . >> /tmp/filmcolor-install.txt 2>&1
 fi
 device=cuda
 "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || device=cpu
 [[ "$device" == cpu && "${SMOKE:-0}" != 1 ]] && { echo "no CUDA device here; SMOKE=1 to check the script on CPU"; exit 3; }
-{ nvidia-smi; nproc; "$py" -c "import av, cv2, torch, numpy, filmcolor; print('torch', torch.__version__, 'av', av.__version__, 'cv2', cv2.__version__, 'numpy', numpy.__version__)"; } \
+{ cat /tmp/filmcolor-install.txt 2>/dev/null; nvidia-smi; nproc; "$py" -c "import av, cv2, torch, numpy, filmcolor; print('torch', torch.__version__, 'av', av.__version__, 'cv2', cv2.__version__, 'numpy', numpy.__version__)"; } \
   > "$out/env.txt" 2>&1
 tail -n 2 "$out/env.txt"
 
