@@ -28,7 +28,9 @@ if ! "$py" -c "import av" 2>/dev/null && compgen -G ".whl/*.whl" > /dev/null; th
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 if ! "$py" -c "import filmcolor.configs" 2>/dev/null; then  # no registry there: nothing may be fetched
-  "$py" -m pip install -q --no-index --no-deps --no-build-isolation -e . >> /tmp/filmcolor-install.txt 2>&1
+  "$py" -m pip install -q --no-index --no-deps --no-build-isolation -e . >> /tmp/filmcolor-install.txt 2>&1 ||
+    { "$py" -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site . \
+        >> /tmp/filmcolor-install.txt 2>&1 && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}; }
 fi
 device=cuda
 "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || device=cpu
