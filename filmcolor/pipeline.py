@@ -1,14 +1,15 @@
 """The colouring pipeline: one film (or still photo) in, one coloured file out, nothing staged on disk.
 
-Video, streamed with bounded memory whatever the film's length, in three threads::
+Video, streamed with bounded memory whatever the film's length, in five threads::
 
     probe(src) -> VideoInfo
     [decode thread]   decode(src)                       PyAV (releases the GIL), bounded queue
                         -> FrameItem(L at render size)  Y plane -> L* LUT -> INTER_AREA; planes kept
+    [flow thread]     -> temporal.FlowMotion            the flow smoother's optical flow (needs L only)
     [calling thread]  -> batches -> Colorizer.predict_ab (torch intra-op threads)
                         -> temporal.smooth              off | ema | flow, reset at scene cuts
-    [encode thread]   -> compose                        new U/V (on the device on CUDA); Y untouched
-                        -> VideoWriter.write            same pts/time base; audio/subtitle copied
+    [compose thread]  -> compose                        new U/V (on the device on CUDA); Y untouched
+    [encode thread]   -> VideoWriter.write              same pts/time base; audio/subtitle copied
 
 Queues between the threads are bounded (a few batches), so memory does not grow with the film. An
 exception in any thread is re-raised in the caller (the original exception object); on any exit the
@@ -335,6 +336,18 @@ def _planes_L(planes) -> np.ndarray:
     return compose.planes_L(planes)
 
 
+def _with_motion(items: Iterator[temporal.FrameItem], motion: temporal.FlowMotion) -> Iterator[temporal.FrameItem]:
+    """Attach the flow smoother's :class:`temporal.Motion` to each item (closing this closes ``items``)."""
+    try:
+        for item in items:
+            item.motion = motion(item.L)
+            yield item
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
 def _frame_items(frames: Iterable[object], pix_fmt: str, colorizer: Colorizer,
                  deflicker: bool = False, turns: int = 0, chroma_L: bool = True) -> Iterator[temporal.FrameItem]:
     """Decoded frames -> FrameItem(index, _Source, render-size L*). With ``turns`` the render-size
@@ -449,13 +462,24 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
         pix_fmt = writer.pix_fmt
         ahead = 2 * colorizer.batch_size + 2
 
-        def encode(item: temporal.FrameItem) -> None:
-            writer.write(_compose_frame(item, pix_fmt, turns, colorizer))
+        def compose(item: temporal.FrameItem) -> object:
+            return _compose_frame(item, pix_fmt, turns, colorizer)
 
         frames = _frame_items(_decoded(src, config, warn), pix_fmt, colorizer, config.deflicker, turns,
                               chroma_L=not on_device)
         items = prefetch(frames, ahead) if pipelined else frames
-        sink = Sink(encode, ahead) if pipelined else None
+        # the smoother's optical flow needs only L: it runs in a thread of its own, off the network's path
+        motion = temporal.motion_ahead(config.smooth, config.smooth_strength, config.cut_threshold)
+        if motion is not None:
+            items = _with_motion(items, motion)
+            if pipelined:
+                items = prefetch(items, ahead, name="filmcolor-flow")
+        # compose and encode in threads of their own: on a GPU each alone keeps up with the decoder,
+        # but one after the other in one thread they were the pipeline's slowest stage
+        sink = composer = None
+        if pipelined:
+            sink = Sink(writer.write, ahead, name="filmcolor-encode")
+            composer = Sink(lambda item: sink.put(compose(item)), ahead, name="filmcolor-compose")
         done = 0
 
         def report(upto: int) -> int:  # progress once per written frame, from the calling thread
@@ -469,18 +493,20 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
                                      config.cut_threshold)
             for item in stream:
                 if sink is None:
-                    encode(item)
+                    writer.write(compose(item))
                     done = report(done + 1)
                 else:
-                    sink.put(item)
+                    composer.put(item)
                     done = report(sink.done)
             if sink is not None:
+                composer.close()  # every frame composed and handed on (or a compose/encode error raised)
                 sink.close()  # every frame written (or the encode thread's error raised here)
                 done = report(sink.done)
-                sink = None
+                sink = composer = None
         finally:
-            if sink is not None:  # an error or Ctrl-C: stop the encode thread before the file goes
-                sink.abort()
+            if sink is not None:  # an error or Ctrl-C: stop the encode thread (which stops compose's
+                sink.abort()      # hand-over) and the compose thread before the file goes
+                composer.abort()
             items.close()  # stops the decode thread at once on an error
         if done == 0:
             where = "" if config.start is None else f" after {config.start:g} s"

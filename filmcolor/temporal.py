@@ -49,6 +49,7 @@ class FrameItem:
     frame: Any
     L: np.ndarray
     ab: np.ndarray | None = None
+    motion: "Motion | None" = None      # set ahead by a FlowMotion (e.g. in the decode thread), or None
 
 
 # --- scene cuts -----------------------------------------------------------------------------------
@@ -94,6 +95,14 @@ def smooth(items: Iterable[FrameItem], mode: str = "ema", strength: float = 0.5,
         yield from _FlowSmoother(min(strength, 0.95), cut_threshold, lookahead, flow_scale, preset).run(items)
 
 
+def motion_ahead(mode: str, strength: float = 0.5, cut_threshold: float = 0.35, **flow_opts) -> FlowMotion | None:
+    """The :class:`FlowMotion` to run ahead of ``smooth(items, mode, strength, cut_threshold,
+    **flow_opts)`` (same settings), or None when that smoothing needs no flow."""
+    if mode != "flow" or strength <= 0:
+        return None
+    return FlowMotion(cut_threshold, **flow_opts)
+
+
 def _check(item: FrameItem) -> None:
     if item.ab is None:
         raise ValueError(f"frame {item.index}: no ab to smooth")
@@ -116,6 +125,52 @@ def _smooth_ema(items: Iterable[FrameItem], strength: float, cut_threshold: floa
 
 
 @dataclass
+class Motion:
+    """What the flow smoother needs of one frame's L alone, so it can be computed ahead of the
+    network (the pipeline does it in the decode thread): the uint8 L at flow size, its normalised
+    32-bin histogram, whether the frame starts a shot, and the DIS flows to and from the previous
+    frame (None at a cut; ``fa`` None without look-ahead). ``key``: the settings it was made with."""
+
+    small: np.ndarray
+    hist: np.ndarray
+    cut: bool
+    fb: np.ndarray | None               # this frame's grid -> previous frame: this(x) ~ prev(x + fb)
+    fa: np.ndarray | None               # previous frame's grid -> this frame: prev(x) ~ this(x + fa)
+    key: tuple
+
+
+class FlowMotion:
+    """Call on each frame's render-size L, in display order, to get its :class:`Motion` (one or two
+    DIS calls). Stateful (it keeps the previous frame), so one instance per film and thread. Items
+    given to ``smooth(..., "flow")`` either all carry a Motion from a FlowMotion with the smoother's
+    settings, or none do (the smoother then computes them itself)."""
+
+    def __init__(self, cut_threshold: float = 0.35, lookahead: int = 2, flow_scale: float = 0.5,
+                 preset: str = "fast"):
+        self.cut, self.k, self.scale = cut_threshold, lookahead, flow_scale
+        self.key = (float(cut_threshold), int(lookahead), float(flow_scale), preset)
+        self.dis = make_dis(preset)
+        self._prev: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None  # L shape, small, hist
+
+    def __call__(self, L: np.ndarray) -> Motion:
+        h, w = L.shape
+        hs, ws = (h, w) if self.scale >= 1.0 else (max(8, round(h * self.scale)), max(8, round(w * self.scale)))
+        small = to_u8(L)
+        if (hs, ws) != (h, w):
+            small = cv2.resize(small, (ws, hs), interpolation=cv2.INTER_AREA)
+        hist = cv2.calcHist([small], [0], None, [32], [0, 256]).ravel()
+        hist = hist / max(float(hist.sum()), 1.0)
+        prev = self._prev
+        cut = prev is None or prev[0] != (h, w) or 0.5 * float(np.abs(prev[2] - hist).sum()) > self.cut
+        fb = fa = None
+        if not cut:
+            fb = self.dis.calc(small, prev[1], None)
+            fa = self.dis.calc(prev[1], small, None) if self.k > 0 else None
+        self._prev = ((h, w), small, hist)
+        return Motion(small, hist, cut, fb, fa, self.key)
+
+
+@dataclass
 class _Slot:
     """A frame held by the flow smoother, everything at flow size. Sums are (hs, ws, 3) float32
     channel-last: weighted a, weighted b, total weight. ``own``: the network's ab (downsampled), weight
@@ -125,7 +180,6 @@ class _Slot:
     item: FrameItem
     own: np.ndarray
     small: np.ndarray                   # uint8 L
-    hist: np.ndarray                    # normalised 32-bin L histogram (cut detection)
     fwd: np.ndarray | None = None
     to_next: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -144,8 +198,8 @@ class _FlowSmoother:
     sigma_L = 12.0  # an L* mismatch of this size along the flow scales the confidence by 1/e
 
     def __init__(self, strength: float, cut_threshold: float, lookahead: int, flow_scale: float, preset: str):
-        self.s, self.cut, self.k, self.scale = strength, cut_threshold, lookahead, flow_scale
-        self.dis = make_dis(preset)
+        self.s, self.k = strength, lookahead
+        self.motion = FlowMotion(cut_threshold, lookahead, flow_scale, preset)
         self._grid: np.ndarray | None = None
         self._ones: np.ndarray | None = None
         # confidence from the uint8 brightness mismatch (2.55 codes per L* unit), strength included
@@ -172,37 +226,35 @@ class _FlowSmoother:
         m, wgt = link
         return cv2.multiply(cv2.remap(sums, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), wgt)
 
-    def _slot(self, item: FrameItem) -> _Slot:
-        _check(item)
+    def _slot(self, item: FrameItem, motion: Motion) -> _Slot:
         h, w = item.L.shape
-        hs, ws = (h, w) if self.scale >= 1.0 else (max(8, round(h * self.scale)), max(8, round(w * self.scale)))
-        small = to_u8(item.L)
+        hs, ws = motion.small.shape
         ab = item.ab.astype(np.float32, copy=False)
         a, b = ab[0], ab[1]
         if (hs, ws) != (h, w):
-            small = cv2.resize(small, (ws, hs), interpolation=cv2.INTER_AREA)
             a = cv2.resize(a, (ws, hs), interpolation=cv2.INTER_AREA)
             b = cv2.resize(b, (ws, hs), interpolation=cv2.INTER_AREA)
         if self._ones is None or self._ones.shape != (hs, ws):
             self._ones = np.ones((hs, ws), np.float32)
             gy, gx = np.mgrid[0:hs, 0:ws].astype(np.float32)
             self._grid = cv2.merge([gx, gy])
-        hist = cv2.calcHist([small], [0], None, [32], [0, 256]).ravel()
-        return _Slot(item, cv2.merge([a, b, self._ones]), small, hist / max(float(hist.sum()), 1.0))
+        return _Slot(item, cv2.merge([a, b, self._ones]), motion.small)
 
     def run(self, items: Iterable[FrameItem]) -> Iterator[FrameItem]:
         held: list[_Slot] = []
         prev: _Slot | None = None
         for item in items:
-            slot = self._slot(item)
-            cut = (prev is None or prev.item.L.shape != item.L.shape
-                   or 0.5 * float(np.abs(prev.hist - slot.hist).sum()) > self.cut)
-            if cut:
+            _check(item)
+            motion = item.motion
+            if motion is None or motion.key != self.motion.key:
+                motion = self.motion(item.L)
+            item.motion = None  # the flows are used once, here: do not hold them with the item
+            slot = self._slot(item, motion)
+            if motion.cut:
                 slot.fwd = slot.own
                 yield from self._flush(held, len(held))
             else:
-                fb = self.dis.calc(slot.small, prev.small, None)   # slot(x) ~ prev(x + fb)
-                fa = self.dis.calc(prev.small, slot.small, None) if self.k > 0 else None  # prev(x) ~ slot(x + fa)
+                fb, fa = motion.fb, motion.fa
                 slot.fwd = cv2.add(slot.own, self._pull(prev.fwd, self._link(fb, fa, prev, slot)))
                 if fa is not None:
                     prev.to_next = self._link(fa, fb, slot, prev)

@@ -13,13 +13,14 @@
 #   bench-gpu-compile.* the same with torch.compile (optional speed-up, measured last)
 #   env.txt               nvidia-smi, CPU count, package versions
 # Each step is time-boxed, so one hang never costs the whole call. SMOKE=1 runs tiny sizes on
-# whatever device there is (for checking the script itself on a CPU machine).
+# whatever device there is (for checking the script itself on a CPU machine). ONLY="cuda-tests
+# bench-gpu" runs just those steps; FRAMES=N and PROFILE=0 shorten the bench.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-device-results}"
 mkdir -p "$out"
 py=$(command -v python3 || command -v python)
-frames=600; train_steps=40; batch=64; crop=256; box=150
+frames=${FRAMES:-600}; train_steps=40; batch=64; crop=256; box=150
 if [[ "${SMOKE:-0}" == 1 ]]; then frames=20; train_steps=2; batch=2; crop=64; box=120; fi
 
 if ! "$py" -c "import av" 2>/dev/null && compgen -G ".whl/*.whl" > /dev/null; then
@@ -32,6 +33,7 @@ if ! "$py" -c "import filmcolor.configs" 2>/dev/null; then  # no registry there:
     { "$py" -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site . \
         >> /tmp/filmcolor-install.txt 2>&1 && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}; }
 fi
+profile=--profile; [[ "${PROFILE:-1}" == 0 ]] && profile=
 device=cuda
 "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || device=cpu
 [[ "$device" == cpu && "${SMOKE:-0}" != 1 ]] && { echo "no CUDA device here; SMOKE=1 to check the script on CPU"; exit 3; }
@@ -41,6 +43,7 @@ tail -n 2 "$out/env.txt"
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output, report the status
   local name=$1 secs=$2; shift 2
+  [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]] && return 0
   local t0=$SECONDS
   PYTHONUNBUFFERED=1 timeout "$secs" "$@" > "$out/$name.txt" 2>&1
   echo "$name: exit $? in $((SECONDS - t0)) s"
@@ -48,7 +51,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
 
 step cuda-tests "$box" "$py" -m pytest -q -m cuda -p no:cacheprovider tests/test_pipeline.py tests/test_speed_paths.py
 step bench-gpu "$box" "$py" scripts/bench.py samples/steamboat_willie_1928.mp4 --synthetic --device "$device" \
-    --frames "$frames" --profile --no-baseline --smooth-off --json "$out/bench-gpu.json"
+    --frames "$frames" $profile --no-baseline --smooth-off --json "$out/bench-gpu.json"
 step train-gpu "$box" "$py" scripts/bench_train.py --device "$device" --crop "$crop" --batch "$batch" \
     --steps "$train_steps" --warmup 5 --json
 step train-gpu-l1 "$box" "$py" scripts/bench_train.py --device "$device" --crop "$crop" --batch "$batch" \

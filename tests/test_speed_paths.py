@@ -17,7 +17,7 @@ from filmcolor.config import RunConfig
 from filmcolor.inference import Colorizer, cpu_has_native_bf16, fold_batchnorm, resolve_device, resolve_precision
 from helpers import tiny_generator, tiny_model
 
-THREAD_NAMES = ("filmcolor-decode", "filmcolor-encode")
+THREAD_NAMES = ("filmcolor-decode", "filmcolor-flow", "filmcolor-compose", "filmcolor-encode")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def model_path(tmp_path_factory) -> Path:
 
 
 def config(model_path: Path, **kw) -> RunConfig:
-    return RunConfig(model=str(model_path), device="cpu", render_size=48, batch_size=4, **kw)
+    return RunConfig(**{"model": str(model_path), "device": "cpu", "render_size": 48, "batch_size": 4, **kw})
 
 
 def planes(path: Path) -> list[tuple[np.ndarray, int]]:

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from filmcolor.temporal import FrameItem, deflicker, histogram_distance, is_cut, smooth
+from filmcolor.temporal import FrameItem, deflicker, histogram_distance, is_cut, motion_ahead, smooth
 
 H, W, SQ = 72, 128, 24
 SQ_AB = np.array([55.0, 40.0], np.float32)
@@ -66,6 +66,25 @@ def test_flow_keeps_moving_square_colour(lookahead):
         assert np.abs(mean - SQ_AB).max() < 8, mean
     # ... whereas a per-pixel EMA smears the background into the moving square
     assert e_flow < e_ema, (e_flow, e_ema)
+
+
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_flow_computed_ahead_gives_the_same_colours(lookahead):
+    """The pipeline computes the flows in the decode thread (``motion_ahead``); the result must be
+    the smoother's own, a cut included, and flows made with other settings are not trusted."""
+    Ls, preds, _, _ = _square_clip(frames=10)
+    Ls = Ls[:5] + [100 - L for L in Ls[5:]]  # a cut at frame 5
+    own = list(smooth(iter(_items(Ls, preds)), "flow", 0.8, lookahead=lookahead))
+    for settings in ({"lookahead": lookahead}, {"lookahead": lookahead, "flow_scale": 1.0}):
+        motion = motion_ahead("flow", 0.8, **settings)
+        items = _items(Ls, preds)
+        for it in items:
+            it.motion = motion(it.L)
+        assert [it.motion.cut for it in items] == [True] + [False] * 4 + [True] + [False] * 4
+        ahead = list(smooth(iter(items), "flow", 0.8, lookahead=lookahead))
+        assert all(np.array_equal(a.ab, b.ab) for a, b in zip(own, ahead))
+        assert all(it.motion is None for it in ahead)  # the flows are not held with the frames
+    assert motion_ahead("ema", 0.8) is None and motion_ahead("flow", 0.0) is None
 
 
 def test_lookahead_helps_on_noise():
