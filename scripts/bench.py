@@ -18,6 +18,8 @@ For each clip (and, with ``--synthetic``, generated 854x480 and 1920x1080 B&W cl
 and the ratios the speed issue asks for: end-to-end time / model-only time, end-to-end time /
 decode+encode time, frame-dump time / end-to-end time. ``cpu ms/frame`` is process CPU time per
 frame (all threads): on a CPU-bound machine the stages share the cores, so it explains the ratios.
+With ``--per-thread``, each pipeline thread's work (decode, flow, the calling thread's model +
+smooth, compose, encode) is also timed alone on up to 300 frames: the slowest bounds end to end.
 
 Usage::
 
@@ -53,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from filmcolor import color, compose, media, pipeline, synth  # noqa: E402
+from filmcolor import color, compose, media, pipeline, synth, temporal  # noqa: E402
 from filmcolor.config import RunConfig  # noqa: E402
 from filmcolor.inference import Colorizer, resolve_device  # noqa: E402
 from filmcolor.weights import load_generator  # noqa: E402
@@ -309,6 +311,42 @@ def frame_dump_baseline(src: Path, info, config: RunConfig, colorizer: Colorizer
     return count
 
 
+def per_thread(src: Path, info, config: RunConfig, colorizer: Colorizer, n: int, pix_fmt: str, turns: int,
+               dst: Path, sync: Callable[[], None]) -> dict[str, float]:
+    """Each pipeline thread's work on the first ``n`` frames, timed alone, one after another (wall
+    ms per frame). In the pipelined run the threads overlap, so the slowest one bounds its speed."""
+    ms: dict[str, float] = {}
+    run = config.with_overrides(duration=None)
+
+    def clock(name: str, fn: Callable[[], object]) -> object:
+        sync()
+        t0 = time.perf_counter()
+        out = fn()
+        sync()
+        ms[name] = 1000 * (time.perf_counter() - t0) / max(1, len(items) if name != "decode" else len(out))
+        return out
+
+    items: list = []
+    items = clock("decode", lambda: list(pipeline._frame_items(limited(media.decode(src), n), pix_fmt, colorizer,
+                                                               False, turns, not colorizer.on_device_compose)))
+    motion = temporal.motion_ahead(run.smooth, run.smooth_strength, run.cut_threshold)
+    if motion is not None:
+        clock("flow", lambda: [setattr(it, "motion", motion(it.L)) for it in items])
+    clock("model", lambda: list(pipeline.batched(iter(items), colorizer)))
+    clock("smooth", lambda: list(temporal.smooth(iter(items), run.smooth, run.smooth_strength, run.cut_threshold)))
+    ms["calling"] = ms["model"] + ms["smooth"]
+    frames = clock("compose", lambda: [pipeline._compose_frame(it, pix_fmt, turns, colorizer) for it in items])
+    fps = float(info.fps) if info.fps else 25.0
+
+    def encode() -> None:
+        with media.VideoWriter(src, dst, info, codec=config.codec, crf=config.crf, preset=config.preset,
+                               duration=len(frames) / fps) as w:
+            for f in frames:
+                w.write(f)
+    clock("encode", encode)
+    return {k: round(v, 3) for k, v in ms.items()}
+
+
 def profile_batch(colorizer: Colorizer, L: np.ndarray, rows: int = 15) -> str:
     """torch.profiler table of one batch (where the network's time goes)."""
     from torch.profiler import ProfilerActivity, profile
@@ -325,7 +363,7 @@ def profile_batch(colorizer: Colorizer, L: np.ndarray, rows: int = 15) -> str:
 # --- one clip --------------------------------------------------------------------------------------
 def bench_clip(src: Path, name: str, config: RunConfig, colorizer: Colorizer, baseline_colorizer: Colorizer,
                n: int, work: Path, skip_baseline: bool, sequential: bool, profile: bool, log,
-               smooth_off: bool = False) -> dict:
+               smooth_off: bool = False, threads: bool = False) -> dict:
     info = media.probe(src)
     pix_fmt = media.writer_pix_fmt(config.codec, info)
     fps = float(info.fps) if info.fps else 25.0
@@ -376,6 +414,9 @@ def bench_clip(src: Path, name: str, config: RunConfig, colorizer: Colorizer, ba
     del frames
     st["decode+encode"] = timed(lambda: decode_encode(src, info, config, pix_fmt, uv, n, work / f"io{out.suffix}",
                                                       duration))
+    if threads:
+        res["per_thread_ms_per_frame"] = per_thread(src, info, config, colorizer, min(n, 300), pix_fmt, turns,
+                                                    work / f"threads{out.suffix}", sync)
     if not skip_baseline:
         bdir = work / f"{name}-dump"
         bdir.mkdir()
@@ -414,6 +455,8 @@ def print_results(mach: dict, results: list[dict]) -> None:
                 print(f"  {k:<24} {v['fps']:>9.1f} fps  {v['seconds']:>8.2f} s  {v['cpu_ms_per_frame']} cpu ms/frame")
             for k, v in r["ratios"].items():
                 print(f"  {k:<32} {v}")
+            if "per_thread_ms_per_frame" in r:
+                print(f"  each thread's work alone, ms/frame: {r['per_thread_ms_per_frame']}")
         return
     console = Console()
     console.print(header)
@@ -431,6 +474,9 @@ def print_results(mach: dict, results: list[dict]) -> None:
         for k, v in r["ratios"].items():
             t.add_row(k.replace("_", " "), "", f"{v}x", "", "")
         console.print(t)
+        if "per_thread_ms_per_frame" in r:
+            console.print("each thread's work alone, ms/frame: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in r["per_thread_ms_per_frame"].items()))
         if "profile_one_batch" in r:
             console.print(r["profile_one_batch"], markup=False, highlight=False)
 
@@ -453,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smooth-off", action="store_true",
                     help="also time end-to-end with --smooth off (the cost of the default temporal smoothing)")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one batch")
+    ap.add_argument("--per-thread", action="store_true",
+                    help="also time each pipeline thread's work alone (ms/frame): the slowest bounds end to end")
     ap.add_argument("--json", type=Path, help="write the results here as JSON")
     ap.add_argument("--workdir", type=Path, help="keep clips and outputs here (default: a temporary folder)")
     args = ap.parse_args(argv)
@@ -490,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(cdir, ignore_errors=True)
             cdir.mkdir()
             results.append(bench_clip(path, name, config, colorizer, baseline, args.frames, cdir,
-                                      args.no_baseline, args.sequential, args.profile, log, args.smooth_off))
+                                      args.no_baseline, args.sequential, args.profile, log, args.smooth_off,
+                                      args.per_thread))
             shutil.rmtree(cdir, ignore_errors=True)
     finally:
         colorizer.close()

@@ -8,19 +8,20 @@
 #   run(command="bash scripts/device_checks.sh", carry=[".whl"], timeout_s=420)
 # Writes every result under $OUT (default: ./device-results) so it comes back with the reply:
 #   cuda-tests.txt        pytest -m cuda (the CUDA paths: pipeline vs CPU, compose on the device, ...)
-#   bench-gpu.json/.txt   scripts/bench.py: the sample and synthetic 480p/1080p, profile of one batch
+#   bench-gpu.json/.txt   scripts/bench.py: the sample and synthetic 480p/1080p, profile of one batch,
+#                         each pipeline thread timed alone
 #   train-gpu*.txt        scripts/bench_train.py at 256x256 (issue 3's 800 img/s target), cGAN and L1
 #   bench-gpu-compile.* the same with torch.compile (optional speed-up, measured last)
 #   env.txt               nvidia-smi, CPU count, package versions
 # Each step is time-boxed, so one hang never costs the whole call. SMOKE=1 runs tiny sizes on
 # whatever device there is (for checking the script itself on a CPU machine). ONLY="cuda-tests
-# bench-gpu" runs just those steps; FRAMES=N and PROFILE=0 shorten the bench.
+# bench-gpu" runs just those steps; FRAMES=N and PROFILE=0 shorten the bench; BOX=S is each step's limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-device-results}"
 mkdir -p "$out"
 py=$(command -v python3 || command -v python)
-frames=${FRAMES:-600}; train_steps=40; batch=64; crop=256; box=150
+frames=${FRAMES:-600}; train_steps=40; batch=64; crop=256; box=${BOX:-150}
 if [[ "${SMOKE:-0}" == 1 ]]; then frames=20; train_steps=2; batch=2; crop=64; box=120; fi
 
 if ! "$py" -c "import av" 2>/dev/null && compgen -G ".whl/*.whl" > /dev/null; then
@@ -51,7 +52,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
 
 step cuda-tests "$box" "$py" -m pytest -q -m cuda -p no:cacheprovider tests/test_pipeline.py tests/test_speed_paths.py
 step bench-gpu "$box" "$py" scripts/bench.py samples/steamboat_willie_1928.mp4 --synthetic --device "$device" \
-    --frames "$frames" $profile --no-baseline --smooth-off --json "$out/bench-gpu.json"
+    --frames "$frames" $profile --no-baseline --smooth-off --per-thread --json "$out/bench-gpu.json"
 step train-gpu "$box" "$py" scripts/bench_train.py --device "$device" --crop "$crop" --batch "$batch" \
     --steps "$train_steps" --warmup 5 --json
 step train-gpu-l1 "$box" "$py" scripts/bench_train.py --device "$device" --crop "$crop" --batch "$batch" \
