@@ -16,7 +16,7 @@
   stream, so the host only encodes.
 - CPU: bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), else fp32 (bf16 emulation
   is slower than fp32); an explicit precision overrides; channels_last. ``threads`` > 0 sets
-  ``torch.set_num_threads`` once at construction; 0 leaves torch's own choice (its default is one thread per physical core; a process pool that split the
+  ``torch.set_num_threads`` once at construction (on CUDA too); 0 leaves torch's own choice (its default is one thread per physical core; a process pool that split the
   cores keeps its split).
 - Always: BatchNorm folded into the preceding (transposed) convolution and dropout removed
   (:func:`fold_batchnorm`, exact for an eval-mode network up to float rounding). Optional
@@ -212,6 +212,8 @@ class Colorizer:
             self.intra_threads = max(1, total // self.workers)
             if self.workers == 1:
                 torch.set_num_threads(self.intra_threads)
+        elif threads > 0:  # CUDA: torch's CPU threads only copy batches and planes to and from the device
+            torch.set_num_threads(threads)
         model = model.eval()
         if fold_bn:
             model = fold_batchnorm(model)

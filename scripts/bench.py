@@ -87,6 +87,7 @@ def machine(colorizer: Colorizer) -> dict:
         "pyav": av.__version__,
         "libavcodec": ".".join(map(str, av.library_versions.get("libavcodec", ()))),
         "opencv": cv2.__version__,
+        "opencv_threads": cv2.getNumThreads(),
         "device": str(colorizer.device),
         "precision": str(colorizer.dtype).replace("torch.", ""),
         "torch_threads_per_worker": colorizer.intra_threads or torch.get_num_threads(),
@@ -443,7 +444,8 @@ def print_results(mach: dict, results: list[dict]) -> None:
     header = (f"filmcolor bench  {mach['date']}\n{mach['cpu']} ({mach['usable_cores']} of {mach['cores']} cores, "
               f"{mach['cpu_capability']}), torch {mach['torch']}, device {mach['device']} {mach.get('gpu', '')}, "
               f"{mach['precision']}, {mach['inference_workers']} inference worker(s) x "
-              f"{mach['torch_threads_per_worker']} torch thread(s), load average {mach['load_average']}")
+              f"{mach['torch_threads_per_worker']} torch thread(s), {mach['opencv_threads']} OpenCV thread(s), "
+              f"load average {mach['load_average']}")
     try:
         from rich.console import Console
         from rich.table import Table
@@ -485,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("clips", nargs="*", type=Path, help="films to measure")
     ap.add_argument("--synthetic", action="store_true", help="also generate and measure 854x480 and 1920x1080 clips")
+    ap.add_argument("--sizes", nargs="+", choices=sorted(SYNTHETIC), default=sorted(SYNTHETIC),
+                    help="which synthetic clips (default: all)")
+    ap.add_argument("--cv-threads", type=int, default=-1,
+                    help="cv2.setNumThreads for resize, optical flow and compose on the CPU (-1: OpenCV's choice)")
     ap.add_argument("--frames", type=int, default=300, help="frames per clip (default 300)")
     ap.add_argument("--model", default="default", help="model name or weights path")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -507,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.clips and not args.synthetic:
         ap.error("give clips and/or --synthetic")
 
+    if args.cv_threads >= 0:
+        cv2.setNumThreads(args.cv_threads)
     config = RunConfig(model=args.model, device=args.device, precision=args.precision,
                        render_size=args.render_size, batch_size=args.batch_size, threads=args.threads)
     device = resolve_device(config.device)
@@ -527,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.synthetic:
             rate = 25
             for name, (w, h) in SYNTHETIC.items():
+                if name not in args.sizes:
+                    continue
                 path = work / f"{name}-{args.frames}.mp4"
                 if not path.exists():
                     log(f"making {path.name}")

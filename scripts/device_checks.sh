@@ -11,6 +11,7 @@
 #   bench-gpu.json/.txt   scripts/bench.py: the sample and synthetic 480p/1080p, profile of one batch,
 #                         each pipeline thread timed alone
 #   train-gpu*.txt        scripts/bench_train.py at 256x256 (issue 3's 800 img/s target), cGAN and L1
+#   bench-threads.txt, threads-*.json  1080p at several torch/OpenCV CPU thread settings
 #   bench-gpu-compile.* the same with torch.compile (optional speed-up, measured last)
 #   env.txt               nvidia-smi, CPU count, package versions
 # Each step is time-boxed, so one hang never costs the whole call. SMOKE=1 runs tiny sizes on
@@ -46,7 +47,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
   local name=$1 secs=$2; shift 2
   [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]] && return 0
   local t0=$SECONDS
-  PYTHONUNBUFFERED=1 timeout "$secs" "$@" > "$out/$name.txt" 2>&1
+  echo "== $*" >> "$out/$name.txt"
+  PYTHONUNBUFFERED=1 timeout "$secs" "$@" >> "$out/$name.txt" 2>&1
   echo "$name: exit $? in $((SECONDS - t0)) s"
 }
 
@@ -57,6 +59,13 @@ step train-gpu "$box" "$py" scripts/bench_train.py --device "$device" --crop "$c
     --steps "$train_steps" --warmup 5 --json
 step train-gpu-l1 "$box" "$py" scripts/bench_train.py --device "$device" --crop "$crop" --batch "$batch" \
     --steps "$train_steps" --warmup 5 --phase l1 --json
+# 1080p end to end at several CPU thread settings (torch's, OpenCV's): which pipeline thread is slowest
+for v in "default:" "torch1:--threads 1" "torch4:--threads 4" "torch1-cv4:--threads 1 --cv-threads 4"; do
+  # shellcheck disable=SC2086
+  step bench-threads "$box" "$py" scripts/bench.py --synthetic --sizes synthetic-1080p --device "$device" \
+      --frames "$frames" --no-baseline --per-thread --workdir /tmp/filmcolor-bench ${v#*:} \
+      --json "$out/threads-${v%%:*}.json"
+done
 step bench-gpu-compile "$box" "$py" scripts/bench.py --synthetic --device "$device" --frames "$frames" \
     --no-baseline --compile --json "$out/bench-gpu-compile.json"
 tail -n 4 "$out"/*.txt
