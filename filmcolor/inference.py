@@ -16,8 +16,9 @@
   stream, so the host only encodes.
 - CPU: bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), else fp32 (bf16 emulation
   is slower than fp32); an explicit precision overrides; channels_last. ``threads`` > 0 sets
-  ``torch.set_num_threads`` once at construction (on CUDA too); 0 leaves torch's own choice (its default is one thread per physical core; a process pool that split the
-  cores keeps its split).
+  ``torch.set_num_threads`` once at construction (on CUDA too); 0 leaves torch's own choice (its
+  default is one thread per physical core; a process pool that split the cores keeps its split).
+  Construction also caps OpenCV's process-wide pool at ``OPENCV_MAX_THREADS``.
 - Always: BatchNorm folded into the preceding (transposed) convolution and dropout removed
   (:func:`fold_batchnorm`, exact for an eval-mode network up to float rounding). Optional
   ``compile=True``: ``torch.compile`` (on CPU with ``freezing``); it compiles on the first call of
@@ -34,6 +35,7 @@ import threading
 from contextlib import nullcontext
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -72,6 +74,13 @@ def cpu_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+#: OpenCV's thread pool is capped at this many threads: the pipeline's OpenCV work is render-size
+#: images (optical flow, remaps) split across several threads of our own, where a wide pool spends
+#: more on hand-offs than it saves (H200 host, 16 cores, 1080p: the flow thread took 1.94 ms/frame
+#: with 16 OpenCV threads and 1.11 with 4; docs/BENCHMARKS.md, "GPU")
+OPENCV_MAX_THREADS = 4
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
@@ -214,6 +223,8 @@ class Colorizer:
                 torch.set_num_threads(self.intra_threads)
         elif threads > 0:  # CUDA: torch's CPU threads only copy batches and planes to and from the device
             torch.set_num_threads(threads)
+        if cv2.getNumThreads() > OPENCV_MAX_THREADS:
+            cv2.setNumThreads(OPENCV_MAX_THREADS)
         model = model.eval()
         if fold_bn:
             model = fold_batchnorm(model)

@@ -5,7 +5,8 @@ Video, streamed with bounded memory whatever the film's length, in five threads:
     probe(src) -> VideoInfo
     [decode thread]   decode(src)                       PyAV (releases the GIL), bounded queue
                         -> FrameItem(L at render size)  Y plane -> L* LUT -> INTER_AREA; planes kept
-    [flow thread]     -> temporal.FlowMotion            the flow smoother's optical flow (needs L only)
+    [flow thread]     -> temporal.FlowMotion            the flow smoother's optical flow (needs L only;
+                                                        CUDA or >= 4 cores, else in the calling thread)
     [calling thread]  -> batches -> Colorizer.predict_ab (torch intra-op threads)
                         -> temporal.smooth              off | ema | flow, reset at scene cuts
     [compose thread]  -> compose                        new U/V (on the device on CUDA); Y untouched
@@ -44,7 +45,7 @@ import numpy as np
 from . import color, compose, media, temporal
 from .config import RunConfig
 from .errors import FilmcolorError, InputError, OutputError
-from .inference import Colorizer
+from .inference import Colorizer, cpu_threads
 
 Progress = Callable[[int, "int | None"], None]
 Warn = Callable[[str], None]
@@ -336,6 +337,13 @@ def _planes_L(planes) -> np.ndarray:
     return compose.planes_L(planes)
 
 
+def flow_thread_pays(colorizer: Colorizer) -> bool:
+    """Whether the flow smoother's optical flow gets a thread of its own: on CUDA, or with >= 4
+    usable cores. On the 2-core CPU machine it did not pay: end to end the same (53.3 vs 53.6 fps,
+    four runs each), and flow cost 19% instead of 10% (median) over ``smooth=off``."""
+    return colorizer.device.type == "cuda" or cpu_threads() >= 4
+
+
 def _with_motion(items: Iterator[temporal.FrameItem], motion: temporal.FlowMotion) -> Iterator[temporal.FrameItem]:
     """Attach the flow smoother's :class:`temporal.Motion` to each item (closing this closes ``items``)."""
     try:
@@ -468,12 +476,11 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
         frames = _frame_items(_decoded(src, config, warn), pix_fmt, colorizer, config.deflicker, turns,
                               chroma_L=not on_device)
         items = prefetch(frames, ahead) if pipelined else frames
-        # the smoother's optical flow needs only L: it runs in a thread of its own, off the network's path
+        # the smoother's optical flow needs only L: where there are cores to spare it runs in a thread
+        # of its own, off the network's path (on 2 CPU cores it only competes with the network)
         motion = temporal.motion_ahead(config.smooth, config.smooth_strength, config.cut_threshold)
-        if motion is not None:
-            items = _with_motion(items, motion)
-            if pipelined:
-                items = prefetch(items, ahead, name="filmcolor-flow")
+        if motion is not None and pipelined and flow_thread_pays(colorizer):
+            items = prefetch(_with_motion(items, motion), ahead, name="filmcolor-flow")
         # compose and encode in threads of their own: on a GPU each alone keeps up with the decoder,
         # but one after the other in one thread they were the pipeline's slowest stage
         sink = composer = None

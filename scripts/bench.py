@@ -490,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", nargs="+", choices=sorted(SYNTHETIC), default=sorted(SYNTHETIC),
                     help="which synthetic clips (default: all)")
     ap.add_argument("--cv-threads", type=int, default=-1,
-                    help="cv2.setNumThreads for resize, optical flow and compose on the CPU (-1: OpenCV's choice)")
+                    help="cv2.setNumThreads for resize, optical flow and compose on the CPU (-1: filmcolor's cap)")
     ap.add_argument("--frames", type=int, default=300, help="frames per clip (default 300)")
     ap.add_argument("--model", default="default", help="model name or weights path")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -513,8 +513,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.clips and not args.synthetic:
         ap.error("give clips and/or --synthetic")
 
-    if args.cv_threads >= 0:
-        cv2.setNumThreads(args.cv_threads)
     config = RunConfig(model=args.model, device=args.device, precision=args.precision,
                        render_size=args.render_size, batch_size=args.batch_size, threads=args.threads)
     device = resolve_device(config.device)
@@ -522,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     colorizer = Colorizer(model, device, config.precision, config.batch_size, config.render_size,
                           threads=config.threads, compile=args.compile, auto_batch=device.type == "cuda",
                           workers=args.workers)
+    if args.cv_threads >= 0:  # after the Colorizer, which caps OpenCV's pool
+        cv2.setNumThreads(args.cv_threads)
     # the baseline colours one frame at a time: give that one call every torch thread
     baseline = Colorizer(model, device, config.precision, 1, config.render_size,
                          threads=colorizer.workers * colorizer.intra_threads if device.type == "cpu" else 0)

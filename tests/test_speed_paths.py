@@ -8,13 +8,15 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from filmcolor import compose, media, pipeline, synth
+from filmcolor import compose, media, pipeline, synth, temporal
 from filmcolor.config import RunConfig
-from filmcolor.inference import Colorizer, cpu_has_native_bf16, fold_batchnorm, resolve_device, resolve_precision
+from filmcolor.inference import (OPENCV_MAX_THREADS, Colorizer, cpu_has_native_bf16, fold_batchnorm, resolve_device,
+                                 resolve_precision)
 from helpers import tiny_generator, tiny_model
 
 THREAD_NAMES = ("filmcolor-decode", "filmcolor-flow", "filmcolor-compose", "filmcolor-encode")
@@ -74,6 +76,33 @@ def test_colorizer_with_and_without_folding_agree():
     assert np.abs(a - b).max() < 110 * 1e-4
 
 
+def test_shrinking_L_by_halves_stays_within_a_tenth_of_one_area_resize():
+    """resize_L halves first when shrinking 5x or more (1080p -> render size): close to one area
+    resize on film-like texture; below 5x (480p) it is exactly OpenCV's area resize."""
+    rng = np.random.default_rng(0)
+    L = cv2.GaussianBlur(rng.uniform(0, 100, (1080, 1920)).astype(np.float32), (0, 0), 3)
+    one = cv2.resize(L, (341, 192), interpolation=cv2.INTER_AREA)
+    fast = compose.resize_L(L, 192, 341)
+    assert fast.shape == (192, 341) and fast.dtype == np.float32
+    err = np.abs(fast - one)
+    assert err.mean() < 0.1 and err.max() < 1.0, (err.mean(), err.max())
+    small = L[:480, :854]
+    assert np.array_equal(compose.resize_L(small, 192, 342), cv2.resize(small, (342, 192), interpolation=cv2.INTER_AREA))
+
+
+def test_colorizer_caps_opencv_threads():
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(OPENCV_MAX_THREADS + 4)
+        Colorizer(tiny_generator(), "cpu", "fp32", batch_size=2, render_size=48, workers=1)
+        assert cv2.getNumThreads() == OPENCV_MAX_THREADS
+        cv2.setNumThreads(1)  # a smaller pool is left as it is
+        Colorizer(tiny_generator(), "cpu", "fp32", batch_size=2, render_size=48, workers=1)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_auto_precision_on_cpu_is_bf16_only_with_native_bf16(monkeypatch):
     avx512 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl\n"
     assert not cpu_has_native_bf16(avx512)  # oneDNN would emulate bf16 there: slower than fp32
@@ -114,22 +143,40 @@ def test_split_batches_match_one_worker():
 
 
 # --- pipelined vs sequential ------------------------------------------------------------------------
-@pytest.mark.parametrize("smooth", ["ema", "flow"])
-def test_pipelined_output_is_identical_to_sequential(tmp_path, model_path, smooth):
+@pytest.mark.parametrize("smooth,flow_thread", [("ema", False), ("flow", False), ("flow", True)])
+def test_pipelined_output_is_identical_to_sequential(tmp_path, model_path, monkeypatch, smooth, flow_thread):
     src = synth.make_clip(tmp_path / "a.mp4", frames=23, width=96, height=64, color=False)
     col = Colorizer(tiny_generator(), "cpu", "fp32", batch_size=4, render_size=48, threads=2, workers=2)
+    # the flow thread runs on CUDA or >= 4 cores: force it on (or off) whatever this machine has
+    monkeypatch.setattr(pipeline, "flow_thread_pays", lambda colorizer: flow_thread)
+    flow_in = set()
+    real = temporal.FlowMotion.__call__
+    monkeypatch.setattr(temporal.FlowMotion, "__call__",
+                        lambda self, L: flow_in.add(threading.current_thread().name) or real(self, L))
+    # what reaches the encoder: x264 itself (frame threads) is not bit-reproducible from run to run
+    # (2 of 150 sequential runs of this clip differed by a code or two with identical input frames)
+    handed: list[tuple[np.ndarray, int]] = []
+    write = media.VideoWriter.write
+    monkeypatch.setattr(media.VideoWriter, "write",
+                        lambda self, f: handed.append((f.to_ndarray(format="yuv420p"), f.pts)) or write(self, f))
     try:
         cfg = config(model_path, smooth=smooth)
         seq = pipeline.colorize_file(src, tmp_path / "seq.mp4", cfg, colorizer=col, pipelined=False)
+        assert flow_in == ({threading.current_thread().name} if smooth == "flow" else set())
+        flow_in.clear()
+        a, handed = handed, []
         par = pipeline.colorize_file(src, tmp_path / "par.mp4", cfg, colorizer=col, pipelined=True)
+        if smooth == "flow":  # in its own thread, or by the smoother in the calling thread
+            assert flow_in == {"filmcolor-flow" if flow_thread else threading.current_thread().name}
     finally:
         col.close()
     assert seq.frames == par.frames == 23
-    a, b = planes(seq.dst), planes(par.dst)
+    b = handed
     assert len(a) == len(b) == 23
     for (pa, ta), (pb, tb) in zip(a, b):
         assert ta == tb
-        np.testing.assert_array_equal(pa, pb)  # bit-identical: same frames reach the same encoder
+        np.testing.assert_array_equal(pa, pb)  # bit-identical: the same frames reach the same encoder
+    assert [t for _, t in planes(seq.dst)] == [t for _, t in planes(par.dst)]
     assert not live_pipeline_threads()
 
 
