@@ -26,6 +26,7 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -265,23 +266,38 @@ def load_sources(sources: Iterable[str | Path], max_side: int = 256, film_frames
 
 # --- batches ----------------------------------------------------------------------------------------
 def sample_batch(images: Sequence[np.ndarray], batch_size: int, crop: int, rng: np.random.Generator,
-                 scale_range: tuple[float, float] = (0.75, 1.0), flip: bool = True) -> torch.Tensor:
+                 scale_range: tuple[float, float] = (0.75, 1.0), flip: bool = True,
+                 pool: ThreadPoolExecutor | None = None, parts: int = 1) -> torch.Tensor:
     """Random crops: pick an image, a scale ``s`` in ``scale_range`` (a window of ``crop / s`` px
     resized to ``crop``, so objects appear as at a render size ``s`` times the stored one), a random
-    position and a horizontal flip. Returns ``(batch_size, 3, crop, crop)`` uint8 RGB."""
-    out = np.empty((batch_size, crop, crop, 3), np.uint8)
-    for i in range(batch_size):
-        img = images[int(rng.integers(len(images)))]
-        h, w = img.shape[:2]
+    position and a horizontal flip. Returns ``(batch_size, 3, crop, crop)`` uint8 RGB.
+
+    The random draws are made here, in order, so the batch depends only on ``rng``; with ``pool``
+    the crops are then cut and resized in ``parts`` slices on its threads (OpenCV releases the GIL):
+    the same batch."""
+    draws = []
+    for _ in range(batch_size):
+        idx = int(rng.integers(len(images)))
+        h, w = images[idx].shape[:2]
         win = min(h, w, max(8, int(round(crop / rng.uniform(*scale_range)))))
         y = int(rng.integers(h - win + 1))
         x = int(rng.integers(w - win + 1))
-        patch = img[y:y + win, x:x + win]
-        if win != crop:
-            patch = cv2.resize(patch, (crop, crop), interpolation=cv2.INTER_AREA if win > crop else cv2.INTER_LINEAR)
-        if flip and rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        out[i] = patch
+        draws.append((idx, win, y, x, bool(flip and rng.random() < 0.5)))
+    out = np.empty((batch_size, crop, crop, 3), np.uint8)
+
+    def cut(rows: range) -> None:
+        for i in rows:
+            idx, win, y, x, mirror = draws[i]
+            patch = images[idx][y:y + win, x:x + win]
+            if win != crop:
+                patch = cv2.resize(patch, (crop, crop), interpolation=cv2.INTER_AREA if win > crop else cv2.INTER_LINEAR)
+            out[i] = patch[:, ::-1] if mirror else patch
+
+    if pool is not None and parts > 1 and batch_size > 1:
+        step = -(-batch_size // parts)
+        list(pool.map(cut, [range(i, min(i + step, batch_size)) for i in range(0, batch_size, step)]))
+    else:
+        cut(range(batch_size))
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
@@ -298,15 +314,18 @@ class Batch:
 
 class BatchStream:
     """Batches from :func:`sample_batch`, prepared ``prefetch`` ahead in a background thread
-    (``prefetch=0``: in the caller's thread). The sequence depends only on the RNG's state, so
+    (``prefetch=0``: in the caller's thread), each cut by ``threads`` threads. The sequence depends only on the RNG's state, so
     restoring ``Batch.rng_state`` of the last consumed batch continues it exactly."""
 
     def __init__(self, images: Sequence[np.ndarray], batch_size: int, crop: int, rng: np.random.Generator,
                  scale_range: tuple[float, float] = (0.75, 1.0), damage: float = 0.0, prefetch: int = 2,
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, threads: int = 1) -> None:
         self._args = (images, batch_size, crop, rng, scale_range, damage, pin_memory)
         self._queue: queue.Queue | None = None
         self._stop = threading.Event()
+        #: threads that cut one batch's crops (``sample_batch``'s pool); 1 = the making thread alone
+        self._threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="filmcolor-crops") if threads > 1 else None
         if prefetch > 0:
             self._queue = queue.Queue(maxsize=prefetch)
             self._thread = threading.Thread(target=self._fill, daemon=True, name="filmcolor-batches")
@@ -315,7 +334,7 @@ class BatchStream:
     def _make(self) -> Batch:
         images, batch_size, crop, rng, scale_range, damage, pin = self._args
         t0 = time.perf_counter()
-        rgb = sample_batch(images, batch_size, crop, rng, scale_range)
+        rgb = sample_batch(images, batch_size, crop, rng, scale_range, pool=self._pool, parts=self._threads)
         seed = int(rng.integers(2**31)) if damage > 0 else None
         if pin:
             rgb = rgb.pin_memory()
@@ -352,6 +371,8 @@ class BatchStream:
         self._stop.set()
         if self._queue is not None:
             self._thread.join(timeout=5)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 # --- film-like damage ----------------------------------------------------------------------------------

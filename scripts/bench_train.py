@@ -70,8 +70,9 @@ def bench(device: str, data: list[str], args: argparse.Namespace) -> dict:
         cfg = TrainConfig(data=tuple(data), out=out, steps=total, warmup_steps=0 if args.phase == "gan" else total,
                           batch_size=args.batch, crop=args.crop, ngf=args.ngf, num_downs=args.num_downs, ndf=args.ndf,
                           checkpoint_every=total, val_every=total, device=device, threads=args.threads,
-                          prefetch=args.prefetch, precision=args.precision, cache="", max_side=max(256, args.crop),
-                          damage=args.damage)
+                          prefetch=args.prefetch, data_threads=args.data_threads, precision=args.precision,
+                          cache="", max_side=max(256, args.crop), damage=args.damage)
+        data_threads = train_mod.data_threads(cfg, torch.device(device))
         train_mod.BatchStream = TimedStream
         try:
             t_end = {}
@@ -86,7 +87,7 @@ def bench(device: str, data: list[str], args: argparse.Namespace) -> dict:
             "threads": torch.get_num_threads(), "crop": args.crop, "batch": args.batch, "ngf": args.ngf,
             "num_downs": args.num_downs, "phase": args.phase,
             "precision": args.precision if args.precision != "auto" else ("bf16" if device == "cuda" else "fp32"),
-            "prefetch": args.prefetch, "images_per_s": round(images / seconds, 1),
+            "prefetch": args.prefetch, "data_threads": data_threads, "images_per_s": round(images / seconds, 1),
             "step_ms": round(1000 * seconds / args.steps, 1),
             "make_ms_per_batch": round(1000 * (s.make - marks["make"]) / args.steps, 1),
             "data_wait_share": round((s.wait - marks["wait"]) / seconds, 3)}
@@ -105,6 +106,7 @@ def main() -> None:
     p.add_argument("--phase", choices=("gan", "l1"), default="gan", help="adversarial steps or L1 warm-up steps")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     p.add_argument("--prefetch", type=int, default=2)
+    p.add_argument("--data-threads", type=int, default=0, help="threads cutting a batch's crops (0: train's choice)")
     p.add_argument("--damage", type=float, default=0.0)
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -120,7 +122,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    cols = ["device", "threads", "crop", "batch", "ngf", "num_downs", "phase", "precision", "prefetch",
+    cols = ["device", "threads", "crop", "batch", "ngf", "num_downs", "phase", "precision", "prefetch", "data_threads",
             "images_per_s", "step_ms", "make_ms_per_batch", "data_wait_share"]
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))

@@ -88,6 +88,13 @@ def test_batch_stream_prefetch_is_reproducible():
     ahead.close()
     for x, y in got:
         assert torch.equal(x.rgb, y.rgb) and x.damage_seed == y.damage_seed and x.rgb.shape == (3, 3, 32, 32)
+    # crops cut on several threads: the very same batches (the random draws stay in one thread)
+    cut = data.BatchStream(images, 3, 32, np.random.default_rng(1), prefetch=2, damage=0.5, threads=2)
+    try:
+        assert all(torch.equal(next(cut).rgb, x.rgb) for x, _ in got)
+    finally:
+        cut.close()
+    assert any(not torch.equal(got[0][0].rgb[0], got[0][0].rgb[i]) for i in (1, 2))  # not one crop repeated
     rng = np.random.default_rng(99)
     rng.bit_generator.state = got[1][0].rng_state  # resume after the second batch
     again = next(data.BatchStream(images, 3, 32, rng, prefetch=0, damage=0.5))

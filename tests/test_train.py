@@ -14,7 +14,7 @@ import torch
 
 from filmcolor import weights
 from filmcolor.synth import make_clip, synthetic_frame
-from filmcolor.train import TrainConfig, finetune, learning_rate, train
+from filmcolor.train import TrainConfig, data_threads, finetune, learning_rate, train
 
 TINY = dict(ngf=4, num_downs=5, ndf=8, crop=64, batch_size=2, max_side=96, val_max_side=96, val_images=2,
             film_frames=6, threads=1, device="cpu", cache="", grid_images=2)
@@ -96,6 +96,15 @@ def test_lr_decay_falls_linearly_over_the_last_steps_and_reaches_the_optimisers(
     ck = torch.load(tmp_path / "decay" / "checkpoint.pt", weights_only=True)
     for opt in ("opt_g", "opt_d"):  # the last step ran at the schedule's last rate
         assert ck[opt]["param_groups"][0]["lr"] == pytest.approx(learning_rate(run, 2)) == pytest.approx(2.5e-4)
+
+
+def test_data_threads_one_on_cpu_several_on_cuda(monkeypatch):
+    monkeypatch.setattr("filmcolor.inference.cpu_threads", lambda: 16)
+    assert data_threads(TrainConfig(), torch.device("cpu")) == 1  # the network needs the cores
+    assert data_threads(TrainConfig(), torch.device("cuda")) == 8
+    assert data_threads(TrainConfig(data_threads=3), torch.device("cpu")) == 3  # asked for: kept
+    monkeypatch.setattr("filmcolor.inference.cpu_threads", lambda: 2)
+    assert data_threads(TrainConfig(), torch.device("cuda")) == 1
 
 
 def test_set_overrides_read_toml_values():
