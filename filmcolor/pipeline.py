@@ -485,7 +485,7 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
         # but one after the other in one thread they were the pipeline's slowest stage
         sink = composer = None
         if pipelined:
-            sink = Sink(writer.write, ahead, name="filmcolor-encode")
+            sink = Sink(writer.write, 8, name="filmcolor-encode")  # composed frames: a short buffer
             composer = Sink(lambda item: sink.put(compose(item)), ahead, name="filmcolor-compose")
         done = 0
 
