@@ -290,7 +290,8 @@ def sample_batch(images: Sequence[np.ndarray], batch_size: int, crop: int, rng: 
             idx, win, y, x, mirror = draws[i]
             patch = images[idx][y:y + win, x:x + win]
             if win != crop:
-                patch = cv2.resize(patch, (crop, crop), interpolation=cv2.INTER_AREA if win > crop else cv2.INTER_LINEAR)
+                shrink = cv2.INTER_AREA if win > crop else cv2.INTER_LINEAR
+                patch = cv2.resize(patch, (crop, crop), interpolation=shrink)
             out[i] = patch[:, ::-1] if mirror else patch
 
     if pool is not None and parts > 1 and batch_size > 1:
@@ -314,8 +315,9 @@ class Batch:
 
 class BatchStream:
     """Batches from :func:`sample_batch`, prepared ``prefetch`` ahead in a background thread
-    (``prefetch=0``: in the caller's thread), each cut by ``threads`` threads. The sequence depends only on the RNG's state, so
-    restoring ``Batch.rng_state`` of the last consumed batch continues it exactly."""
+    (``prefetch=0``: in the caller's thread), each cut by ``threads`` threads. The sequence depends
+    only on the RNG's state, so restoring ``Batch.rng_state`` of the last consumed batch continues it
+    exactly."""
 
     def __init__(self, images: Sequence[np.ndarray], batch_size: int, crop: int, rng: np.random.Generator,
                  scale_range: tuple[float, float] = (0.75, 1.0), damage: float = 0.0, prefetch: int = 2,

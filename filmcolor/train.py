@@ -323,8 +323,6 @@ def _rng_for(cfg: TrainConfig, step: int, d: Distributed) -> np.random.Generator
     return np.random.default_rng([cfg.seed, step] + ([d.rank] if d.world > 1 else []))
 
 
-# --- the loop ---------------------------------------------------------------------------------------
-
 def data_threads(cfg: TrainConfig, device: torch.device) -> int:
     """Threads that cut a batch's crops: ``cfg.data_threads``, or for 0 one on CPU and up to 8 (half
     the cores) on CUDA, where one thread made a 64-crop 256 px batch no faster than an H200 step."""
@@ -335,6 +333,8 @@ def data_threads(cfg: TrainConfig, device: torch.device) -> int:
     from .inference import cpu_threads
     return max(1, min(8, cpu_threads() // 2))
 
+
+# --- the loop ---------------------------------------------------------------------------------------
 def train(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print,
           on_step: Callable[[int, dict[str, float]], None] | None = None,
           on_end: Callable[[dict[str, nn.Module]], None] | None = None) -> Path:

@@ -317,24 +317,23 @@ def per_thread(src: Path, info, config: RunConfig, colorizer: Colorizer, n: int,
     """Each pipeline thread's work on the first ``n`` frames, timed alone, one after another (wall
     ms per frame). In the pipelined run the threads overlap, so the slowest one bounds its speed."""
     ms: dict[str, float] = {}
-    run = config.with_overrides(duration=None)
 
-    def clock(name: str, fn: Callable[[], object]) -> object:
+    def clock(name: str, fn: Callable[[], object], frames: int | None = None) -> object:
         sync()
         t0 = time.perf_counter()
         out = fn()
         sync()
-        ms[name] = 1000 * (time.perf_counter() - t0) / max(1, len(items) if name != "decode" else len(out))
+        ms[name] = 1000 * (time.perf_counter() - t0) / max(1, frames if frames is not None else len(out))
         return out
 
-    items: list = []
     items = clock("decode", lambda: list(pipeline._frame_items(limited(media.decode(src), n), pix_fmt, colorizer,
                                                                False, turns, not colorizer.on_device_compose)))
-    motion = temporal.motion_ahead(run.smooth, run.smooth_strength, run.cut_threshold)
+    motion = temporal.motion_ahead(config.smooth, config.smooth_strength, config.cut_threshold)
     if motion is not None:
         clock("flow", lambda: [setattr(it, "motion", motion(it.L)) for it in items])
     clock("model", lambda: list(pipeline.batched(iter(items), colorizer)))
-    clock("smooth", lambda: list(temporal.smooth(iter(items), run.smooth, run.smooth_strength, run.cut_threshold)))
+    clock("smooth", lambda: list(temporal.smooth(iter(items), config.smooth, config.smooth_strength,
+                                                 config.cut_threshold)))
     ms["calling"] = ms["model"] + ms["smooth"]
     frames = clock("compose", lambda: [pipeline._compose_frame(it, pix_fmt, turns, colorizer) for it in items])
     fps = float(info.fps) if info.fps else 25.0
@@ -344,7 +343,7 @@ def per_thread(src: Path, info, config: RunConfig, colorizer: Colorizer, n: int,
                                duration=len(frames) / fps) as w:
             for f in frames:
                 w.write(f)
-    clock("encode", encode)
+    clock("encode", encode, len(frames))
     return {k: round(v, 3) for k, v in ms.items()}
 
 

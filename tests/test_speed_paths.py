@@ -87,7 +87,8 @@ def test_shrinking_L_by_halves_stays_within_a_tenth_of_one_area_resize():
     err = np.abs(fast - one)
     assert err.mean() < 0.1 and err.max() < 1.0, (err.mean(), err.max())
     small = L[:480, :854]
-    assert np.array_equal(compose.resize_L(small, 192, 342), cv2.resize(small, (342, 192), interpolation=cv2.INTER_AREA))
+    area = cv2.resize(small, (342, 192), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(compose.resize_L(small, 192, 342), area)
 
 
 def test_colorizer_caps_opencv_threads():
