@@ -171,6 +171,24 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
+def recalibrate_bn(gen: nn.Module, images: Sequence[np.ndarray], batches: int, crop: int = 128,
+                   scale_range: tuple[float, float] = (0.7, 1.0), batch_size: int = 16, seed: int = 0,
+                   device: torch.device | str = "cpu") -> nn.Module:
+    """Recompute ``gen``'s BatchNorm running statistics for its current weights on ``batches``
+    random training crops (an equal-weight average, ``torch.optim.swa_utils.update_bn``), in place.
+
+    The EMA generator carries the running statistics of the *raw* weights (``ema_update`` copies
+    them), and an interpolated one a blend of two such sets; neither set was measured on the
+    weights it is used with. The same seed gives the same statistics; the mode is kept."""
+    rng = np.random.default_rng(seed)
+    device = torch.device(device)
+    loader = (lab_batch(torch.as_tensor(sample_batch(images, batch_size, crop, rng, scale_range)), device)[0]
+              for _ in range(batches))
+    torch.optim.swa_utils.update_bn(loader, gen, device)
+    return gen
+
+
+@torch.no_grad()
 def colourise_rgb(gen: nn.Module, rgb: np.ndarray, device: torch.device, multiple: int
                   ) -> tuple[np.ndarray, np.ndarray, float]:
     """Colour an RGB uint8 image from its own L: (output RGB, grey RGB) float32 ``(H, W, 3)`` in

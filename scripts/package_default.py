@@ -13,7 +13,12 @@ section 3.4): every weight is ``(1 - A) * OTHER + A * MODEL``, with OTHER the sa
 the end of its L1-only warm-up and MODEL the adversarially trained one. A trades the L1 model's
 accuracy (CIEDE2000, PSNR) for the cGAN's colourfulness without retraining. ``--calibrate DIR
 --alphas ...`` prints the metrics of each A on DIR (use training photos, never the validation set,
-to choose A).
+to choose A), each scored both ways (below).
+
+``--recalibrate-bn N`` recomputes the BatchNorm running statistics of the packaged weights (after
+any interpolation) on N batches of random crops of ``--bn-data`` (training photos; crop and scale
+of the ``train_default`` preset): the EMA and the blend carry statistics measured on other weights
+(``train.recalibrate_bn``). With ``--calibrate`` it is applied to every A.
 
 The metrics are computed twice: with the network seeing each photo at ``--short-side`` (the
 training loop's validation), and the way `filmcolor run` colours a photo (``--render-size``, the run
@@ -34,7 +39,7 @@ import torch
 
 from filmcolor.config import run_config_from_preset
 from filmcolor.data import list_images, load_rgb
-from filmcolor.train import _evenly, validate, write_grid
+from filmcolor.train import _evenly, recalibrate_bn, train_config_from_preset, validate, write_grid
 from filmcolor.weights import load_generator, save_generator
 
 TARGETS = "CIEDE2000 >= 15% below grey; colourfulness >= 0.5x ground truth; PSNR >= grey"
@@ -77,9 +82,21 @@ def main() -> None:
     ap.add_argument("--note", help="a line for the card (e.g. why it was trained where it was)")
     ap.add_argument("--render-size", type=int, default=None,
                     help="score also as `filmcolor run` does at this render size [default: the run preset's]")
+    ap.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
+                    help="recompute BatchNorm statistics on N batches of training crops [default: 0 = keep]")
+    ap.add_argument("--bn-data", default="../shared/data/photos/train", help="photos for --recalibrate-bn")
     args = ap.parse_args()
 
+    render_size = args.render_size or run_config_from_preset().render_size
     gen, info = load_generator(args.model)
+    bn_images: list = []
+    if args.recalibrate_bn:
+        bn_images = [load_rgb(p, args.short_side) for p in list_images([args.bn_data])]
+    preset = train_config_from_preset("train_default")
+
+    def recalibrated() -> None:
+        if args.recalibrate_bn:
+            recalibrate_bn(gen, bn_images, args.recalibrate_bn, preset.crop, tuple(preset.scale_range))
     if args.interpolate:
         other, other_info = load_generator(args.interpolate)
         if other_info.arch_args != info.arch_args:
@@ -89,19 +106,24 @@ def main() -> None:
             cal = [load_rgb(p, args.short_side) for p in _evenly(list_images([args.calibrate]), args.calibrate_images)]
             for a in (float(v) for v in args.alphas.split(",")):
                 gen.load_state_dict(interpolate(base_sd, gan_sd, a))
-                m = validate(gen, cal, torch.device("cpu"), gen.multiple)
-                print(f"alpha {a:.2f}: CIEDE2000 {1 - m['ciede2000'] / m['grey_ciede2000']:+.1%} below grey, "
-                      f"colourfulness {m['colourfulness'] / m['ref_colourfulness']:.2f}x truth, "
-                      f"PSNR {m['psnr'] - m['grey_psnr']:+.2f} dB vs grey, L1 {m['l1']:.4f}", flush=True)
+                recalibrated()
+                for how, rs in (("short side", None), (f"as run at {render_size}", render_size)):
+                    m = validate(gen, cal, torch.device("cpu"), gen.multiple, render_size=rs)
+                    print(f"alpha {a:.2f} ({how}): CIEDE2000 {1 - m['ciede2000'] / m['grey_ciede2000']:+.1%} below "
+                          f"grey, colourfulness {m['colourfulness'] / m['ref_colourfulness']:.2f}x truth, "
+                          f"PSNR {m['psnr'] - m['grey_psnr']:+.2f} dB vs grey, L1 {m['l1']:.4f}", flush=True)
             return
         gen.load_state_dict(interpolate(base_sd, gan_sd, args.alpha))
         info.card["network_interpolation"] = (
             f"(1 - {args.alpha:g}) x {Path(args.interpolate).name} (steps {other_info.card.get('steps')}, L1 only) "
             f"+ {args.alpha:g} x {Path(args.model).name} (steps {info.card.get('steps')}, cGAN); ESRGAN section 3.4")
+    recalibrated()
+    if args.recalibrate_bn:
+        info.card["bn_recalibration"] = (f"BatchNorm statistics recomputed on {args.recalibrate_bn} batches of "
+                                         f"{preset.crop} px crops of {args.bn_data}")
     paths = list_images([args.val])
     images = [load_rgb(p, args.short_side) for p in paths]
     t0 = time.perf_counter()
-    render_size = args.render_size or run_config_from_preset().render_size
     m = validate(gen, images, torch.device("cpu"), gen.multiple)
     summary = _summary(m, images=len(images), short_side=args.short_side)
     m_run = validate(gen, images, torch.device("cpu"), gen.multiple, render_size=render_size)

@@ -250,3 +250,36 @@ def test_validation_as_run_keeps_luminance_and_matches_at_full_render_size():
     assert out_small.shape == rgb.shape and np.abs(L_out - L_ref).mean() < 1.0  # the photo's own L
     m = validate(gen, [rgb], torch.device("cpu"), gen.multiple, render_size=32)
     assert {"ciede2000", "grey_ciede2000", "l1", "psnr"} <= set(m) and np.isfinite(m["ciede2000"])
+
+
+def test_recalibrated_bn_statistics_are_those_of_the_weights_in_use():
+    """After recalibration on one batch, the model in eval mode normalises that batch with its own
+    statistics, i.e. gives what train mode gives; before, it used stale statistics and did not."""
+    import copy
+
+    from filmcolor.data import sample_batch
+    from filmcolor.model import UNetGenerator
+    from filmcolor.train import lab_batch, recalibrate_bn
+
+    torch.manual_seed(0)
+    images = [synthetic_frame(7 * i, 96, 80) for i in range(4)]
+    gen = UNetGenerator(ngf=4, num_downs=5).eval()
+    for m in gen.modules():  # stale statistics, as an EMA copy of another set of weights carries
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0.0, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    L = lab_batch(torch.as_tensor(sample_batch(images, 16, 64, np.random.default_rng(3), (0.7, 1.0))), "cpu")[0]
+    with torch.no_grad():
+        want = copy.deepcopy(gen).train()(L)  # batch statistics
+        stale = gen(L)
+    assert (stale - want).abs().max() > 0.1
+    recalibrate_bn(gen, images, batches=1, crop=64, seed=3)
+    assert not gen.training  # mode kept
+    with torch.no_grad():
+        got = gen(L)
+    # running_var is the unbiased batch variance, train mode divides by the biased one: close, not equal
+    assert (got - want).abs().max() < 1e-2
+    again = recalibrate_bn(copy.deepcopy(gen), images, batches=2, crop=64, seed=3)
+    once_more = recalibrate_bn(copy.deepcopy(gen), images, batches=2, crop=64, seed=3)
+    for a, b in zip(again.buffers(), once_more.buffers()):
+        assert torch.equal(a, b)  # the same seed gives the same statistics
