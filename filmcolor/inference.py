@@ -33,7 +33,6 @@ import copy
 import os
 import threading
 from contextlib import nullcontext
-from functools import lru_cache
 from typing import Any, Callable
 
 import cv2
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import color
+from .cpu import cpu_flags
 from .errors import EXIT_USAGE, FilmcolorError, ProcessingError
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -84,27 +84,11 @@ def cpu_threads() -> int:
 OPENCV_MAX_THREADS = 4
 
 
-@lru_cache(maxsize=1)
-def _proc_cpuinfo() -> str:
-    """Linux's /proc/cpuinfo, read once per process ("" elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU computes bf16 natively (x86 ``avx512_bf16`` or ``amx_bf16``, from Linux's
     ``/proc/cpuinfo`` flags; ``cpuinfo`` is that file's text, for tests). Elsewhere False: oneDNN
     then emulates bf16, which is slower than fp32."""
-    if cpuinfo is None:
-        cpuinfo = _proc_cpuinfo()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.partition(":")[2].split())
-            return bool(flags & {"avx512_bf16", "amx_bf16"})
-    return False
+    return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

@@ -34,6 +34,7 @@ import av
 import numpy as np
 
 from .color import matrix_for
+from .cpu import cpu_flags
 from .errors import InputError
 
 STILL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
@@ -516,6 +517,17 @@ def planes_to_frame(planes: Planes, pix_fmt: str, like: av.VideoFrame) -> av.Vid
 
 
 # --- encode --------------------------------------------------------------------------------------
+def x264_params(cpuinfo: str | None = None) -> str:
+    """Extra x264 parameters for this CPU: ``asm=AVX2`` where the CPU has AVX-512, else none.
+
+    With its AVX-512 code, the x264 in PyAV's wheels did not give the same output twice for the
+    same frames (2-13 distinct files in 10-25 encodes of an 854x480 clip, a code value or two apart);
+    capped at AVX2 every encode was identical, and no slower (``scripts/bench_pieces.py --only
+    encode-repeat``). Only where AVX2 is there too, since x264 does not check flags it is given."""
+    flags = cpu_flags(cpuinfo)
+    return "asm=AVX2" if "avx512bw" in flags and "avx2" in flags else ""
+
+
 def writer_pix_fmt(codec: str, info: VideoInfo) -> str:
     """The pixel format a ``VideoWriter`` encodes in for this source and codec."""
     layout = _yuv_layout(info.pix_fmt)
@@ -613,6 +625,8 @@ class VideoWriter:
         # Matroska stores pts; FFmpeg's default "shift so dts >= 0" would move every stream by the
         # encoder's B-frame delay (or Opus pre-skip), so keep the source timestamps as they are.
         options = {"avoid_negative_ts": "disabled"} if fmt in ("matroska", "webm") else {}
+        # The same frames give the same file: no random Matroska segment UID, no muxing date.
+        options["fflags"] = "+bitexact"
         self._out = av.open(str(self.dst), "w", format=fmt, options=options)
         try:
             self._setup_video(crf, preset)
@@ -646,6 +660,9 @@ class VideoWriter:
             vs.set_display_rotation(info.rotation)
         if self.codec == "h264":
             vs.options = {"crf": str(crf), "preset": preset}
+            params = x264_params()
+            if params:
+                vs.options["x264-params"] = params
             if fmt == "avi":  # AVI stores frames in decoding order without pts: no reordering
                 vs.options["bf"] = "0"
         elif self.codec == "ffv1":

@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:
 
 from filmcolor import color, compose, media, pipeline, synth, temporal  # noqa: E402
 from filmcolor.config import RunConfig  # noqa: E402
+from filmcolor.cpu import proc_cpuinfo  # noqa: E402
 from filmcolor.inference import Colorizer, resolve_device  # noqa: E402
 from filmcolor.weights import load_generator  # noqa: E402
 
@@ -65,12 +66,9 @@ SYNTHETIC = {"synthetic-480p": (854, 480), "synthetic-1080p": (1920, 1080)}
 
 # --- machine ---------------------------------------------------------------------------------------
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in proc_cpuinfo().splitlines():
+        if line.lower().startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 

@@ -9,7 +9,9 @@
   the channels with NumPy, ms, and whether the arrays are equal.
 - ``batch``: a 64 x 256 px training batch (``data.BatchStream``, no prefetch) cut on 1 and 2 threads.
 - ``encode-repeat``: the same decoded frames through ``media.VideoWriter`` (H.264, run settings)
-  ``--repeats`` times: how many distinct files and decoded pictures come out.
+  ``--repeats`` times: how many distinct files and decoded pictures come out; then the same frames
+  through plain PyAV with x264's own CPU detection and with ``media.x264_params()`` (the writer's
+  cap at AVX2 on AVX-512 CPUs), with the median encode time of each.
 """
 
 from __future__ import annotations
@@ -81,6 +83,32 @@ def bench_batch() -> None:
             stream.close()
 
 
+def _x264_repeat(frames: list[av.VideoFrame], params: str, repeats: int) -> tuple[int, int, float]:
+    """Encode ``frames`` ``repeats`` times with plain PyAV at the run's H.264 settings: distinct
+    files, distinct decoded pictures, median seconds."""
+    import io
+
+    files, pictures, times = set(), set(), []
+    for _ in range(repeats):
+        buf = io.BytesIO()
+        t = time.perf_counter()
+        with av.open(buf, "w", format="mp4") as out:
+            vs = out.add_stream("libx264", rate=24)
+            vs.width, vs.height, vs.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+            vs.options = {"crf": "18", "preset": "veryfast", **({"x264-params": params} if params else {})}
+            vs.codec_context.thread_type = "AUTO"
+            for i, f in enumerate(frames):
+                f.pts = i
+                out.mux(vs.encode(f))
+            out.mux(vs.encode(None))
+        times.append(time.perf_counter() - t)
+        files.add(hashlib.md5(buf.getvalue()).hexdigest())
+        with av.open(io.BytesIO(buf.getvalue())) as c:
+            pictures.add(hashlib.md5(b"".join(f.to_ndarray(format="yuv420p").tobytes()
+                                              for f in c.decode(video=0))).hexdigest())
+    return len(files), len(pictures), float(np.median(times))
+
+
 def bench_encode_repeat(repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = synth.make_clip(Path(tmp) / "a.mp4", frames=23, width=854, height=480, color=False, audio=())
@@ -98,8 +126,16 @@ def bench_encode_repeat(repeats: int) -> None:
             with av.open(str(dst)) as c:
                 pictures.add(hashlib.md5(b"".join(f.to_ndarray(format="yuv420p").tobytes()
                                                   for f in c.decode(video=0))).hexdigest())
-        print(f"H.264 of the same 23 frames (854x480), {repeats} encodes: {len(files)} distinct files, "
-              f"{len(pictures)} distinct decoded pictures")
+        print(f"H.264 of the same 23 frames (854x480), {repeats} encodes through media.VideoWriter "
+              f"(x264-params {media.x264_params()!r}): {len(files)} distinct files, {len(pictures)} distinct "
+              "decoded pictures")
+    sample = ROOT / "samples" / "steamboat_willie_1928.mp4"
+    with av.open(str(sample)) as c:
+        frames = list(c.decode(video=0))
+    for params in ("", media.x264_params()):
+        n_files, n_pictures, sec = _x264_repeat(frames, params, repeats)
+        print(f"plain PyAV, {sample.name} ({len(frames)} frames), x264-params {params!r}: {repeats} encodes, "
+              f"{n_files} distinct files, {n_pictures} distinct decoded pictures, median {sec * 1000:.0f} ms")
 
 
 def main() -> int:

@@ -206,6 +206,27 @@ def test_archival_codecs(clip, tmp_path, codec, name, pix_fmt):
         assert all(peak_signal_noise_ratio(x, y, data_range=255) >= 40 for x, y in zip(a, b))
 
 
+@pytest.mark.parametrize("codec,name", [("h264", "a.mp4"), ("ffv1", "a.mkv")])
+def test_same_frames_give_byte_identical_files(clip, tmp_path, codec, name):
+    """Checksums hold: x264 is capped at AVX2 on AVX-512 CPUs (its AVX-512 code varied run to run)
+    and the muxer is bitexact (no random Matroska segment UID or muxing date)."""
+    src = clip("src.mp4", frames=23, width=854, height=480, audio=("aac",))
+    outs = []
+    for i in range(5):
+        dst = tmp_path / f"{i}{name}"
+        roundtrip(src, dst, codec=codec)
+        outs.append(dst.read_bytes())
+    assert all(o == outs[0] for o in outs[1:])
+
+
+def test_x264_is_capped_at_avx2_only_on_avx512_cpus():
+    avx512 = "flags\t\t: sse2 avx avx2 fma bmi2 avx512f avx512bw avx512vl\n"
+    assert media.x264_params(avx512) == "asm=AVX2"
+    assert media.x264_params("flags : sse2 avx avx2 fma bmi2\n") == ""  # x264's own detection
+    assert media.x264_params("flags : sse2 sse4_2\n") == ""  # never flags the CPU lacks
+    assert media.x264_params("model name : some arm chip\n") == ""
+
+
 def test_start_duration_selects_and_shifts(clip, tmp_path):
     src = clip("long.mkv", frames=50, audio=("aac",))
     frames = list(media.decode(src, start=0.4, duration=0.6))
