@@ -460,17 +460,24 @@ def frame_to_planes(frame: av.VideoFrame, pix_fmt: str) -> Planes:
     have = _yuv_layout(src)
     full = src.startswith("yuvj") or frame.color_range == _RANGE_PC
     matrix = matrix_for(frame.height, _COLORSPACE_NAMES.get(frame.colorspace))
-    if have is None or have[:2] != (sub, bit_depth):
+    # a narrower YUV source is converted at its own depth and widened exactly afterwards: swscale's
+    # direct conversion to yuv422p10le gave different pictures run to run (3 in 30 of one frame)
+    widen_from = have[1] if have is not None and have[1] < bit_depth else None
+    if have is None or have[:2] != (sub, widen_from or bit_depth):
         is_rgb = have is None and not src.startswith("gray")
         if is_rgb:
             full = want_full
         frame = frame.reformat(
-            format=_pix_fmt_name(sub, bit_depth),
+            format=_pix_fmt_name(sub, widen_from or bit_depth),
             src_colorspace="itu709" if matrix == "bt709" else "itu601",
             dst_colorspace="itu709" if matrix == "bt709" else "itu601",
             src_color_range=_RANGE_PC if (full or is_rgb) else _RANGE_TV,
             dst_color_range=_RANGE_PC if full else _RANGE_TV,
         )
+    if widen_from:
+        dtype = np.uint8 if widen_from == 8 else np.dtype("<u2")
+        y, u, v = (_widen_codes(_plane_view(frame, i, dtype), widen_from, bit_depth, bool(full)) for i in range(3))
+        return Planes(y=y, u=u, v=v, bit_depth=bit_depth, full_range=bool(full), matrix=matrix)
     dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
     y, u, v = (np.array(_plane_view(frame, i, dtype), dtype=dtype if bit_depth == 8 else np.uint16)
                for i in range(3))
@@ -478,6 +485,26 @@ def frame_to_planes(frame: av.VideoFrame, pix_fmt: str) -> Planes:
 
 
 _AVCOL_SPACE = {"bt709": 1, "bt601": 6}
+
+
+def _widen_codes(codes: np.ndarray, bits: int, depth: int, full_range: bool) -> np.ndarray:
+    """Code values at ``bits`` -> the same at ``depth`` > ``bits`` (uint16), exactly: shifted left
+    (limited range: 16 -> 64, 235 -> 940), full range with the top bits repeated below (255 -> 1023)."""
+    src = codes.astype(np.uint16)
+    wide = src << (depth - bits)
+    if full_range:
+        wide |= src >> (2 * bits - depth)
+    return wide
+
+
+def _widen(frame: av.VideoFrame, bits: int, depth: int, full_range: bool) -> av.VideoFrame:
+    """A planar YUV frame at ``bits`` -> the same layout at ``depth`` (``_widen_codes``)."""
+    out = av.VideoFrame(frame.width, frame.height, _pix_fmt_name(_yuv_layout(frame.format.name)[0], depth))
+    src_type = np.uint8 if bits == 8 else np.dtype("<u2")
+    for i in range(3):
+        _plane_view(out, i, np.dtype("<u2"))[...] = _widen_codes(_plane_view(frame, i, src_type), bits, depth,
+                                                                 full_range)
+    return out
 
 
 def planes_to_frame(planes: Planes, pix_fmt: str, like: av.VideoFrame) -> av.VideoFrame:
@@ -506,10 +533,16 @@ def planes_to_frame(planes: Planes, pix_fmt: str, like: av.VideoFrame) -> av.Vid
     want = _yuv_layout(pix_fmt)
     if want is None:
         raise ValueError(f"pix_fmt must be planar YUV, got {pix_fmt!r}")
-    if want[:2] != _yuv_layout(natural)[:2]:
+    sub, depth = want[:2]
+    if sub != _yuv_layout(natural)[0] or depth < planes.bit_depth:
+        # the chroma layout through swscale, at the planes' own depth when widening: its direct
+        # conversion to yuv422p10le gave different pictures run to run (3 in 30 of one frame)
         cs = "itu709" if planes.matrix == "bt709" else "itu601"
-        frame = frame.reformat(format=_pix_fmt_name(*want[:2]), src_colorspace=cs, dst_colorspace=cs,
-                               src_color_range=rng, dst_color_range=rng)
+        frame = frame.reformat(format=_pix_fmt_name(sub, min(depth, planes.bit_depth)), src_colorspace=cs,
+                               dst_colorspace=cs, src_color_range=rng, dst_color_range=rng)
+        frame.color_range, frame.colorspace = rng, space
+    if depth > planes.bit_depth:
+        frame = _widen(frame, planes.bit_depth, depth, planes.full_range)
         frame.color_range, frame.colorspace = rng, space
     frame.color_primaries, frame.color_trc = like.color_primaries, like.color_trc
     frame.pts, frame.time_base = like.pts, like.time_base

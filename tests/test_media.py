@@ -206,10 +206,11 @@ def test_archival_codecs(clip, tmp_path, codec, name, pix_fmt):
         assert all(peak_signal_noise_ratio(x, y, data_range=255) >= 40 for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("codec,name", [("h264", "a.mp4"), ("ffv1", "a.mkv")])
+@pytest.mark.parametrize("codec,name", [("h264", "a.mp4"), ("ffv1", "a.mkv"), ("prores", "a.mov")])
 def test_same_frames_give_byte_identical_files(clip, tmp_path, codec, name):
-    """Checksums hold: x264 is capped at AVX2 on AVX-512 CPUs (its AVX-512 code varied run to run)
-    and the muxer is bitexact (no random Matroska segment UID or muxing date)."""
+    """Checksums hold: x264 is capped at AVX2 on AVX-512 CPUs (its AVX-512 code varied run to run),
+    the muxer is bitexact (no random Matroska segment UID or muxing date) and 8-bit planes are
+    widened for ProRes by a shift, not by swscale (whose yuv422p10le output varied)."""
     src = clip("src.mp4", frames=23, width=854, height=480, audio=("aac",))
     outs = []
     for i in range(5):
@@ -217,6 +218,23 @@ def test_same_frames_give_byte_identical_files(clip, tmp_path, codec, name):
         roundtrip(src, dst, codec=codec)
         outs.append(dst.read_bytes())
     assert all(o == outs[0] for o in outs[1:])
+
+
+@pytest.mark.parametrize("src_fmt,full", [("yuv420p", False), ("yuvj420p", True)])
+def test_eight_bit_planes_widen_exactly_for_a_ten_bit_writer(src_fmt, full):
+    rng = np.random.default_rng(0)
+    frame = av.VideoFrame(854, 480, src_fmt)
+    for i in range(3):
+        view = media._plane_view(frame, i, np.uint8)
+        view[...] = rng.integers(0, 256, view.shape, dtype=np.uint8)
+    y8 = media._plane_view(frame, 0, np.uint8).astype(np.uint16)
+    planes = media.frame_to_planes(frame, "yuv422p10le")
+    assert planes.bit_depth == 10 and planes.full_range == full and planes.u.shape == (480, 427)
+    assert np.array_equal(planes.y, (y8 << 2) | (y8 >> 6) if full else y8 << 2)
+    if full:
+        assert planes.y.max() <= 1023 and (planes.y[y8 == 255] == 1023).all()
+    again = media.frame_to_planes(frame, "yuv422p10le")
+    assert all(np.array_equal(a, b) for a, b in zip((planes.y, planes.u, planes.v), (again.y, again.u, again.v)))
 
 
 def test_x264_is_capped_at_avx2_only_on_avx512_cpus():
