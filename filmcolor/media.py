@@ -450,7 +450,8 @@ def frame_to_planes(frame: av.VideoFrame, pix_fmt: str) -> Planes:
     No conversion when the frame already has that layout (``yuvj*`` counts as its ``yuv*`` twin,
     marked full range): the planes are copied out bit for bit. Otherwise the frame is converted
     with ``frame.reformat`` keeping its range (RGB sources become limited range, BT.601/709 by
-    size). Handles line padding and odd sizes (chroma ``ceil(w/2)``).
+    size); a YUV source narrower than ``pix_fmt`` is converted at its own depth and its code values
+    widened exactly (``_widen_codes``). Handles line padding and odd sizes (chroma ``ceil(w/2)``).
     """
     want = _yuv_layout(pix_fmt)
     if want is None:
@@ -512,7 +513,8 @@ def planes_to_frame(planes: Planes, pix_fmt: str, like: av.VideoFrame) -> av.Vid
 
     Range and matrix tags come from ``planes``; primaries and transfer from ``like``. When the
     planes' own layout differs from ``pix_fmt`` (say 4:2:0 planes for a 4:4:4 writer) the frame is
-    converted with ``reformat``.
+    converted with ``reformat``, at the planes' depth when ``pix_fmt`` is deeper, whose code values
+    are then widened exactly (``_widen``).
     """
     h, w = planes.y.shape
     natural = planes.pix_fmt
