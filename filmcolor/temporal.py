@@ -49,7 +49,7 @@ class FrameItem:
     frame: Any
     L: np.ndarray
     ab: np.ndarray | None = None
-    motion: "Motion | None" = None      # set ahead by a FlowMotion (e.g. in the decode thread), or None
+    motion: "Motion | None" = None      # set ahead by a FlowMotion (the pipeline's flow thread), or None
 
 
 # --- scene cuts -----------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def _smooth_ema(items: Iterable[FrameItem], strength: float, cut_threshold: floa
 @dataclass
 class Motion:
     """What the flow smoother needs of one frame's L alone, so it can be computed ahead of the
-    network (the pipeline does it in the decode thread): the uint8 L at flow size, its normalised
+    network (the pipeline does it in its flow thread): the uint8 L at flow size, its normalised
     32-bin histogram, whether the frame starts a shot, and the DIS flows to and from the previous
     frame (None at a cut; ``fa`` None without look-ahead). ``key``: the settings it was made with."""
 
