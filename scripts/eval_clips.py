@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-every", type=int, default=1, help="image metrics on every n-th frame (speed)")
     ap.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--render-size", type=int, default=None, help="network short side (default: the preset's)")
     ap.add_argument("-o", "--output", type=Path, default=None, help="also write the Markdown table here")
     ap.add_argument("--json", type=Path, default=None, help="also write every mode's full result here")
     args = ap.parse_args(argv)
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown mode(s) {', '.join(bad)}; known: {', '.join(SMOOTHERS)}")
     modes = ["off"] + [m for m in modes if m != "off"]
     config = run_config_from_preset(args.preset, model=args.model, smooth_strength=args.strength,
-                                    device=args.device, batch_size=args.batch_size)
+                                    device=args.device, batch_size=args.batch_size, render_size=args.render_size)
     from filmcolor.inference import Colorizer
 
     colorizer = CachedColorizer(Colorizer.from_config(config))
