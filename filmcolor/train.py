@@ -100,6 +100,8 @@ class TrainConfig:
     base_model: str = ""           # what init_from is, for the card (fine-tuning)
     keep_best: bool = False        # save the EMA of the validation with the lowest L1 (the base model's
                                    # score at step 0 included), not the last one: early stopping
+    max_minutes: float = 0.0       # stop (checkpoint and save as at the last step) once the run's wall
+                                   # time passes this; 0 = no limit. For a lent machine held for a while
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -111,6 +113,8 @@ class TrainConfig:
             raise ValueError(f"lr_decay_steps must be in [0, steps={self.steps}], got {self.lr_decay_steps}")
         if not 0.0 <= self.damage <= 1.0:
             raise ValueError(f"damage must be in [0, 1], got {self.damage}")
+        if self.max_minutes < 0:
+            raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.crop % 2**self.num_downs:
             raise ValueError(f"crop {self.crop} must be a multiple of {2**self.num_downs} (num_downs={self.num_downs})")
 
@@ -501,6 +505,8 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
                 "validation": metrics or {}}
         if cfg.init_from:
             card.update(base_model=cfg.base_model or str(cfg.init_from), base_validation=base_val)
+        if stopped_at:
+            card.update(planned_steps=cfg.steps, stopped=f"time limit of {cfg.max_minutes:g} min")
         card.update(selected)
         return save_generator(model, path, "unet", {"ngf": cfg.ngf, "num_downs": cfg.num_downs}, card)
 
@@ -520,8 +526,20 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
             base_val = run_validation(ema, "base")
             history.append({"step": 0, "base": base_val})
 
+    def time_is_up() -> bool:
+        """Whether ``wall`` passed ``cfg.max_minutes``; under DDP rank 0 decides for all, every 50 steps."""
+        up = wall >= 60.0 * cfg.max_minutes
+        if d.world > 1:
+            if step % 50:
+                return False
+            flag = torch.tensor([float(up)], device=device)
+            dist.broadcast(flag, 0)
+            up = bool(flag.item())
+        return up
+
     gen.train(); disc.train()
     last_val: dict[str, float] | None = None
+    stopped_at = 0  # the step where max_minutes stopped the run (0: it was not stopped)
     stream = BatchStream(images, cfg.batch_size, cfg.crop, rng, cfg.scale_range, cfg.damage, cfg.prefetch,
                          pin_memory=device.type == "cuda", threads=data_threads(cfg, device))
     t_step, t_wait = time.perf_counter(), 0.0
@@ -587,6 +605,15 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
                 save_model(last_val)
             if step == cfg.warmup_steps < cfg.steps:  # the L1-only generator, for network interpolation
                 save_model(last_val, suffix="-l1")
+            if cfg.max_minutes and time_is_up():
+                log(f"time limit of {cfg.max_minutes:g} min reached at step {step} of {cfg.steps}")
+                stopped_at = step
+                if step % 50:
+                    history.append({"step": step, "wall": round(wall, 1), **{k: round(v, 5) for k, v in losses.items()}})
+                if d.rank == 0 and val_images and step % cfg.val_every:
+                    last_val = run_validation(ema)
+                checkpoint()
+                break
     except KeyboardInterrupt:
         stream.close()
         checkpoint(gather=False)

@@ -82,6 +82,20 @@ def test_resume_continues_step_count_and_reproduces_next_loss(tmp_path, photos):
     assert weights.load_generator(l1_model)[1].card["steps"] == 1
 
 
+def test_time_limit_stops_and_saves_like_a_last_step(tmp_path, photos):
+    cfg = _cfg(tmp_path, photos, steps=500, warmup_steps=250, checkpoint_every=1000, val_every=1000,
+               max_minutes=1e-9)  # up after the first step
+    seen: list[int] = []
+    path = train(cfg, log=lambda s: None, on_step=lambda s, l: seen.append(s))
+    assert seen == [1]
+    card = weights.load_generator(path)[1].card
+    assert card["steps"] == 1 and card["planned_steps"] == 500 and "time limit" in card["stopped"]
+    assert "l1" in card["validation"]  # validated at the stop although no val_every step was reached
+    assert torch.load(Path(cfg.out) / "checkpoint.pt", weights_only=True)["step"] == 1
+    with pytest.raises(ValueError, match="max_minutes"):
+        replace(cfg, max_minutes=-1)
+
+
 def test_lr_decay_falls_linearly_over_the_last_steps_and_reaches_the_optimisers(tmp_path, photos):
     flat = _cfg(tmp_path, photos, steps=10, lr=1e-3)
     assert {learning_rate(flat, s) for s in range(10)} == {1e-3}
