@@ -2,7 +2,7 @@
 # Train the default model's recipe on a lent GPU within a fixed time, in one call (issue 3).
 # The device's working tree is capped at 64 MiB, so the photos travel packed (PyAV is not needed):
 #   echo /.gpu-data/ >> .git/info/exclude
-#   python scripts/pack_photos.py ../shared/data/photos/train .gpu-data/train --budget-mb 52
+#   python scripts/pack_photos.py ../shared/data/photos/train .gpu-data/train --budget-mb 52 --holdout 150
 #   run(command="MINUTES=8 bash scripts/device_train.sh", carry=[".gpu-data"], timeout_s=590)
 # Steps: (1) the L1 and cGAN step times at the run's crop and batch (scripts/bench_train.py on
 # synthetic photos), (2) `filmcolor train` with the L1 warm-up sized to L1_SHARE of MINUTES from
@@ -10,7 +10,9 @@
 # Comes back under $OUT: log.txt (environment, bench, training log), bench.json, run/default.safetensors
 # (the EMA generator at the end), run/default-l1.safetensors (at the end of the L1 warm-up),
 # gan-mid.safetensors (halfway through the cGAN phase), run/loss.png. The models are saved at every
-# checkpoint, so a call cut short still returns the latest. SMOKE=1 checks the script on a CPU.
+# checkpoint, so a call cut short still returns the latest. With .gpu-data/holdout (training photos
+# the run never sees; pack_photos.py --holdout) each checkpoint is validated on it: run/metrics.csv
+# shows where the network starts to memorise its photos. SMOKE=1 checks the script on a CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-device-results}"; mkdir -p "$out"
@@ -51,7 +53,10 @@ echo "warm-up $warmup steps, at most $steps steps, $minutes min; mid-cGAN copy a
 
 # (2) the training run, its log in train.txt
 ckpt=$(( warmup / 10 > 250 ? warmup / 10 : 250 ))
-"$py" -m filmcolor train --device "$device" --data "$data" --set 'val=[]' --out "$out/run" --steps "$steps" \
+val=(--set 'val=[]')
+holdout="$(dirname "$data")/holdout"
+[[ -d "$holdout" ]] && val=(--val "$holdout" --set val_every="$ckpt" --set val_images=150 --set grid_images=0 --set val_max_side=256)
+"$py" -m filmcolor train --device "$device" --data "$data" "${val[@]}" --out "$out/run" --steps "$steps" \
     --batch-size "$batch" --set warmup_steps="$warmup" --set crop="$crop" --set ndf="$ndf" \
     --set max_minutes="$minutes" --set checkpoint_every="$ckpt" --set name=default --set cache= > "$out/train.txt" 2>&1 &
 pid=$!
