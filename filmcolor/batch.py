@@ -70,6 +70,7 @@ VIDEO_SUFFIXES = frozenset({
 # RunConfig fields that do not change the output pixels: they do not invalidate finished reels.
 # (``model`` is covered by the model file's own hash, so a name and a path to the same file match.)
 _SETTINGS_EXCLUDED = frozenset({"model", "device", "batch_size", "overwrite", "threads"})
+_NEUTRAL = {"saturation": 1.0}  # later fields: the value that leaves the output as before
 _HEAD_TAIL = 1 << 20
 
 
@@ -212,8 +213,11 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
 
 
 def settings_hash(config: RunConfig) -> str:
-    """SHA-256 of the ``RunConfig`` fields that change the output (see ``_SETTINGS_EXCLUDED``)."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _SETTINGS_EXCLUDED}
+    """SHA-256 of the ``RunConfig`` fields that change the output (see ``_SETTINGS_EXCLUDED``). A field
+    added later counts only away from its neutral value (``_NEUTRAL``), so the manifests of earlier
+    versions still match and their reels are not redone."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items()
+                if k not in _SETTINGS_EXCLUDED and not (k in _NEUTRAL and v == _NEUTRAL[k])}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
@@ -351,7 +355,7 @@ _COLORIZERS: dict[tuple, Any] = {}  # per-process cache: the model is loaded onc
 
 def build_colorizer(config: RunConfig) -> Any:
     """The process's ``Colorizer`` for ``config`` (built on first use, then reused)."""
-    key = (config.model, config.device, config.precision, config.batch_size, config.render_size)
+    key = (config.model, config.device, config.precision, config.batch_size, config.render_size, config.saturation)
     if key not in _COLORIZERS:
         from .inference import Colorizer, resolve_device
         from .weights import load_generator
@@ -359,7 +363,8 @@ def build_colorizer(config: RunConfig) -> Any:
         device = resolve_device(config.device)
         model, _info = load_generator(config.model, device)
         _COLORIZERS.clear()  # one model per process
-        _COLORIZERS[key] = Colorizer(model, device, config.precision, config.batch_size, config.render_size)
+        _COLORIZERS[key] = Colorizer(model, device, config.precision, config.batch_size, config.render_size,
+                                     saturation=config.saturation)
     return _COLORIZERS[key]
 
 

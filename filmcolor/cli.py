@@ -31,7 +31,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from . import __version__
-from .config import CODECS, DEVICES, PRECISIONS, SMOOTHERS, RunConfig
+from .config import CODECS, DEVICES, MAX_SATURATION, PRECISIONS, SMOOTHERS, RunConfig
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, FilmcolorError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
@@ -153,7 +153,7 @@ def main() -> None:
 
 # --- run ---------------------------------------------------------------------------------------------
 _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smooth", "smooth_strength",
-               "deflicker", "codec", "crf", "start", "duration", "overwrite")
+               "saturation", "deflicker", "codec", "crf", "start", "duration", "overwrite")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -176,6 +176,8 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
               help="Temporal chroma smoothing (reset at scene cuts).")
 @click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
               help="How strongly chroma is held over time: 0 = none, towards 1 = stronger.")
+@click.option("--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
+              help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
 @click.option("--deflicker/--no-deflicker", default=_DEFAULTS.deflicker,
               help="Even out frame-to-frame brightness pumping (changes the film's own luminance).")
 @click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,
@@ -243,7 +245,8 @@ def summary_line(result) -> str:
 
 
 # --- eval --------------------------------------------------------------------------------------------
-_EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smooth_strength", "start", "duration")
+_EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smooth_strength", "saturation", "start",
+                "duration")
 
 
 @main.command("eval", context_settings=CONTEXT_SETTINGS)
@@ -257,6 +260,8 @@ _EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smoot
 @click.option("--smooth", type=click.Choice(SMOOTHERS), default=_DEFAULTS.smooth, help="Temporal chroma smoothing.")
 @click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
               help="0 = none, towards 1 = stronger.")
+@click.option("--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
+              help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
 @click.option("--start", type=TIME, default=None, help="Score from this time on in each clip.")
 @click.option("--duration", type=TIME, default=None, help="Score only this long a stretch of each clip.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="At most this many frames per clip.")
@@ -309,6 +314,8 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
               help="Temporal chroma smoothing (reset at scene cuts).")
 @click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
               help="How strongly chroma is held over time: 0 = none, towards 1 = stronger.")
+@click.option("--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
+              help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
 @click.option("--deflicker/--no-deflicker", default=_DEFAULTS.deflicker,
               help="Even out frame-to-frame brightness pumping (changes the film's own luminance).")
 @click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,

@@ -16,6 +16,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SMOOTHERS = ("off", "ema", "flow")
 CODECS = ("h264", "ffv1", "prores")
+MAX_SATURATION = 3.0  # the a/b gain `--saturation` allows (1 = the model's own colours)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class RunConfig:
     batch_size: int = 8               # frames per network call (halved on CUDA out-of-memory)
     smooth: str = "flow"              # temporal chroma smoothing: off | ema | flow
     smooth_strength: float = 0.8      # 0 = none, towards 1 = stronger
+    saturation: float = 1.0           # a/b gain on the model's colours: 0 = B&W, > 1 = more vivid
     cut_threshold: float = 0.35       # scene-cut detector sensitivity on L (histogram distance)
     deflicker: bool = False           # luminance deflicker (changes the film's own luminance)
     codec: str = "h264"               # h264 | ffv1 | prores (archival masters)
@@ -50,6 +52,8 @@ class RunConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0.0 <= self.smooth_strength <= 1.0:
             raise ValueError(f"smooth_strength must be in [0, 1], got {self.smooth_strength}")
+        if not 0.0 <= self.saturation <= MAX_SATURATION:
+            raise ValueError(f"saturation must be in [0, {MAX_SATURATION:g}], got {self.saturation}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in 0..51, got {self.crf}")
         for name in ("start", "duration"):

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import color
+from .config import MAX_SATURATION
 from .cpu import cpu_flags
 from .errors import EXIT_USAGE, FilmcolorError, ProcessingError
 
@@ -191,12 +192,16 @@ class Colorizer:
     def __init__(self, model: nn.Module, device: torch.device | str = "cpu", precision: str = "auto",
                  batch_size: int = 8, render_size: int = 192, *, threads: int = 0, fold_bn: bool = True,
                  compile: bool = False, auto_batch: bool = False, max_batch: int = 64,
-                 workers: int = 0) -> None:
+                 workers: int = 0, saturation: float = 1.0) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if render_size < 8:
             raise ValueError(f"render_size must be >= 8, got {render_size}")
+        if not 0.0 <= saturation <= MAX_SATURATION:
+            raise ValueError(f"saturation must be in [0, {MAX_SATURATION:g}], got {saturation}")
         self.device = torch.device(device)
+        #: the user's colour strength: every a/b the network predicts is multiplied by it (1 = as predicted)
+        self.saturation = float(saturation)
         self.dtype = resolve_precision(precision, self.device)
         self.batch_size = batch_size
         self.render_size = render_size
@@ -265,7 +270,7 @@ class Colorizer:
         model, _info = load_generator(config.model, device)
         return cls(model, device, config.precision, config.batch_size, config.render_size,
                    threads=getattr(config, "threads", 0), compile=bool(getattr(config, "compile", False)),
-                   auto_batch=device.type == "cuda")
+                   auto_batch=device.type == "cuda", saturation=getattr(config, "saturation", 1.0))
 
     @property
     def on_device_compose(self) -> bool:
@@ -348,7 +353,7 @@ class Colorizer:
 
     # --- prediction ------------------------------------------------------------------------------
     def predict_ab(self, L: np.ndarray) -> np.ndarray:
-        """``(N, rh, rw)`` float32 L* in [0, 100] -> ``(N, 2, rh, rw)`` float32 a/b.
+        """``(N, rh, rw)`` float32 L* in [0, 100] -> ``(N, 2, rh, rw)`` float32 a/b (times ``saturation``).
 
         Runs in batches of at most ``batch_size`` (halved for good on out-of-memory)."""
         L = np.asarray(L)
@@ -401,4 +406,7 @@ class Colorizer:
                 y = host
             else:
                 y = y.contiguous()
-        return color.denormalize_ab(y.numpy())
+        ab = color.denormalize_ab(y.numpy())
+        if self.saturation != 1.0:
+            ab *= np.float32(self.saturation)
+        return ab

@@ -117,6 +117,17 @@ def test_broken_reel_isolated_manifest_and_rerun_redoes_nothing(tmp_path, tiny_m
     assert sorted(r.rel for r in rep6.done) == ["a.mp4", "photo.png", "sub/b.mp4"]
 
 
+def test_settings_hash_keeps_earlier_manifests_and_counts_a_changed_saturation():
+    import dataclasses
+    import hashlib
+
+    cfg = RunConfig()
+    before = {k: v for k, v in dataclasses.asdict(cfg).items()  # what the hash read before saturation existed
+              if k not in {"model", "device", "batch_size", "overwrite", "threads", "saturation"}}
+    assert settings_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
+    assert settings_hash(dataclasses.replace(cfg, saturation=1.3)) != settings_hash(cfg)
+
+
 def test_ctrl_c_stops_after_the_reel_and_resumes(tmp_path, tiny_model):
     src, out = _reels(tmp_path), tmp_path / "out"
     (src / "broken.mp4").unlink()

@@ -93,6 +93,24 @@ def test_still_photo(tmp_path, model_path):
     assert (tmp_path / "photo.color.png").is_file()
 
 
+def test_saturation_scales_the_colour_and_zero_is_black_and_white(tmp_path, model_path):
+    import cv2
+
+    src = synth.make_photo(tmp_path / "photo.jpg", grey=True)
+    chroma = {}
+    for sat in ("0", "1", "2"):
+        out = tmp_path / f"s{sat}.png"
+        r = run(src, "--model", model_path, "--render-size", "48", "--saturation", sat, "-o", out)
+        assert r.exit_code == 0, r.output
+        lab = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2LAB).astype(np.float32)
+        chroma[sat] = float(np.hypot(lab[..., 1] - 128, lab[..., 2] - 128).mean())
+    assert chroma["0"] < 0.5                          # a/b x 0: the photo stays grey
+    assert chroma["1"] > 1.0                          # the tiny model does colour it
+    assert chroma["2"] > 1.5 * chroma["1"]            # and twice the a/b is clearly more colourful
+    r = run(src, "--model", model_path, "--saturation", "3.5", "-o", tmp_path / "x.png")
+    assert r.exit_code == 2 and "--saturation" in r.stderr
+
+
 def _audio_only(path: Path) -> Path:
     with av.open(str(path), "w") as out:
         a = out.add_stream("aac", rate=48000)

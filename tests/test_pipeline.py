@@ -88,6 +88,19 @@ def test_predict_ab_shapes_and_batch_independence(colorizer):
     np.testing.assert_allclose(one[0], ab[2], atol=1e-3)
 
 
+def test_saturation_multiplies_the_predicted_ab():
+    L = np.random.default_rng(2).uniform(0, 100, (3, 48, 64)).astype(np.float32)
+    gen = tiny_generator()
+    base = Colorizer(gen, "cpu", "fp32", batch_size=4, render_size=48).predict_ab(L)
+    vivid = Colorizer(gen, "cpu", "fp32", batch_size=4, render_size=48, saturation=1.5).predict_ab(L)
+    np.testing.assert_array_equal(vivid, base * np.float32(1.5))
+    assert not Colorizer(gen, "cpu", "fp32", render_size=48, saturation=0.0).predict_ab(L).any()
+    with pytest.raises(ValueError, match="saturation"):
+        Colorizer(gen, "cpu", "fp32", render_size=48, saturation=-0.1)
+    with pytest.raises(ValueError, match="saturation"):
+        RunConfig(saturation=3.5)
+
+
 def test_oom_halves_batch_and_retries(monkeypatch):
     col = Colorizer(tiny_generator(), "cpu", "fp32", batch_size=8, render_size=48)
     L = np.random.default_rng(1).uniform(0, 100, (8, 48, 64)).astype(np.float32)
