@@ -78,7 +78,8 @@ def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames:
             if v is not None}
     clips = [_evaluate_clip(Path(p), config, colorizer, max_frames, progress, image_every, opts) for p in references]
     settings = {k: v for k, v in asdict(config).items()
-                if k in ("model", "render_size", "smooth", "smooth_strength", "cut_threshold", "start", "duration")}
+                if k in ("model", "render_size", "smooth", "smooth_strength", "saturation", "cut_threshold", "start",
+                         "duration")}
     settings["max_frames"] = max_frames
     settings["precision"] = str(getattr(colorizer, "dtype", "")).replace("torch.", "")  # auto resolves per machine
     settings.update(opts)
@@ -264,5 +265,5 @@ def format_table(result: dict) -> str:
     s = result.get("settings", {})
     lines.append("")
     lines.append(f"smooth={s.get('smooth')} strength={s.get('smooth_strength')} model={s.get('model')} "
-                 f"render_size={s.get('render_size')}")
+                 f"render_size={s.get('render_size')} saturation={s.get('saturation', 1.0):g}")
     return "\n".join(lines)

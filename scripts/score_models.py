@@ -4,13 +4,14 @@
     python scripts/score_models.py ../shared/data/photos/val 64 default --render-size 128,192,256
     python scripts/score_models.py ../shared/data/photos/val 64 default --render-size 192 --blur 0,1,2,4 --flip-average
     python scripts/score_models.py ../shared/data/photos/val 64 CGAN --interpolate L1 --alphas 0.4,0.5 --recalibrate-bn 150
+    python scripts/score_models.py ../shared/data/photos/val 64 default --render-size 192 --saturation 1,1.3,1.6
 
 Prints, per model (and per alpha, render size, blur): CIEDE2000 below grey, colourfulness as a
 share of the truth's, PSNR against grey's and the L1 of the normalised a/b. Without
 ``--render-size`` the network sees each photo at its short side (``train.validate``); with it, as
 `filmcolor run` colours a photo (network at that short side, a/b upsampled onto the full-size L).
 ``--blur`` smooths the render-size a/b (Gaussian sigma, px) before the upsampling; ``--flip-average``
-averages the a/b of L and of L mirrored; ``--interpolate``/``--alphas`` score network interpolations
+averages the a/b of L and of L mirrored; ``--saturation`` multiplies the a/b (as `run --saturation`); ``--interpolate``/``--alphas`` score network interpolations
 (``(1 - alpha) * L1 + alpha * MODEL``, as ``package_default.py``); ``--recalibrate-bn N`` recomputes
 BatchNorm statistics on N batches of training crops first (``train.recalibrate_bn``, crop and
 scale of the ``train_default`` preset). Used for the training experiments in docs/TRAINING.md;
@@ -42,11 +43,12 @@ def _floats(text: str) -> list[float]:
 
 
 def score_as_run(gen: torch.nn.Module, images: list[np.ndarray], render_size: int, blur: float = 0.0,
-                 flip_average: bool = False) -> dict[str, float]:
+                 flip_average: bool = False, saturation: float = 1.0) -> dict[str, float]:
     """``train.validate(..., render_size)`` (the steps of ``train.colourise_rgb_as_run``) with the
-    experiments' two extras: a Gaussian blur of the render-size a/b and the average of the a/b of L
-    and of L mirrored."""
-    col = Colorizer(gen, torch.device("cpu"), "fp32", batch_size=1, render_size=render_size, fold_bn=False)
+    experiments' extras: a Gaussian blur of the render-size a/b, the average of the a/b of L and of L
+    mirrored, and `run`'s a/b gain (``saturation``)."""
+    col = Colorizer(gen, torch.device("cpu"), "fp32", batch_size=1, render_size=render_size, fold_bn=False,
+                    saturation=saturation)
     rows = []
     for rgb in images:
         ref = rgb.astype(np.float32) / 255.0
@@ -76,6 +78,7 @@ def main() -> None:
     ap.add_argument("--render-size", default="", help="comma-separated: score as `run` at these sizes")
     ap.add_argument("--blur", default="0", help="comma-separated Gaussian sigmas for the a/b (with --render-size)")
     ap.add_argument("--flip-average", action="store_true", help="average with the mirrored L's a/b (with --render-size)")
+    ap.add_argument("--saturation", default="1", help="comma-separated a/b gains, as run --saturation (with --render-size)")
     ap.add_argument("--interpolate", metavar="L1_MODEL", help="score blends of each model with this one")
     ap.add_argument("--alphas", default="1", help="comma-separated weights of MODEL in the blend")
     ap.add_argument("--recalibrate-bn", type=int, default=0, metavar="N", help="BatchNorm statistics on N batches")
@@ -95,17 +98,18 @@ def main() -> None:
                                      if v.is_floating_point() else v for k, v in own.items()})
             if args.recalibrate_bn:
                 recalibrate_bn(gen, bn_images, args.recalibrate_bn, preset.crop, tuple(preset.scale_range))
-            runs = [(rs, b) for rs in sizes for b in _floats(args.blur)] or [(None, 0.0)]
-            for rs, blur in runs:
+            runs = [(rs, b, g) for rs in sizes for b in _floats(args.blur) for g in _floats(args.saturation)]
+            for rs, blur, gain in runs or [(None, 0.0, 1.0)]:
                 t0 = time.perf_counter()
-                if rs and (blur or args.flip_average):
-                    m = score_as_run(gen, images, rs, blur, args.flip_average)
+                if rs and (blur or args.flip_average or gain != 1.0):
+                    m = score_as_run(gen, images, rs, blur, args.flip_average, gain)
                 else:  # the project's own validation, at the photo's size or as run
                     m = validate(gen, images, torch.device("cpu"), gen.multiple, render_size=rs)
                 how = "" if other is None else f" alpha {alpha:g}"
                 how += f" render {rs}" if rs else f" short side {args.short_side}"
                 how += f" blur {blur:g}" if blur else ""
                 how += " flip-average" if rs and args.flip_average else ""
+                how += f" saturation {gain:g}" if gain != 1.0 else ""
                 how += f" bn {args.recalibrate_bn}" if args.recalibrate_bn else ""
                 print(f"{path}{how}: CIEDE {1 - m['ciede2000'] / m['grey_ciede2000']:+.1%} colourf "
                       f"{m['colourfulness'] / m['ref_colourfulness']:.2f}x PSNR {m['psnr'] - m['grey_psnr']:+.2f} "
