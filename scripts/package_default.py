@@ -138,8 +138,11 @@ def main() -> None:
     card["validation"] = {"set": str(args.val), **summary}
     card["validation_as_run"] = {"set": str(args.val), **summary_run}
     out = save_generator(gen, args.out, info.arch, info.arch_args, card)
-    write_grid(gen, images[:: max(1, len(images) // 6)][:6], torch.device("cpu"), gen.multiple,
-               Path("docs") / "default_model_grid.png")
+    # the packaged model's grid is the one the docs show; any other output gets its own beside it
+    root = Path(__file__).resolve().parents[1]
+    packaged = Path(args.out).resolve() == root / "filmcolor" / "models" / "default.safetensors"
+    grid = root / "docs" / "default_model_grid.png" if packaged else out.with_name(f"{out.stem}_grid.png")
+    write_grid(gen, images[:: max(1, len(images) // 6)][:6], torch.device("cpu"), gen.multiple, grid)
     lines = [f"# Model card: {out.stem}", "", f"- architecture: {info.arch} {info.arch_args}",
              f"- file: {out.name}, fp16 safetensors, {out.stat().st_size / 1e6:.1f} MB"]
     lines += [f"- {k}: {v}" for k, v in card.items() if not k.startswith("validation")]
