@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the default model's recipe on a lent GPU within a fixed time, in one call (issue 3).
-# The device's working tree is capped at 64 MiB, so the photos travel packed (PyAV is not needed):
-#   echo /.gpu-data/ >> .git/info/exclude
+# The device's working tree is capped at 64 MiB, so the photos travel packed (PyAV is not needed;
+# .gpu-data/ is git-ignored, so it travels only as `carry`):
 #   python scripts/pack_photos.py ../shared/data/photos/train .gpu-data/train --budget-mb 52 --holdout 150
 #   run(command="MINUTES=8 bash scripts/device_train.sh", carry=[".gpu-data"], timeout_s=590)
 # Steps: (1) the L1 and cGAN step times at the run's crop and batch (scripts/bench_train.py on
