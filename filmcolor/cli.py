@@ -439,12 +439,14 @@ def _library_log(console: Console, quiet: bool) -> Callable[[str], None]:
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Override any preset key (repeatable), e.g. --set lr=1e-4 --set lr_decay_steps=2000.")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.pt.")
+@click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None, metavar="M",
+              help="Stop after M minutes of training and save as at the last step (e.g. a machine held for a while).")
 @quiet_option
 @traceback_option
 def train_cmd(sources: tuple[Path, ...], data: tuple[Path, ...], val: tuple[Path, ...], steps: int | None,
               batch_size: int | None, out: Path | None, device: str | None, preset_name: str,
-              from_model: Path | None, settings: tuple[str, ...], resume: bool, quiet: bool,
-              show_traceback: bool) -> None:
+              from_model: Path | None, settings: tuple[str, ...], resume: bool, max_minutes: float | None,
+              quiet: bool, show_traceback: bool) -> None:
     """Train a colouriser from colour photos and/or colour films (frames sampled across each film).
 
     Runs on several GPUs or machines under torchrun:
@@ -457,7 +459,7 @@ def train_cmd(sources: tuple[Path, ...], data: tuple[Path, ...], val: tuple[Path
     try:
         flags = dict(data=tuple(given) or None, val=tuple(map(str, val)) or None, steps=steps,
                      batch_size=batch_size, out=str(out) if out else None, device=device,
-                     init_from=str(from_model) if from_model else None)
+                     init_from=str(from_model) if from_model else None, max_minutes=max_minutes)
         overrides = {**parse_overrides(settings), **{k: v for k, v in flags.items() if v is not None}}
         cfg = train_config_from_preset(preset_name, **overrides)
     except (ValueError, TypeError) as exc:
@@ -486,10 +488,13 @@ def train_cmd(sources: tuple[Path, ...], data: tuple[Path, ...], val: tuple[Path
               help="Run folder for checkpoints. [default: runs/finetune-<genre>]")
 @click.option("--device", type=click.Choice(DEVICES), default=None, help="Where to train. [default: auto]")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.pt.")
+@click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None, metavar="M",
+              help="Stop after M minutes of training and save the genre model as at the last step.")
 @quiet_option
 @traceback_option
 def finetune_cmd(sources: tuple[Path, ...], genre: str, steps: int | None, from_model: str, val: tuple[Path, ...],
-                 out: Path | None, device: str | None, resume: bool, quiet: bool, show_traceback: bool) -> None:
+                 out: Path | None, device: str | None, resume: bool, max_minutes: float | None, quiet: bool,
+                 show_traceback: bool) -> None:
     """Teach a model the palette of a genre from colour films of that genre (SOURCES: films or
     folders); the result is a user model that `filmcolor run --genre NAME` uses."""
     from .train import finetune, train_config_from_preset
@@ -501,7 +506,8 @@ def finetune_cmd(sources: tuple[Path, ...], genre: str, steps: int | None, from_
             try:
                 path = finetune(genre, [str(s) for s in sources], steps, from_model, val=[str(v) for v in val],
                                 out=str(out) if out else None, resume=resume, log=_library_log(console, quiet),
-                                on_step=on_step, **({"device": device} if device else {}))
+                                on_step=on_step, **({"device": device} if device else {}),
+                                **({"max_minutes": max_minutes} if max_minutes else {}))
             except ValueError as exc:
                 fail(str(exc), 2, show_traceback)
     if not quiet and _is_rank0():
@@ -511,7 +517,7 @@ def finetune_cmd(sources: tuple[Path, ...], genre: str, steps: int | None, from_
 def _card_summary(card: dict) -> tuple[str, str, str]:
     """(data, steps, metrics) of a model card, short enough for one table row."""
     data = ", ".join(Path(str(d)).name for d in card.get("data", [])) or "-"
-    steps = str(card.get("steps", "-"))
+    steps = str(card.get("steps", "-")) + (" (time limit)" if card.get("stopped") else "")
     val, base = card.get("validation") or {}, card.get("base_validation") or {}
     parts = []
     if "l1" in val:

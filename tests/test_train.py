@@ -235,6 +235,14 @@ def test_cli_train_finetune_models(tmp_path, photos, films, monkeypatch):
     res = runner.invoke(main, ["finetune", "--genre", "street", "--from", str(base), "--steps", "1",
                                "--out", str(tmp_path / "ft"), "-q", *map(str, films)])
     assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["finetune", "--genre", "noir", "--from", str(base), "--steps", "50",
+                               "--max-minutes", "1e-9", "--out", str(tmp_path / "ft2"), "-q", *map(str, films)])
+    assert res.exit_code == 0, res.output
+    noir = weights.read_info(tmp_path / "home" / "models" / "noir.safetensors").card
+    assert noir["steps"] == 1 and noir["planned_steps"] == 50  # stopped by the time limit, saved all the same
+    from filmcolor.cli import _card_summary
+
+    assert _card_summary(noir)[1] == "1 (time limit)"  # what the `models` table shows in its steps column
     res = runner.invoke(main, ["models"])
     assert res.exit_code == 0 and "street" in res.output and "user" in res.output
     res = runner.invoke(main, ["models", "--json"])
