@@ -79,6 +79,9 @@ def cli_errors(path: Path | None = None, show_traceback: bool = False) -> Iterat
 traceback_option = click.option("--traceback", "show_traceback", is_flag=True,
                                 help="On an error, show the full Python traceback too.")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+saturation_option = click.option(
+    "--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
+    help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
 
 
 class FpsColumn(ProgressColumn):
@@ -176,8 +179,7 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
               help="Temporal chroma smoothing (reset at scene cuts).")
 @click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
               help="How strongly chroma is held over time: 0 = none, towards 1 = stronger.")
-@click.option("--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
-              help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
+@saturation_option
 @click.option("--deflicker/--no-deflicker", default=_DEFAULTS.deflicker,
               help="Even out frame-to-frame brightness pumping (changes the film's own luminance).")
 @click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,
@@ -260,8 +262,7 @@ _EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smoot
 @click.option("--smooth", type=click.Choice(SMOOTHERS), default=_DEFAULTS.smooth, help="Temporal chroma smoothing.")
 @click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
               help="0 = none, towards 1 = stronger.")
-@click.option("--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
-              help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
+@saturation_option
 @click.option("--start", type=TIME, default=None, help="Score from this time on in each clip.")
 @click.option("--duration", type=TIME, default=None, help="Score only this long a stretch of each clip.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="At most this many frames per clip.")
@@ -314,8 +315,7 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
               help="Temporal chroma smoothing (reset at scene cuts).")
 @click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
               help="How strongly chroma is held over time: 0 = none, towards 1 = stronger.")
-@click.option("--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
-              help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
+@saturation_option
 @click.option("--deflicker/--no-deflicker", default=_DEFAULTS.deflicker,
               help="Even out frame-to-frame brightness pumping (changes the film's own luminance).")
 @click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,

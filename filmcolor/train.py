@@ -505,7 +505,7 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
                 "validation": metrics or {}}
         if cfg.init_from:
             card.update(base_model=cfg.base_model or str(cfg.init_from), base_validation=base_val)
-        if stopped_at:
+        if stopped:
             card.update(planned_steps=cfg.steps, stopped=f"time limit of {cfg.max_minutes:g} min")
         card.update(selected)
         return save_generator(model, path, "unet", {"ngf": cfg.ngf, "num_downs": cfg.num_downs}, card)
@@ -539,7 +539,7 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
 
     gen.train(); disc.train()
     last_val: dict[str, float] | None = None
-    stopped_at = 0  # the step where max_minutes stopped the run (0: it was not stopped)
+    stopped = False  # max_minutes ended the run
     stream = BatchStream(images, cfg.batch_size, cfg.crop, rng, cfg.scale_range, cfg.damage, cfg.prefetch,
                          pin_memory=device.type == "cuda", threads=data_threads(cfg, device))
     t_step, t_wait = time.perf_counter(), 0.0
@@ -607,7 +607,7 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
                 save_model(last_val, suffix="-l1")
             if cfg.max_minutes and time_is_up():
                 log(f"time limit of {cfg.max_minutes:g} min reached at step {step} of {cfg.steps}")
-                stopped_at = step
+                stopped = True
                 if step % 50:
                     history.append({"step": step, "wall": round(wall, 1), **{k: round(v, 5) for k, v in losses.items()}})
                 if d.rank == 0 and val_images and step % cfg.val_every:
