@@ -42,7 +42,7 @@ import av
 import cv2
 import numpy as np
 
-from . import color, compose, media, temporal
+from . import color, compose, media, stills, temporal
 from .config import RunConfig
 from .errors import FilmcolorError, InputError, OutputError
 from .inference import Colorizer, cpu_threads
@@ -425,7 +425,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     try:
         with atomic_output(dst) as tmp:
             if still:
-                frames = _colorize_still(src, tmp, colorizer)
+                frames = _colorize_still(src, tmp, dst, colorizer, warn)
                 if progress is not None:
                     progress(1, 1)
             else:
@@ -522,42 +522,6 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
 
 
 # --- stills -----------------------------------------------------------------------------------------
-def read_still(src: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
-    """A JPEG/PNG/TIFF (grey or colour, 8 or 16 bit, optional alpha) -> (sRGB float32 (H, W, 3) in
-    [0, 1], L* (H, W), alpha plane or None, bits per sample of the output: 8 or 16)."""
-    img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise InputError(src, "not a readable image (JPEG, PNG or TIFF)")
-    if img.dtype == np.uint8:
-        scale, bits = 255.0, 8
-    elif img.dtype == np.uint16:
-        scale, bits = 65535.0, 16
-    elif img.dtype in (np.float32, np.float64):
-        scale, bits = 1.0, 16
-    else:
-        raise InputError(src, f"unsupported sample type {img.dtype}")
-    alpha = None
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    if img.ndim == 3 and img.shape[2] == 4:
-        alpha, img = img[..., 3].copy(), img[..., :3]
-    elif img.ndim == 3 and img.shape[2] == 2:  # grey + alpha
-        alpha, img = img[..., 1].copy(), img[..., 0]
-    if img.ndim == 2:
-        grey = np.clip(img.astype(np.float32) / np.float32(scale), 0, 1)
-        rgb = np.repeat(grey[..., None], 3, axis=-1)
-        if img.dtype in (np.uint8, np.uint16):
-            L = color.luma_to_L(img, bits, True)  # exact L* of an sRGB grey of that code value
-        else:
-            L = color.rgb_to_lab_np(rgb)[..., 0]
-    elif img.ndim == 3 and img.shape[2] == 3:
-        rgb = np.clip(img[..., ::-1].astype(np.float32) / np.float32(scale), 0, 1)
-        L = color.rgb_to_lab_np(rgb)[..., 0]
-    else:
-        raise InputError(src, f"unsupported image layout {img.shape}")
-    return rgb, np.ascontiguousarray(L, dtype=np.float32), alpha, bits
-
-
 def colorize_rgb(L: np.ndarray, colorizer: Colorizer) -> np.ndarray:
     """Full-resolution L* ``(H, W)`` -> coloured sRGB ``(H, W, 3)`` float32 keeping that L*."""
     rh, rw = colorizer.render_shape(*L.shape)
@@ -565,36 +529,12 @@ def colorize_rgb(L: np.ndarray, colorizer: Colorizer) -> np.ndarray:
     return compose.compose_rgb(L, ab)
 
 
-def _to_bgr(rgb: np.ndarray, bits: int) -> np.ndarray:
-    top = 255.0 if bits == 8 else 65535.0
-    dtype = np.uint8 if bits == 8 else np.uint16
-    return np.ascontiguousarray(np.rint(np.clip(rgb, 0, 1)[..., ::-1] * top).astype(dtype))
-
-
-def write_image(path: Path, rgb: np.ndarray, bits: int = 8, alpha: np.ndarray | None = None,
-                final: Path | None = None) -> None:
-    """sRGB float (H, W, 3) -> image file by extension (8 bit where the format has no 16)."""
-    if path.suffix.lower() in (".jpg", ".jpeg", ".webp", ".bmp"):
-        bits, alpha = 8, None
-    img = _to_bgr(rgb, bits)
-    if alpha is not None:
-        a = alpha
-        if a.dtype != img.dtype:
-            a = (a.astype(np.float32) * (255.0 if bits == 8 else 65535.0) /
-                 (255.0 if a.dtype == np.uint8 else 65535.0 if a.dtype == np.uint16 else 1.0))
-            a = np.rint(np.clip(a, 0, 255.0 if bits == 8 else 65535.0)).astype(img.dtype)
-        img = np.dstack([img, a])
-    try:
-        ok = cv2.imwrite(str(path), img)
-    except cv2.error as exc:
-        raise OutputError(final or path, f"cannot write image: {exc}") from exc
-    if not ok:
-        raise OutputError(final or path, "cannot write an image with this extension (use .png)")
-
-
-def _colorize_still(src: Path, tmp: Path, colorizer: Colorizer) -> int:
-    _rgb, L, alpha, bits = read_still(src)
-    write_image(tmp, colorize_rgb(L, colorizer), bits, alpha)
+def _colorize_still(src: Path, tmp: Path, dst: Path, colorizer: Colorizer, warn: Warn | None) -> int:
+    still = stills.read_still(src)
+    dropped = stills.write_still(tmp, colorize_rgb(still.L, colorizer), still, final=dst)
+    if dropped and warn is not None:
+        warn(f"{dst.name}: written without the source's {' and '.join(dropped)} (filmcolor carries EXIF and ICC "
+             "profiles into .jpg, .png and .webp outputs, and no XMP)")
     return 1
 
 
@@ -674,15 +614,14 @@ def preview(src: str | Path, out_png: str | Path | None = None, n: int = 6, conf
     colorizer = colorizer or Colorizer.from_config(config)
     t0 = time.perf_counter()
     if still:
-        rgb, _L, _a, _bits = read_still(src)
-        images = [np.rint(rgb * 255).astype(np.uint8)]
+        images = [np.rint(stills.read_still(src).rgb * 255).astype(np.uint8)]
     else:
         images = _sample_frames(src, info, n, config, warn)
         if not images:
             raise InputError(src, "no decodable video frames")
     sheet = preview_sheet(images, colorizer)
     with atomic_output(dst) as tmp:
-        write_image(tmp, sheet, 8, final=dst)
+        stills.write_image(tmp, sheet, 8, final=dst)
     if progress is not None:
         progress(len(images), len(images))
     return RunResult(src, dst, len(images), time.perf_counter() - t0, "preview")

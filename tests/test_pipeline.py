@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from filmcolor import color, compose, media, pipeline, synth
+from filmcolor import color, compose, media, pipeline, stills, synth
 from filmcolor.config import RunConfig
 from filmcolor.errors import InputError, OutputError, ProcessingError
 from filmcolor.inference import Colorizer, pad_to_multiple, resolve_device
@@ -332,7 +332,7 @@ def test_stills(tmp_path, model_path, name, grey, bits):
     out = cv2.imread(str(result.dst), cv2.IMREAD_UNCHANGED)
     assert out.shape == (47, 65, 3)
     assert out.dtype == (np.uint16 if bits == 16 else np.uint8)
-    _rgb, L_src, _a, _b = pipeline.read_still(src)
+    L_src = stills.read_still(src).L
     rgb_out = out[..., ::-1].astype(np.float32) / (65535.0 if bits == 16 else 255.0)
     lab = color.rgb_to_lab_np(rgb_out)
     assert np.abs(lab[..., 0] - L_src).mean() < 1.0  # the photo's own lightness

@@ -1,0 +1,191 @@
+"""Still photos in and out: the pixels, the EXIF orientation, and the metadata an archive keeps.
+
+- :func:`read_still` -> :class:`Still`: the photo *as displayed*: the stored pixels turned by their
+  EXIF orientation (1..8, 1 when absent; the network must see the sky at the top), as sRGB float
+  and L*, with alpha, bit depth and the metadata chunks OpenCV found (EXIF, XMP, ICC), the EXIF's
+  orientation reset to 1 to match the turned pixels.
+- :func:`write_still`: the coloured picture with the source's metadata. JPEG, PNG and WebP outputs
+  keep the EXIF block byte for byte (date, caption, camera...; orientation reset as above) and an
+  ICC profile from a colour source (a grey profile cannot describe RGB, so it is left out). TIFF and
+  BMP outputs get the pixels only. XMP is never written: OpenCV 5.0 writes it without the JPEG
+  namespace header (readers skip it) and sometimes with stray bytes in PNG, so a copy would be a
+  corrupt one; the caller is told instead. Pixels are always written upright, so every viewer shows
+  the output the way it showed the input, whether or not it reads EXIF orientation.
+
+OpenCV (>= 4.12) reads and writes the metadata (``imreadWithMetadata``/``imwriteWithMetadata``);
+the orientation tag is read here from the EXIF block (a dozen lines of TIFF-header parsing).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import color
+from .errors import InputError, OutputError
+
+EXIF, XMP, ICC = int(cv2.IMAGE_METADATA_EXIF), int(cv2.IMAGE_METADATA_XMP), int(cv2.IMAGE_METADATA_ICCP)
+EXIF_FORMATS = frozenset({".jpg", ".jpeg", ".png", ".webp"})  # outputs OpenCV writes EXIF and ICC into
+EIGHT_BIT_FORMATS = frozenset({".jpg", ".jpeg", ".webp", ".bmp"})
+_ORIENTATION_TAG = 0x0112
+
+
+@dataclass
+class Still:
+    """One photo as displayed: ``rgb`` (H, W, 3) float32 sRGB in [0, 1], ``L`` (H, W) float32 L*,
+    ``alpha`` plane or None, ``bits`` of the output (8 or 16), ``orientation`` (the EXIF value the stored
+    pixels were turned by, 1..8) and the metadata chunks ``{type: bytes}``; ``colour_source`` is False for a grey file."""
+    rgb: np.ndarray
+    L: np.ndarray
+    alpha: np.ndarray | None
+    bits: int
+    orientation: int = 1
+    metadata: dict[int, bytes] = field(default_factory=dict)
+    colour_source: bool = True
+
+
+def _orientation_entry(exif: bytes) -> tuple[int, int | None]:
+    """(orientation 1..8, byte offset of its value or None) in a TIFF-structured EXIF block."""
+    if len(exif) < 8 or exif[:2] not in (b"II", b"MM"):
+        return 1, None
+    end = "<" if exif[:2] == b"II" else ">"
+    ifd = struct.unpack(end + "I", exif[4:8])[0]
+    if ifd + 2 > len(exif):
+        return 1, None
+    for k in range(struct.unpack(end + "H", exif[ifd:ifd + 2])[0]):
+        at = ifd + 2 + 12 * k
+        entry = exif[at:at + 12]
+        if len(entry) < 12:
+            break
+        tag, kind = struct.unpack(end + "HH", entry[:4])
+        if tag == _ORIENTATION_TAG and kind == 3:  # SHORT, as the standard has it
+            value = struct.unpack(end + "H", entry[8:10])[0]
+            return (value, at + 8) if 1 <= value <= 8 else (1, None)
+    return 1, None
+
+
+def _strip_prefix(exif: bytes) -> tuple[bytes, bytes]:
+    return (exif[:6], exif[6:]) if exif.startswith(b"Exif\0\0") else (b"", exif)
+
+
+def exif_orientation(exif: bytes) -> int:
+    """The Orientation tag (1..8) of an EXIF block (TIFF-structured, with or without the
+    ``Exif\\0\\0`` prefix); 1 when it is missing, out of range or the block is damaged."""
+    return _orientation_entry(_strip_prefix(exif)[1])[0]
+
+
+def exif_set_upright(exif: bytes) -> bytes:
+    """The EXIF block with its Orientation tag (if any) set to 1; everything else byte for byte."""
+    prefix, body = _strip_prefix(exif)
+    _value, at = _orientation_entry(body)
+    if at is None:
+        return exif
+    end = "<" if body[:2] == b"II" else ">"
+    return prefix + body[:at] + struct.pack(end + "H", 1) + body[at + 2:]
+
+
+def upright(a: np.ndarray, orientation: int, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """The stored array ``a`` as displayed under EXIF ``orientation``; ``axes`` are (rows, columns)."""
+    y, x = axes
+    if orientation == 2:
+        a = np.flip(a, x)
+    elif orientation == 3:
+        a = np.flip(a, (y, x))
+    elif orientation == 4:
+        a = np.flip(a, y)
+    elif orientation == 5:
+        a = np.swapaxes(a, y, x)
+    elif orientation == 6:
+        a = np.rot90(a, -1, axes=(y, x))  # 90 degrees clockwise
+    elif orientation == 7:
+        a = np.swapaxes(np.flip(a, (y, x)), y, x)
+    elif orientation == 8:
+        a = np.rot90(a, 1, axes=(y, x))
+    return np.ascontiguousarray(a)
+
+
+def read_still(src: Path) -> Still:
+    """A JPEG/PNG/TIFF/WebP/BMP (grey or colour, 8 or 16 bit, optional alpha), turned upright by its
+    EXIF orientation; raises InputError naming the file when it cannot be read."""
+    img, kinds, chunks = cv2.imreadWithMetadata(str(src), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise InputError(src, "not a readable image (JPEG, PNG, TIFF, WebP or BMP)")
+    metadata = {int(k): np.asarray(c, dtype=np.uint8).tobytes() for k, c in zip(np.ravel(kinds), chunks)}
+    if img.dtype == np.uint8:
+        scale, bits = 255.0, 8
+    elif img.dtype == np.uint16:
+        scale, bits = 65535.0, 16
+    elif img.dtype in (np.float32, np.float64):
+        scale, bits = 1.0, 16
+    else:
+        raise InputError(src, f"unsupported sample type {img.dtype}")
+    alpha = None
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and img.shape[2] == 4:
+        alpha, img = img[..., 3].copy(), img[..., :3]
+    elif img.ndim == 3 and img.shape[2] == 2:  # grey + alpha
+        alpha, img = img[..., 1].copy(), img[..., 0]
+    if img.ndim == 2:
+        grey = np.clip(img.astype(np.float32) / np.float32(scale), 0, 1)
+        rgb = np.repeat(grey[..., None], 3, axis=-1)
+        if img.dtype in (np.uint8, np.uint16):
+            L = color.luma_to_L(img, bits, True)  # exact L* of an sRGB grey of that code value
+        else:
+            L = color.rgb_to_lab_np(rgb)[..., 0]
+    elif img.ndim == 3 and img.shape[2] == 3:
+        rgb = np.clip(img[..., ::-1].astype(np.float32) / np.float32(scale), 0, 1)
+        L = color.rgb_to_lab_np(rgb)[..., 0]
+    else:
+        raise InputError(src, f"unsupported image layout {img.shape}")
+    orientation = exif_orientation(metadata.get(EXIF, b""))
+    if orientation != 1:
+        rgb, L = upright(rgb, orientation), upright(L, orientation)
+        alpha = None if alpha is None else upright(alpha, orientation)
+        metadata[EXIF] = exif_set_upright(metadata[EXIF])
+    return Still(rgb, np.ascontiguousarray(L, dtype=np.float32), alpha, bits, orientation, metadata,
+                 colour_source=img.ndim == 3)
+
+
+def _to_bgr(rgb: np.ndarray, bits: int) -> np.ndarray:
+    top = 255.0 if bits == 8 else 65535.0
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return np.ascontiguousarray(np.rint(np.clip(rgb, 0, 1)[..., ::-1] * top).astype(dtype))
+
+
+def write_image(path: Path, rgb: np.ndarray, bits: int = 8, alpha: np.ndarray | None = None,
+                final: Path | None = None, metadata: dict[int, bytes] | None = None) -> None:
+    """sRGB float (H, W, 3) -> image file by extension (8 bit where the format has no 16), with the
+    given metadata chunks; ``final`` is the name errors report (``path`` may be a temporary file)."""
+    if path.suffix.lower() in EIGHT_BIT_FORMATS:
+        bits, alpha = 8, None
+    img = _to_bgr(rgb, bits)
+    if alpha is not None:
+        a = alpha
+        if a.dtype != img.dtype:
+            a = (a.astype(np.float32) * (255.0 if bits == 8 else 65535.0) /
+                 (255.0 if a.dtype == np.uint8 else 65535.0 if a.dtype == np.uint16 else 1.0))
+            a = np.rint(np.clip(a, 0, 255.0 if bits == 8 else 65535.0)).astype(img.dtype)
+        img = np.dstack([img, a])
+    kinds = sorted(metadata or {})
+    chunks = [np.frombuffer(metadata[k], dtype=np.uint8) for k in kinds]
+    try:
+        ok = cv2.imwriteWithMetadata(str(path), img, kinds, chunks)
+    except cv2.error as exc:
+        raise OutputError(final or path, f"cannot write image: {exc}") from exc
+    if not ok:
+        raise OutputError(final or path, "cannot write an image with this extension (use .png)")
+
+
+def write_still(path: Path, rgb: np.ndarray, still: Still, final: Path | None = None) -> list[str]:
+    """Write the coloured ``rgb`` (upright, the size of ``still``) with the metadata the format
+    keeps (see the module docstring). Returns the names of the source's metadata it left out."""
+    keep = {k: v for k, v in still.metadata.items() if k == EXIF or (k == ICC and still.colour_source)}
+    dropped = [k for k in (EXIF, ICC) if k in keep] if (final or path).suffix.lower() not in EXIF_FORMATS else []
+    write_image(path, rgb, still.bits, still.alpha, final, {k: v for k, v in keep.items() if k not in dropped})
+    names = {EXIF: "EXIF", ICC: "ICC profile", XMP: "XMP"}
+    return [names[k] for k in dropped + ([XMP] if XMP in still.metadata else [])]

@@ -1,0 +1,161 @@
+"""Still photos: EXIF orientation (the network sees the picture upright, every viewer shows the output
+upright) and the metadata an archive keeps (EXIF, XMP, ICC) carried into the coloured file."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from filmcolor import pipeline, stills
+from filmcolor.config import RunConfig
+from helpers import tiny_model
+
+EXIF, XMP, ICC = stills.EXIF, stills.XMP, stills.ICC
+XMP_PACKET = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" dc:source="reel 7"/></rdf:RDF></x:xmpmeta>')
+
+
+def make_exif(orientation: int | None, description: bytes = b"Harbour, 1931", big_endian: bool = True) -> bytes:
+    """A minimal TIFF-structured EXIF block: ImageDescription (0x010E) and, if given, Orientation."""
+    e = ">" if big_endian else "<"
+    entries = [(0x010E, 2, len(description) + 1, None)]
+    if orientation is not None:
+        entries.append((0x0112, 3, 1, orientation))
+    data_at = 8 + 2 + 12 * len(entries) + 4
+    body = struct.pack(e + "H", len(entries))
+    for tag, kind, count, value in entries:
+        field = struct.pack(e + "I", data_at) if value is None else struct.pack(e + "HH", value, 0)
+        body += struct.pack(e + "HHI", tag, kind, count) + field
+    head = (b"MM" if big_endian else b"II") + struct.pack(e + "HI", 42, 8)
+    return head + body + struct.pack(e + "I", 0) + description + b"\0"
+
+
+def write_with_metadata(path: Path, bgr: np.ndarray, metadata: dict[int, bytes]) -> Path:
+    kinds = sorted(metadata)
+    assert cv2.imwriteWithMetadata(str(path), bgr, kinds, [np.frombuffer(metadata[k], np.uint8) for k in kinds])
+    return path
+
+
+def asymmetric_bgr(h: int = 40, w: int = 64) -> np.ndarray:
+    """A picture that looks different under every one of the 8 orientations."""
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([(x * 255 // w), (y * 255 // h), ((x + 2 * y) % 97) * 2], axis=-1).astype(np.uint8)
+    img[:6, :10] = (0, 0, 255)  # a red block in the top-left corner
+    return img
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def config(model_path: Path, **kw) -> RunConfig:
+    return RunConfig(model=str(model_path), device="cpu", render_size=48, batch_size=4, **kw)
+
+
+def read_metadata(path: Path) -> dict[int, bytes]:
+    _img, kinds, chunks = cv2.imreadWithMetadata(str(path), cv2.IMREAD_UNCHANGED)
+    return {int(k): np.asarray(c, np.uint8).tobytes() for k, c in zip(np.ravel(kinds), chunks)}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_read_still_turns_the_pixels_as_opencv_displays_them(tmp_path, orientation):
+    stored = asymmetric_bgr()
+    src = write_with_metadata(tmp_path / "p.png", stored, {EXIF: make_exif(orientation)})
+    displayed = cv2.imread(str(src), cv2.IMREAD_COLOR)  # OpenCV's own EXIF handling: the reference
+    still = stills.read_still(src)
+    assert still.orientation == orientation
+    assert still.rgb.shape == displayed.shape
+    np.testing.assert_array_equal(np.rint(still.rgb * 255).astype(np.uint8), displayed[..., ::-1])
+    assert still.L.shape == displayed.shape[:2]
+    assert stills.exif_orientation(still.metadata[EXIF]) == 1  # the kept EXIF matches the turned pixels
+
+
+@pytest.mark.parametrize("big_endian", [True, False])
+def test_exif_orientation_parse_and_reset(big_endian):
+    block = make_exif(8, big_endian=big_endian)
+    assert stills.exif_orientation(block) == 8
+    assert stills.exif_orientation(b"Exif\0\0" + block) == 8
+    reset = stills.exif_set_upright(b"Exif\0\0" + block)
+    assert stills.exif_orientation(reset) == 1 and len(reset) == len(block) + 6
+    diff = [i for i, (a, b) in enumerate(zip(reset[6:], block)) if a != b]
+    assert len(diff) == 1  # only the orientation's value byte changed
+    assert stills.exif_orientation(make_exif(None, big_endian=big_endian)) == 1
+    assert stills.exif_set_upright(make_exif(None)) == make_exif(None)
+    for damaged in (b"", b"MM\0*", b"XX\0*\0\0\0\x08", block[:14], make_exif(9)):
+        assert stills.exif_orientation(damaged) == 1
+
+
+def test_rotated_photo_is_coloured_upright_and_keeps_its_exif(tmp_path, model_path):
+    upright_bgr = asymmetric_bgr()
+    stored = cv2.rotate(upright_bgr, cv2.ROTATE_90_COUNTERCLOCKWISE)  # what a camera held sideways stores
+    src = write_with_metadata(tmp_path / "scan.png", stored, {EXIF: make_exif(6)})
+    plain = write_with_metadata(tmp_path / "plain.png", upright_bgr, {})
+    warnings: list[str] = []
+    out = pipeline.colorize_file(src, tmp_path / "out.png", config(model_path), warn=warnings.append).dst
+    ref = pipeline.colorize_file(plain, tmp_path / "ref.png", config(model_path)).dst
+    coloured, expected = cv2.imread(str(out), cv2.IMREAD_UNCHANGED), cv2.imread(str(ref), cv2.IMREAD_UNCHANGED)
+    assert coloured.shape == upright_bgr.shape  # written upright ...
+    np.testing.assert_array_equal(coloured, expected)  # ... and coloured as the upright picture is
+    meta = read_metadata(out)
+    assert stills.exif_orientation(meta[EXIF]) == 1 and b"Harbour, 1931" in meta[EXIF]
+    assert warnings == []
+    assert cv2.imread(str(out), cv2.IMREAD_COLOR).shape == upright_bgr.shape  # an EXIF-aware reader agrees
+
+
+def test_jpeg_keeps_exif_and_a_colour_source_keeps_its_icc_profile(tmp_path, model_path):
+    image_cms = pytest.importorskip("PIL.ImageCms")  # a real profile (libpng checks it); Pillow comes with scikit-image
+    icc = image_cms.ImageCmsProfile(image_cms.createProfile("sRGB")).tobytes()
+    src = write_with_metadata(tmp_path / "c.png", asymmetric_bgr(), {EXIF: make_exif(None), ICC: icc})
+    out = pipeline.colorize_file(src, tmp_path / "c.jpg", config(model_path)).dst
+    meta = read_metadata(out)
+    assert b"Harbour, 1931" in meta[EXIF] and meta[ICC] == icc
+
+
+def test_grey_source_drops_its_grey_icc_profile(tmp_path, model_path):
+    grey = cv2.cvtColor(asymmetric_bgr(), cv2.COLOR_BGR2GRAY)
+    image_cms = pytest.importorskip("PIL.ImageCms")
+    icc = image_cms.ImageCmsProfile(image_cms.createProfile("sRGB")).tobytes()  # stands in for a grey profile
+    src = write_with_metadata(tmp_path / "g.jpg", grey, {EXIF: make_exif(None), ICC: icc})  # (libpng checks the colour space)
+    assert ICC in stills.read_still(src).metadata
+    out = pipeline.colorize_file(src, tmp_path / "g.color.png", config(model_path)).dst
+    meta = read_metadata(out)
+    assert EXIF in meta and ICC not in meta
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape == grey.shape + (3,)
+
+
+def test_xmp_is_left_out_with_a_warning_not_written_corrupt(tmp_path, model_path):
+    webp = tmp_path / "x.webp"  # WebP is where OpenCV reads and writes XMP intact
+    assert cv2.imwriteWithMetadata(str(webp), asymmetric_bgr(), [EXIF, XMP],
+                                   [np.frombuffer(make_exif(None), np.uint8), np.frombuffer(XMP_PACKET, np.uint8)])
+    assert stills.read_still(webp).metadata[XMP] == XMP_PACKET
+    for suffix in (".jpg", ".png", ".webp"):
+        warnings: list[str] = []
+        out = pipeline.colorize_file(webp, tmp_path / f"out{suffix}", config(model_path), warn=warnings.append).dst
+        meta = read_metadata(out)
+        assert XMP not in meta and b"Harbour, 1931" in meta[EXIF]
+        assert len(warnings) == 1 and "XMP" in warnings[0] and "EXIF" not in warnings[0].split("(")[0]
+
+
+def test_tiff_output_is_upright_and_warns_what_it_cannot_keep(tmp_path, model_path):
+    stored = cv2.rotate(asymmetric_bgr(), cv2.ROTATE_90_CLOCKWISE)
+    src = write_with_metadata(tmp_path / "s.png", stored, {EXIF: make_exif(8)})
+    warnings: list[str] = []
+    out = pipeline.colorize_file(src, tmp_path / "s.tif", config(model_path), warn=warnings.append).dst
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape == asymmetric_bgr().shape
+    assert len(warnings) == 1 and "EXIF" in warnings[0].split("(")[0] and "s.tif" in warnings[0]
+    quiet: list[str] = []
+    pipeline.colorize_file(write_with_metadata(tmp_path / "n.png", stored, {}), tmp_path / "n.tif", config(model_path),
+                           warn=quiet.append)
+    assert quiet == []  # nothing to lose, nothing to say
+
+
+def test_preview_of_a_rotated_still_is_upright(tmp_path, model_path):
+    stored = cv2.rotate(asymmetric_bgr(), cv2.ROTATE_90_COUNTERCLOCKWISE)
+    src = write_with_metadata(tmp_path / "r.png", stored, {EXIF: make_exif(6)})
+    sheet = cv2.imread(str(pipeline.preview(src, None, 1, config(model_path)).dst))
+    assert sheet.shape == (40, 2 * 64, 3)
