@@ -89,6 +89,7 @@ class VideoInfo:
     codec_name: str = ""
     stream_index: int = 0
     start_time: float | None = None
+    interlaced: bool = False          # the first frame is flagged interlaced (DV, broadcast, DVD video)
 
     @property
     def matrix(self) -> str:
@@ -263,6 +264,7 @@ def probe(path: str | Path) -> VideoInfo:
             audio_streams=n_audio, subtitle_streams=n_subs, is_still=still,
             codec_name=cc.name, stream_index=stream.index,
             start_time=float(stream.start_time * tb) if stream.start_time is not None else None,
+            interlaced=bool(first.interlaced_frame),
         )
 
 

@@ -439,3 +439,26 @@ def test_out_of_memory_at_batch_one_fails_the_film_cleanly(tmp_path, model_path,
     with pytest.raises(ProcessingError, match=r"a\.mp4: out of memory"):
         pipeline.colorize_file(src, config=config(model_path), colorizer=col)
     assert listing(tmp_path) == {"a.mp4"}
+
+
+def test_interlaced_source_is_said_and_keeps_every_frame_and_its_luma(tmp_path, model_path):
+    src = tmp_path / "tape.dv"  # DV: always interlaced (PAL, 720x576, 4:2:0)
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("dvvideo", rate=25)
+        s.width, s.height, s.pix_fmt = 720, 576, "yuv420p"
+        for i in range(6):
+            img = np.full((576, 720, 3), 40, np.uint8)
+            img[1::2, 100 + 30 * i: 200 + 30 * i] = 220  # a bar on the bottom field only: combing
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    assert media.probe(src).interlaced and not media.probe(synth.make_clip(tmp_path / "p.mp4", frames=3)).interlaced
+    warnings: list[str] = []
+    out = pipeline.colorize_file(src, tmp_path / "tape.mkv", config(model_path, codec="ffv1"),
+                                 warn=warnings.append).dst
+    assert len(warnings) == 1 and "interlaced" in warnings[0] and "tape.dv" in warnings[0]
+    got, ref = video_frames(out), video_frames(src)
+    assert len(got) == len(ref) == 6
+    for g, r in zip(got, ref):  # lossless output: the fields' lines are the source's, untouched
+        np.testing.assert_array_equal(g.to_ndarray(format="yuv420p")[:576], r.to_ndarray(format="yuv420p")[:576])
