@@ -13,7 +13,9 @@
   the output the way it showed the input, whether or not it reads EXIF orientation.
 
 OpenCV (>= 4.12) reads and writes the metadata (``imreadWithMetadata``/``imwriteWithMetadata``);
-the orientation tag is read here from the EXIF block (a dozen lines of TIFF-header parsing).
+the orientation tag is read here from the EXIF block (a dozen lines of TIFF-header parsing). A TIFF
+keeps its orientation in its own first directory, not in EXIF: OpenCV's TIFF decoder applies it
+(tags 2..4) or refuses the file (5..8, OpenCV 5.0); those are read through tifffile and turned here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -48,24 +51,43 @@ class Still:
     colour_source: bool = True
 
 
-def _orientation_entry(exif: bytes) -> tuple[int, int | None]:
-    """(orientation 1..8, byte offset of its value or None) in a TIFF-structured EXIF block."""
-    if len(exif) < 8 or exif[:2] not in (b"II", b"MM"):
+def _orientation_entry(read: Callable[[int, int], bytes]) -> tuple[int, int | None]:
+    """(orientation 1..8, byte offset of its value or None) in IFD0 of a TIFF structure (an EXIF
+    block or a TIFF file), given ``read(offset, size) -> bytes``."""
+    head = read(0, 8)
+    if len(head) < 8 or head[:2] not in (b"II", b"MM"):
         return 1, None
-    end = "<" if exif[:2] == b"II" else ">"
-    ifd = struct.unpack(end + "I", exif[4:8])[0]
-    if ifd + 2 > len(exif):
+    end = "<" if head[:2] == b"II" else ">"
+    ifd = struct.unpack(end + "I", head[4:8])[0]
+    count = read(ifd, 2)
+    if len(count) < 2:
         return 1, None
-    for k in range(struct.unpack(end + "H", exif[ifd:ifd + 2])[0]):
-        at = ifd + 2 + 12 * k
-        entry = exif[at:at + 12]
-        if len(entry) < 12:
-            break
+    n = struct.unpack(end + "H", count)[0]
+    entries = read(ifd + 2, 12 * n)
+    for k in range(len(entries) // 12):
+        entry = entries[12 * k: 12 * k + 12]
         tag, kind = struct.unpack(end + "HH", entry[:4])
         if tag == _ORIENTATION_TAG and kind == 3:  # SHORT, as the standard has it
             value = struct.unpack(end + "H", entry[8:10])[0]
-            return (value, at + 8) if 1 <= value <= 8 else (1, None)
+            return (value, ifd + 2 + 12 * k + 8) if 1 <= value <= 8 else (1, None)
     return 1, None
+
+
+def _bytes_reader(block: bytes) -> Callable[[int, int], bytes]:
+    return lambda offset, size: block[offset:offset + size]
+
+
+def tiff_orientation(path: Path) -> int:
+    """The Orientation tag (1..8) of a TIFF file's first image; 1 when absent or unreadable. (OpenCV
+    neither applies it with IMREAD_UNCHANGED nor reports it as metadata.)"""
+    try:
+        with open(path, "rb") as f:
+            def read(offset: int, size: int) -> bytes:
+                f.seek(offset)
+                return f.read(size)
+            return _orientation_entry(read)[0]
+    except OSError:
+        return 1
 
 
 def _strip_prefix(exif: bytes) -> tuple[bytes, bytes]:
@@ -75,13 +97,13 @@ def _strip_prefix(exif: bytes) -> tuple[bytes, bytes]:
 def exif_orientation(exif: bytes) -> int:
     """The Orientation tag (1..8) of an EXIF block (TIFF-structured, with or without the
     ``Exif\\0\\0`` prefix); 1 when it is missing, out of range or the block is damaged."""
-    return _orientation_entry(_strip_prefix(exif)[1])[0]
+    return _orientation_entry(_bytes_reader(_strip_prefix(exif)[1]))[0]
 
 
 def exif_set_upright(exif: bytes) -> bytes:
     """The EXIF block with its Orientation tag (if any) set to 1; everything else byte for byte."""
     prefix, body = _strip_prefix(exif)
-    _value, at = _orientation_entry(body)
+    _value, at = _orientation_entry(_bytes_reader(body))
     if at is None:
         return exif
     end = "<" if body[:2] == b"II" else ">"
@@ -112,6 +134,10 @@ def read_still(src: Path) -> Still:
     """A JPEG/PNG/TIFF/WebP/BMP (grey or colour, 8 or 16 bit, optional alpha), turned upright by its
     EXIF orientation; raises InputError naming the file when it cannot be read."""
     img, kinds, chunks = cv2.imreadWithMetadata(str(src), cv2.IMREAD_UNCHANGED)
+    tiff = Path(src).suffix.lower() in (".tif", ".tiff")
+    turned = tiff  # OpenCV's TIFF decoder applies the file's orientation tag itself (2..4; it fails on 5..8)
+    if (img is None or img.size == 0) and tiff:
+        img, turned = _read_tiff(src), False
     if img is None or img.size == 0:
         raise InputError(src, "not a readable image (JPEG, PNG, TIFF, WebP or BMP)")
     metadata = {int(k): np.asarray(c, dtype=np.uint8).tobytes() for k, c in zip(np.ravel(kinds), chunks)}
@@ -142,13 +168,30 @@ def read_still(src: Path) -> Still:
         L = color.rgb_to_lab_np(rgb)[..., 0]
     else:
         raise InputError(src, f"unsupported image layout {img.shape}")
-    orientation = exif_orientation(metadata.get(EXIF, b""))
-    if orientation != 1:
+    orientation = exif_orientation(metadata[EXIF]) if EXIF in metadata else tiff_orientation(src) if tiff else 1
+    if orientation != 1 and not turned:
         rgb, L = upright(rgb, orientation), upright(L, orientation)
         alpha = None if alpha is None else upright(alpha, orientation)
-        metadata[EXIF] = exif_set_upright(metadata[EXIF])
+        if EXIF in metadata:
+            metadata[EXIF] = exif_set_upright(metadata[EXIF])
     return Still(rgb, np.ascontiguousarray(L, dtype=np.float32), alpha, bits, orientation, metadata,
                  colour_source=img.ndim == 3)
+
+
+def _read_tiff(src: Path) -> np.ndarray | None:
+    """The first image of a TIFF that OpenCV refuses, through tifffile (scikit-image's own TIFF
+    reader), as OpenCV would give it (BGR order); None if that fails too. OpenCV 5.0 cannot read a
+    TIFF whose orientation tag turns it sideways (5..8)."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(src) as tif:
+            img = tif.pages[0].asarray()
+    except Exception:  # tifffile raises many types for damaged files; the caller reports it
+        return None
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        img = np.concatenate([img[..., 2::-1], img[..., 3:]], axis=-1)
+    return np.ascontiguousarray(img)
 
 
 def _to_bgr(rgb: np.ndarray, bits: int) -> np.ndarray:

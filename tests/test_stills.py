@@ -159,3 +159,20 @@ def test_preview_of_a_rotated_still_is_upright(tmp_path, model_path):
     src = write_with_metadata(tmp_path / "r.png", stored, {EXIF: make_exif(6)})
     sheet = cv2.imread(str(pipeline.preview(src, None, 1, config(model_path)).dst))
     assert sheet.shape == (40, 2 * 64, 3)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_tiff_orientation_tag_is_applied_even_where_opencv_cannot_read_the_file(tmp_path, orientation):
+    image = pytest.importorskip("PIL.Image")  # writes TIFF orientation tags; Pillow comes with scikit-image
+    ops = pytest.importorskip("PIL.ImageOps")
+    stored = asymmetric_bgr()[..., ::-1].copy()
+    src = tmp_path / "scan.tif"
+    pic = image.fromarray(stored)
+    exif = pic.getexif()
+    exif[0x0112] = orientation
+    pic.save(src, exif=exif)
+    assert stills.tiff_orientation(src) == orientation
+    displayed = np.asarray(ops.exif_transpose(image.open(src)).convert("RGB"))
+    still = stills.read_still(src)
+    assert still.orientation == orientation
+    np.testing.assert_array_equal(np.rint(still.rgb * 255).astype(np.uint8), displayed)
