@@ -39,6 +39,7 @@ from .errors import InputError
 
 STILL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 MAX_CONSECUTIVE_ERRORS = 25
+FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = 1, 2, 3, 4, 5  # FFmpeg's AVFieldOrder
 ENCODERS = {"h264": "libx264", "ffv1": "ffv1", "prores": "prores_ks"}
 # dst extension -> FFmpeg muxer name
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
@@ -89,12 +90,33 @@ class VideoInfo:
     codec_name: str = ""
     stream_index: int = 0
     start_time: float | None = None
-    interlaced: bool = False          # the first frame is flagged interlaced (DV, broadcast, DVD video)
+    field_order: int = FIELD_PROGRESSIVE  # FFmpeg's AVFieldOrder: 1 progressive, 2 TT, 3 BB, 4 TB, 5 BT
+
+    @property
+    def interlaced(self) -> bool:
+        """Interlaced video (DV, broadcast and DVD transfers): two fields per frame."""
+        return self.field_order in (FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT)
+
+    @property
+    def top_field_first(self) -> bool:
+        return self.field_order in (FIELD_TT, FIELD_TB)
 
     @property
     def matrix(self) -> str:
         """The YUV matrix of the source ("bt601" or "bt709")."""
         return matrix_for(self.height, _COLORSPACE_NAMES.get(self.colorspace or 0))
+
+
+def _field_order(first: av.VideoFrame, cc) -> int:
+    """The source's field order, judged on its first frame: progressive unless that frame is flagged
+    interlaced; then the decoder's order, or (unknown) bottom first for DV, as the DV standard has
+    it, and top first for anything else."""
+    if not first.interlaced_frame:
+        return FIELD_PROGRESSIVE
+    order = int(cc.field_order or 0)
+    if order in (FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT):
+        return order
+    return FIELD_BB if cc.name == "dvvideo" else FIELD_TT
 
 
 def is_still_path(path: str | Path) -> bool:
@@ -264,7 +286,7 @@ def probe(path: str | Path) -> VideoInfo:
             audio_streams=n_audio, subtitle_streams=n_subs, is_still=still,
             codec_name=cc.name, stream_index=stream.index,
             start_time=float(stream.start_time * tb) if stream.start_time is not None else None,
-            interlaced=bool(first.interlaced_frame),
+            field_order=_field_order(first, cc),
         )
 
 
@@ -695,11 +717,15 @@ class VideoWriter:
                 setattr(cc, attr, value)
         if info.rotation:
             vs.set_display_rotation(info.rotation)
+        if info.interlaced:  # the container's field flag (Matroska FieldOrder, MOV 'fiel')
+            cc.field_order = info.field_order
         if self.codec == "h264":
             vs.options = {"crf": str(crf), "preset": preset}
-            params = x264_params()
+            params = [p for p in (x264_params(),) if p]
+            if info.interlaced:  # field-coded (MBAFF) in the source's order; set here, since x264 would
+                params.append("tff=1" if info.top_field_first else "bff=1")  # otherwise read new frames' flags
             if params:
-                vs.options["x264-params"] = params
+                vs.options["x264-params"] = ":".join(params)
             if fmt == "avi":  # AVI stores frames in decoding order without pts: no reordering
                 vs.options["bf"] = "0"
         elif self.codec == "ffv1":

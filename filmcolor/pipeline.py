@@ -460,9 +460,10 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
                     progress: Progress | None, warn: Warn | None, pipelined: bool = True) -> int:
     total = expected_frames(info, config)
     turns = quarter_turns(info.rotation)
-    if info.interlaced and warn is not None:  # PyAV has no setter for a new frame's field flags (x264 reads them)
-        warn(f"{src}: interlaced video: written as progressive frames with both fields kept line for line, "
-             "so players will not deinterlace it; deinterlace before or after colouring")
+    if info.interlaced and config.codec == "prores" and warn is not None:
+        warn(f"{src}: interlaced video: the ProRes copy keeps both fields line for line but is coded progressive "
+             "(prores_ks takes the field order from frame flags PyAV cannot set); use --codec h264 or ffv1 "
+             "to keep it interlaced")
     on_device = colorizer.on_device_compose
     if on_device:  # size the batch from free device memory before batching starts
         h, w = (info.height, info.width) if turns % 2 == 0 else (info.width, info.height)

@@ -441,24 +441,53 @@ def test_out_of_memory_at_batch_one_fails_the_film_cleanly(tmp_path, model_path,
     assert listing(tmp_path) == {"a.mp4"}
 
 
-def test_interlaced_source_is_said_and_keeps_every_frame_and_its_luma(tmp_path, model_path):
-    src = tmp_path / "tape.dv"  # DV: always interlaced (PAL, 720x576, 4:2:0)
-    with av.open(str(src), "w") as c:
-        s = c.add_stream("dvvideo", rate=25)
+def _interlaced_clip(path: Path, codec: str, options: dict[str, str] | None = None) -> Path:
+    """Six 720x576 frames with a bar on the bottom field only (combing), as an interlaced stream."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=25)
         s.width, s.height, s.pix_fmt = 720, 576, "yuv420p"
+        s.options = options or {}
         for i in range(6):
             img = np.full((576, 720, 3), 40, np.uint8)
-            img[1::2, 100 + 30 * i: 200 + 30 * i] = 220  # a bar on the bottom field only: combing
+            img[1::2, 100 + 30 * i: 200 + 30 * i] = 220
             for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
-    assert media.probe(src).interlaced and not media.probe(synth.make_clip(tmp_path / "p.mp4", frames=3)).interlaced
+    return path
+
+
+def _field_order_and_flags(path: Path) -> tuple[int, list[bool]]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = list(c.decode(s))
+        return s.codec_context.field_order, [f.interlaced_frame for f in frames]
+
+
+@pytest.mark.parametrize("make, order", [
+    (lambda d: _interlaced_clip(d / "tape.dv", "dvvideo"), media.FIELD_BB),  # DV: bottom field first
+    (lambda d: _interlaced_clip(d / "tff.mkv", "libx264", {"x264-params": "tff=1"}), media.FIELD_TT),
+    (lambda d: _interlaced_clip(d / "bff.mkv", "libx264", {"x264-params": "bff=1"}), media.FIELD_BB),
+])
+def test_interlaced_source_stays_interlaced_in_its_field_order(tmp_path, model_path, make, order):
+    src = make(tmp_path)
+    info = media.probe(src)
+    assert info.interlaced and info.field_order == order
+    assert not media.probe(synth.make_clip(tmp_path / "p.mp4", frames=3)).interlaced
     warnings: list[str] = []
-    out = pipeline.colorize_file(src, tmp_path / "tape.mkv", config(model_path, codec="ffv1"),
-                                 warn=warnings.append).dst
-    assert len(warnings) == 1 and "interlaced" in warnings[0] and "tape.dv" in warnings[0]
-    got, ref = video_frames(out), video_frames(src)
-    assert len(got) == len(ref) == 6
-    for g, r in zip(got, ref):  # lossless output: the fields' lines are the source's, untouched
+    h264 = pipeline.colorize_file(src, tmp_path / "out.mp4", config(model_path), warn=warnings.append).dst
+    got_order, flags = _field_order_and_flags(h264)
+    assert got_order == order and len(flags) == 6 and all(flags)  # field-coded, same order, every frame
+    ffv1 = pipeline.colorize_file(src, tmp_path / "out.mkv", config(model_path, codec="ffv1"),
+                                  warn=warnings.append).dst
+    assert _field_order_and_flags(ffv1)[0] == order  # Matroska's FieldOrder
+    assert warnings == []
+    for g, r in zip(video_frames(ffv1), video_frames(src)):  # lossless: the fields' lines are the source's
         np.testing.assert_array_equal(g.to_ndarray(format="yuv420p")[:576], r.to_ndarray(format="yuv420p")[:576])
+
+
+def test_interlaced_source_to_prores_warns_that_it_is_coded_progressive(tmp_path, model_path):
+    src = _interlaced_clip(tmp_path / "tape.dv", "dvvideo")
+    warnings: list[str] = []
+    pipeline.colorize_file(src, tmp_path / "out.mov", config(model_path, codec="prores"), warn=warnings.append)
+    assert len(warnings) == 1 and "interlaced" in warnings[0] and "tape.dv" in warnings[0]
