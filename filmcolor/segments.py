@@ -135,10 +135,12 @@ def plan_segments(src: str | Path, n: int, overlap: int = OVERLAP, tail: int = 0
 
 def remux_segment(src: str | Path, dst: str | Path, seg: Segment) -> int:
     """Copy the video packets with decode indices ``[seg.start, seg.end)`` of ``src`` into ``dst``
-    (no audio). Returns the number of packets copied."""
+    (no audio), Matroska or (a ``.nut`` name) NUT. Returns the number of packets copied; raises
+    ValueError when the container cannot hold the codec (Matroska and DV)."""
     copied = 0
+    fmt = "nut" if Path(dst).suffix == ".nut" else "matroska"
     with av.open(str(src), "r", metadata_errors="ignore") as inp, \
-            av.open(str(dst), "w", format="matroska", options={"avoid_negative_ts": "disabled"}) as out:
+            av.open(str(dst), "w", format=fmt, options={"avoid_negative_ts": "disabled"}) as out:
         stream = inp.streams.video[0]
         ostream = out.add_stream_from_template(stream)
         if seg.start > 0:
@@ -171,7 +173,12 @@ def colorize_segment(src: str, seg: Segment, work: str, config: RunConfig) -> di
     work_dir = Path(work)
     piece = work_dir / f"src{seg.index:04d}.mkv"
     coloured = work_dir / f"col{seg.index:04d}.nut"  # NUT: any time base, FFV1, no muxer options needed
-    remux_segment(src, piece, seg)
+    try:
+        remux_segment(src, piece, seg)
+    except ValueError:  # a codec Matroska cannot hold (DV): NUT holds any
+        piece.unlink(missing_ok=True)
+        piece = piece.with_suffix(".nut")
+        remux_segment(src, piece, seg)
     warnings: list[str] = []
     seg_config = dataclasses.replace(config, codec="ffv1", overwrite=True, start=None, duration=None)
     try:

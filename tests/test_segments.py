@@ -107,3 +107,27 @@ def test_three_segments_equal_a_plain_run(tmp_path, tiny_model, codec):
         if codec == "ffv1" and all(abs(i - s) > 2 for s in seams):
             assert diff.max() <= 1, f"frame {i}: differs by {diff.max()}"
         assert diff.mean() < 1.0
+
+
+def test_segments_of_a_dv_tape_are_remuxed_where_matroska_cannot_hold_dv(tmp_path, tiny_model):
+    """DV cannot go into Matroska, where segments are cut to; those pieces go into NUT. The joined
+    film has every frame and stays interlaced, bottom field first like the tape."""
+    from filmcolor import media
+    from filmcolor.segments import colorize_segmented
+
+    src = tmp_path / "tape.dv"
+    with av.open(str(src), "w") as c:  # DV: every frame a keyframe, so any cut is safe
+        s = c.add_stream("dvvideo", rate=25)
+        s.width, s.height, s.pix_fmt = 720, 576, "yuv420p"
+        for i in range(30):
+            img = synth.synthetic_frame(i, 720, 576, color=False)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    cfg = RunConfig(model=str(tiny_model), device="cpu", render_size=64)
+    result = colorize_segmented(src, tmp_path / "tape.color.mkv", cfg, segments=2)
+    assert result.frames == 30
+    info = media.probe(result.dst)
+    assert info.field_order == media.FIELD_BB
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tape.color.mkv", "tape.dv"]  # no pieces left
