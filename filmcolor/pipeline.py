@@ -537,8 +537,7 @@ def _colorize_still(src: Path, tmp: Path, dst: Path, colorizer: Colorizer, warn:
     still = stills.read_still(src)
     dropped = stills.write_still(tmp, colorize_rgb(still.L, colorizer), still, final=dst)
     if dropped and warn is not None:
-        warn(f"{dst.name}: written without the source's {' and '.join(dropped)} (filmcolor carries EXIF and ICC "
-             "profiles into .jpg, .png and .webp outputs, and no XMP)")
+        warn(f"{dst.name}: written without the source's {'; '.join(dropped)}")
     return 1
 
 

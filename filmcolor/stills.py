@@ -226,9 +226,25 @@ def write_image(path: Path, rgb: np.ndarray, bits: int = 8, alpha: np.ndarray | 
 
 def write_still(path: Path, rgb: np.ndarray, still: Still, final: Path | None = None) -> list[str]:
     """Write the coloured ``rgb`` (upright, the size of ``still``) with the metadata the format
-    keeps (see the module docstring). Returns the names of the source's metadata it left out."""
+    keeps (see the module docstring). Returns what of the source's metadata it left out, and why,
+    one phrase each (for a warning)."""
+    suffix = (final or path).suffix.lower()
     keep = {k: v for k, v in still.metadata.items() if k == EXIF or (k == ICC and still.colour_source)}
-    dropped = [k for k in (EXIF, ICC) if k in keep] if (final or path).suffix.lower() not in EXIF_FORMATS else []
-    write_image(path, rgb, still.bits, still.alpha, final, {k: v for k, v in keep.items() if k not in dropped})
-    names = {EXIF: "EXIF", ICC: "ICC profile", XMP: "XMP"}
-    return [names[k] for k in dropped + ([XMP] if XMP in still.metadata else [])]
+    dropped: list[str] = []
+    if suffix not in EXIF_FORMATS:
+        dropped = [f"{_NAMES[k]} ({suffix} output keeps none; .jpg, .png and .webp do)" for k in sorted(keep)]
+        keep = {}
+    try:
+        write_image(path, rgb, still.bits, still.alpha, final, keep)
+    except OutputError:
+        if ICC not in keep:
+            raise
+        del keep[ICC]  # a profile the format's library rejects (libpng checks it) must not cost the photo
+        write_image(path, rgb, still.bits, still.alpha, final, keep)
+        dropped.append(f"ICC profile (the {suffix} writer rejected it)")
+    if XMP in still.metadata:
+        dropped.append("XMP (never copied: OpenCV writes it corrupt)")
+    return dropped
+
+
+_NAMES = {EXIF: "EXIF", ICC: "ICC profile", XMP: "XMP"}

@@ -176,3 +176,13 @@ def test_tiff_orientation_tag_is_applied_even_where_opencv_cannot_read_the_file(
     still = stills.read_still(src)
     assert still.orientation == orientation
     np.testing.assert_array_equal(np.rint(still.rgb * 255).astype(np.uint8), displayed)
+
+
+def test_a_profile_the_png_library_rejects_is_left_out_not_the_photo(tmp_path, model_path):
+    bad_icc = b"\0\0\x02\x4cnot-a-profile" + bytes(576)  # JPEG carries any bytes; libpng checks them
+    src = write_with_metadata(tmp_path / "c.jpg", asymmetric_bgr(), {EXIF: make_exif(None), ICC: bad_icc})
+    warnings: list[str] = []
+    out = pipeline.colorize_file(src, tmp_path / "c.png", config(model_path), warn=warnings.append).dst
+    meta = read_metadata(out)
+    assert EXIF in meta and ICC not in meta
+    assert len(warnings) == 1 and "ICC profile" in warnings[0]
