@@ -721,9 +721,10 @@ class VideoWriter:
             cc.field_order = info.field_order
         if self.codec == "h264":
             vs.options = {"crf": str(crf), "preset": preset}
-            params = [p for p in (x264_params(),) if p]
-            if info.interlaced:  # field-coded (MBAFF) in the source's order; set here, since x264 would
-                params.append("tff=1" if info.top_field_first else "bff=1")  # otherwise read new frames' flags
+            # interlaced: field-coded (MBAFF) in the source's order, set at open since the frames
+            # PyAV builds carry no field flags
+            fields = ("tff=1" if info.top_field_first else "bff=1") if info.interlaced else ""
+            params = [p for p in (x264_params(), fields) if p]
             if params:
                 vs.options["x264-params"] = ":".join(params)
             if fmt == "avi":  # AVI stores frames in decoding order without pts: no reordering

@@ -35,6 +35,7 @@ EXIF, XMP, ICC = int(cv2.IMAGE_METADATA_EXIF), int(cv2.IMAGE_METADATA_XMP), int(
 EXIF_FORMATS = frozenset({".jpg", ".jpeg", ".png", ".webp"})  # outputs OpenCV writes EXIF and ICC into
 EIGHT_BIT_FORMATS = frozenset({".jpg", ".jpeg", ".webp", ".bmp"})
 _ORIENTATION_TAG = 0x0112
+_NAMES = {EXIF: "EXIF", ICC: "ICC profile", XMP: "XMP"}
 
 
 @dataclass
@@ -78,8 +79,8 @@ def _bytes_reader(block: bytes) -> Callable[[int, int], bytes]:
 
 
 def tiff_orientation(path: Path) -> int:
-    """The Orientation tag (1..8) of a TIFF file's first image; 1 when absent or unreadable. (OpenCV
-    neither applies it with IMREAD_UNCHANGED nor reports it as metadata.)"""
+    """The Orientation tag (1..8) of a TIFF file's first image; 1 when absent or unreadable (OpenCV
+    does not report it as metadata: a TIFF keeps it in its own first directory)."""
     try:
         with open(path, "rb") as f:
             def read(offset: int, size: int) -> bytes:
@@ -110,23 +111,22 @@ def exif_set_upright(exif: bytes) -> bytes:
     return prefix + body[:at] + struct.pack(end + "H", 1) + body[at + 2:]
 
 
-def upright(a: np.ndarray, orientation: int, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
-    """The stored array ``a`` as displayed under EXIF ``orientation``; ``axes`` are (rows, columns)."""
-    y, x = axes
+def upright(a: np.ndarray, orientation: int) -> np.ndarray:
+    """The stored image ``a`` (rows, columns[, channels]) as displayed under EXIF ``orientation``."""
     if orientation == 2:
-        a = np.flip(a, x)
+        a = a[:, ::-1]
     elif orientation == 3:
-        a = np.flip(a, (y, x))
+        a = a[::-1, ::-1]
     elif orientation == 4:
-        a = np.flip(a, y)
+        a = a[::-1]
     elif orientation == 5:
-        a = np.swapaxes(a, y, x)
+        a = np.swapaxes(a, 0, 1)
     elif orientation == 6:
-        a = np.rot90(a, -1, axes=(y, x))  # 90 degrees clockwise
+        a = np.rot90(a, -1)  # 90 degrees clockwise
     elif orientation == 7:
-        a = np.swapaxes(np.flip(a, (y, x)), y, x)
+        a = np.swapaxes(a[::-1, ::-1], 0, 1)
     elif orientation == 8:
-        a = np.rot90(a, 1, axes=(y, x))
+        a = np.rot90(a, 1)
     return np.ascontiguousarray(a)
 
 
@@ -141,6 +141,11 @@ def read_still(src: Path) -> Still:
     if img is None or img.size == 0:
         raise InputError(src, "not a readable image (JPEG, PNG, TIFF, WebP or BMP)")
     metadata = {int(k): np.asarray(c, dtype=np.uint8).tobytes() for k, c in zip(np.ravel(kinds), chunks)}
+    orientation = exif_orientation(metadata[EXIF]) if EXIF in metadata else tiff_orientation(src) if tiff else 1
+    if orientation != 1 and not turned:  # the stored pixels (and alpha) as displayed
+        img = upright(img, orientation)
+        if EXIF in metadata:
+            metadata[EXIF] = exif_set_upright(metadata[EXIF])
     if img.dtype == np.uint8:
         scale, bits = 255.0, 8
     elif img.dtype == np.uint16:
@@ -168,12 +173,6 @@ def read_still(src: Path) -> Still:
         L = color.rgb_to_lab_np(rgb)[..., 0]
     else:
         raise InputError(src, f"unsupported image layout {img.shape}")
-    orientation = exif_orientation(metadata[EXIF]) if EXIF in metadata else tiff_orientation(src) if tiff else 1
-    if orientation != 1 and not turned:
-        rgb, L = upright(rgb, orientation), upright(L, orientation)
-        alpha = None if alpha is None else upright(alpha, orientation)
-        if EXIF in metadata:
-            metadata[EXIF] = exif_set_upright(metadata[EXIF])
     return Still(rgb, np.ascontiguousarray(L, dtype=np.float32), alpha, bits, orientation, metadata,
                  colour_source=img.ndim == 3)
 
@@ -245,6 +244,3 @@ def write_still(path: Path, rgb: np.ndarray, still: Still, final: Path | None = 
     if XMP in still.metadata:
         dropped.append("XMP (never copied: OpenCV writes it corrupt)")
     return dropped
-
-
-_NAMES = {EXIF: "EXIF", ICC: "ICC profile", XMP: "XMP"}
