@@ -36,6 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
+from .media import film_stream, frame_rate
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf", ".wmv", ".flv")
 CACHE_VERSION = 1
@@ -124,7 +127,7 @@ class FilmSample:
 def _frame_count(stream: Any, container: Any) -> int:
     if stream.frames:
         return int(stream.frames)
-    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    rate = float(frame_rate(stream) or 25)
     if stream.duration and stream.time_base:
         return max(1, int(stream.duration * stream.time_base * rate))
     if container.duration:
@@ -142,7 +145,9 @@ def sample_film(path: str | Path, max_frames: int = 300, max_side: int = 256,
     path = Path(path)
     out = FilmSample(path, [])
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+        stream = film_stream(container)
+        if stream is None:
+            raise InputError(path, "no video stream")
         stream.thread_type = "AUTO"
         total = _frame_count(stream, container)
         stride = max(1.0, total / max_frames) if total else 1.0

@@ -128,11 +128,23 @@ def _tag(value: int | None) -> int | None:
     return None if value in (None, 0, _UNSPECIFIED) else int(value)
 
 
-def _video_stream(container: av.container.InputContainer):
+def film_stream(container: av.container.InputContainer):
+    """The container's film: its first video stream that is not a cover picture (None if none)."""
     for s in container.streams.video:
         if not s.disposition & av.stream.Disposition.attached_pic:  # cover art is not a film
             return s
     return None
+
+
+def frame_rate(stream) -> Fraction | None:
+    """A video stream's frame rate: its average, unless that exceeds the rate every timestamp fits
+    on (FFmpeg's guess), which no real average can; the raw DV demuxer reports its time base's
+    60000 as the average of a 25 fps tape."""
+    avg, guessed = stream.average_rate, stream.guessed_rate
+    if avg and guessed and avg > Fraction(3, 2) * guessed:
+        return Fraction(guessed)
+    rate = avg or guessed or stream.base_rate
+    return Fraction(rate) if rate else None
 
 
 def _sniff_open_error(path: Path) -> str:
@@ -249,7 +261,7 @@ def probe(path: str | Path) -> VideoInfo:
         raise InputError(p, _sniff_open_error(p)) from e
     with container:
         fmt = container.format.name
-        stream = _video_stream(container)
+        stream = film_stream(container)
         n_audio = len(container.streams.audio)
         n_subs = len(container.streams.subtitles)
         if stream is None:
@@ -271,7 +283,7 @@ def probe(path: str | Path) -> VideoInfo:
             duration = container.duration / 1_000_000
         else:
             duration = None
-        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = frame_rate(stream)
         sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
         still = is_still_path(p) or fmt in ("image2", "png_pipe", "jpeg_pipe", "tiff_pipe", "bmp_pipe", "webp_pipe")
         return VideoInfo(
@@ -317,7 +329,7 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
     except (av.error.FFmpegError, OSError) as e:
         raise InputError(p, f"cannot open: {e}") from e
     with container:
-        stream = _video_stream(container)
+        stream = film_stream(container)
         if stream is None:
             raise InputError(p, "no video stream")
         stream.thread_type = "AUTO"
@@ -325,7 +337,7 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
         if t0:
             container.seek(max(0, math.floor(t0 / tb)), stream=stream, backward=True, any_frame=False)
         eps = tb / 2  # compare on the stream's tick grid
-        rate = stream.average_rate or stream.guessed_rate
+        rate = frame_rate(stream)
         step = max(1, round(1 / (Fraction(rate) * tb))) if rate else None
         max_gap = max(Fraction(1, 4), 6 * step * tb) if step else None  # longer gaps are reported
         last_pts = None

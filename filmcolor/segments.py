@@ -39,6 +39,7 @@ from typing import Any, Callable
 import av
 from av.video.frame import PictureType
 
+from . import media
 from .config import RunConfig
 from .errors import InputError, OutputError, ProcessingError
 
@@ -78,7 +79,7 @@ class SegmentPlan:
 def scan_packets(src: str | Path) -> tuple[list[tuple[int, bool]], Fraction]:
     """(pts, is_keyframe) of every video packet in decode order, and the stream's time base."""
     with av.open(str(src), "r", metadata_errors="ignore") as container:
-        stream = container.streams.video[0]
+        stream = media.film_stream(container)
         tb = Fraction(stream.time_base)
         packets = []
         for p in container.demux(stream):
@@ -141,7 +142,7 @@ def remux_segment(src: str | Path, dst: str | Path, seg: Segment) -> int:
     fmt = "nut" if Path(dst).suffix == ".nut" else "matroska"
     with av.open(str(src), "r", metadata_errors="ignore") as inp, \
             av.open(str(dst), "w", format=fmt, options={"avoid_negative_ts": "disabled"}) as out:
-        stream = inp.streams.video[0]
+        stream = media.film_stream(inp)
         ostream = out.add_stream_from_template(stream)
         if seg.start > 0:
             inp.seek(seg.start_pts, stream=stream, backward=True, any_frame=False)
