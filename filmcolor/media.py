@@ -23,8 +23,10 @@ Damaged input (the policy; the CLI README repeats it):
 
 from __future__ import annotations
 
+import heapq
 import math
 import warnings
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +41,7 @@ from .errors import InputError
 
 STILL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 MAX_CONSECUTIVE_ERRORS = 25
+REORDER_DEPTH = 8  # frames held back to put decode-order timestamps in presentation order
 FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = 1, 2, 3, 4, 5  # FFmpeg's AVFieldOrder
 ENCODERS = {"h264": "libx264", "ffv1": "ffv1", "prores": "prores_ks"}
 # dst extension -> FFmpeg muxer name
@@ -349,65 +352,106 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
                  f"skipped, {damage[2]} frame(s) patched by the decoder); concealed, the previous "
                  "picture is held where frames are missing")
 
-        packets = container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except av.error.FFmpegError as e:
-                at = f" after {float(last_pts * tb):.2f} s" if last_pts is not None else ""
-                raise InputError(p, f"unreadable data{at} (file damaged or truncated): {e}") from e
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as e:
-                errors += 1
-                if damage is None:
-                    damage = [float(last_pts * tb) if last_pts is not None else 0.0, 0, 0]
-                damage[1] += 1
-                if errors >= MAX_CONSECUTIVE_ERRORS:
-                    raise InputError(p, f"{errors} video packets in a row cannot be decoded "
-                                        "(file badly damaged)") from e
-                continue
-            if frames:
-                errors = 0
-            for frame in frames:
-                if frame.pts is None:  # no timestamp from the container: continue the grid
-                    frame.pts = (last_pts + (step or 1)) if last_pts is not None else 0
-                    frame.time_base = tb
-                if last_pts is not None and max_gap and (frame.pts - last_pts) * tb > max_gap:
-                    warn(f"{p}: no video frames between {float(last_pts * tb):.2f} s and "
-                         f"{float(frame.pts * tb):.2f} s (damaged or missing data); the previous "
-                         "picture is held")
-                if frame.is_corrupt:
+        def decoded() -> Iterator[av.VideoFrame]:
+            """Frames as the decoder gives them; rejected packets counted as damage."""
+            nonlocal errors, damage
+            packets = container.demux(stream)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    return
+                except av.error.FFmpegError as e:
+                    at = f" after {float(last_pts * tb):.2f} s" if last_pts is not None else ""
+                    raise InputError(p, f"unreadable data{at} (file damaged or truncated): {e}") from e
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as e:
+                    errors += 1
                     if damage is None:
                         damage = [float(last_pts * tb) if last_pts is not None else 0.0, 0, 0]
-                    damage[2] += 1
-                elif damage is not None:
-                    report(f"{float(frame.pts * tb):.2f} s")
-                    damage = None
-                last_pts = frame.pts
-                t = frame.pts * tb
-                if t0 is not None and t < t0 - eps:
+                    damage[1] += 1
+                    if errors >= MAX_CONSECUTIVE_ERRORS:
+                        raise InputError(p, f"{errors} video packets in a row cannot be decoded "
+                                            "(file badly damaged)") from e
                     continue
-                if t1 is not None and t >= t1 - eps:
-                    return
-                yield frame
+                if frames:
+                    errors = 0
+                yield from frames
+
+        frames = decoded()
+        if container.format.name == "avi" or stream.codec_context.has_b_frames:  # frames can be reordered
+            frames = _in_presentation_order(frames, REORDER_DEPTH)
+        for frame in frames:
+            if frame.pts is None:  # no timestamp from the container: continue the grid
+                frame.pts = (last_pts + (step or 1)) if last_pts is not None else 0
+                frame.time_base = tb
+            if last_pts is not None and max_gap and (frame.pts - last_pts) * tb > max_gap:
+                warn(f"{p}: no video frames between {float(last_pts * tb):.2f} s and "
+                     f"{float(frame.pts * tb):.2f} s (damaged or missing data); the previous "
+                     "picture is held")
+            if frame.is_corrupt:
+                if damage is None:
+                    damage = [float(last_pts * tb) if last_pts is not None else 0.0, 0, 0]
+                damage[2] += 1
+            elif damage is not None:
+                report(f"{float(frame.pts * tb):.2f} s")
+                damage = None
+            last_pts = frame.pts
+            t = frame.pts * tb
+            if t0 is not None and t < t0 - eps:
+                continue
+            if t1 is not None and t >= t1 - eps:
+                return
+            yield frame
         if damage is not None:
             report("the end")
-        declared = _declared_duration(stream)
-        if declared is not None and (t1 is None or t1 > declared):
+        end = _declared_end(stream)
+        if end is not None and (t1 is None or t1 > end):
             seen = float(last_pts * tb) if last_pts is not None else 0.0
             first = float(stream.start_time * tb) if stream.start_time else 0.0
-            if declared + first - seen > max(1.0, 0.02 * declared):
-                raise InputError(p, f"video stops at {seen:.2f} s but the stream lasts {declared + first:.2f} s "
+            if end - seen > max(1.0, 0.02 * (end - first)):
+                raise InputError(p, f"video stops at {seen:.2f} s but the stream lasts until {end:.2f} s "
                                     "(damaged or truncated file)")
 
 
-def _declared_duration(stream) -> float | None:
-    """The video stream's own duration in seconds (not the container's), when the file states it."""
+def _in_presentation_order(frames: Iterator[av.VideoFrame], depth: int) -> Iterator[av.VideoFrame]:
+    """Re-stamp frames whose timestamps came in decode order.
+
+    AVI stores frames in decode order and no timestamps; FFmpeg numbers the packets, so a decoder
+    that reorders (B-frames) gives out frames in presentation order still carrying their packets'
+    numbers (1, 4, 3, 5, 2, ...), and no muxer takes those (a piece of such a film remuxed into
+    Matroska keeps the numbers). Each frame leaves ``depth`` frames late with the smallest
+    timestamp not yet given out: the same timestamps, in order, whenever no frame is displayed
+    more than ``depth`` places from where it was decoded (H.264 reorders at most 16, in practice
+    2-4). In-order timestamps come out unchanged. Frames without one keep none.
+    """
+    pending: deque[av.VideoFrame] = deque()
+    stamps: list[int] = []
+
+    def release() -> av.VideoFrame:
+        frame = pending.popleft()
+        if frame.pts is not None:
+            frame.pts = heapq.heappop(stamps)
+        return frame
+
+    for frame in frames:
+        pending.append(frame)
+        if frame.pts is not None:
+            heapq.heappush(stamps, frame.pts)
+        if len(pending) > depth:
+            yield release()
+    while pending:
+        yield release()
+
+
+def _declared_end(stream) -> float | None:
+    """When the video stream says it ends, in seconds on its own timeline, if the file states it:
+    its start plus its duration, or Matroska's ``DURATION`` tag, which FFmpeg writes as the end of
+    the track's last frame (not its length: a piece cut from 25 s on says 50 s, not 25 s)."""
     if stream.duration:
-        return float(stream.duration * stream.time_base)
+        first = stream.start_time or 0
+        return float((first + stream.duration) * stream.time_base)
     tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
     if tag:  # Matroska: "HH:MM:SS.nnnnnnnnn"
         try:

@@ -131,3 +131,38 @@ def test_segments_of_a_dv_tape_are_remuxed_where_matroska_cannot_hold_dv(tmp_pat
     info = media.probe(result.dst)
     assert info.field_order == media.FIELD_BB
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tape.color.mkv", "tape.dv"]  # no pieces left
+
+
+def _avi_with_b_frames(path: Path, frames: int = 60) -> Path:
+    """H.264 with B-frames in AVI: FFmpeg stamps its packets in decode order (see media.decode)."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.options = {"crf": "16", "preset": "medium", "x264-params": "bframes=3:keyint=10:min-keyint=10:scenecut=0"}
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48, color=False), format="rgb24")
+            f = f.reformat(format="yuv420p")
+            f.pts = i
+            out.mux(vs.encode(f))
+        out.mux(vs.encode())
+    return path
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: make_gop_clip(d / "film.mp4", frames=150, gop=25),  # pieces start 2 and 4 s in
+    lambda d: _avi_with_b_frames(d / "film.avi"),
+], ids=["mp4-6s", "avi-b-frames"])
+def test_segments_that_start_seconds_into_the_film(tmp_path, tiny_model, make):
+    """A piece that starts seconds into the film used to be taken for a truncated file: Matroska's
+    DURATION tag is where the track ends, and it was added to the piece's start. AVI pieces carry
+    decode-order timestamps that the decoder must put back in order."""
+    from filmcolor.segments import colorize_segmented
+
+    src = make(tmp_path)
+    plan = plan_segments(src, 3)
+    assert len(plan.segments) == 3
+    result = colorize_segmented(src, tmp_path / "out.mkv", RunConfig(model=str(tiny_model), device="cpu",
+                                                                    render_size=64), segments=3)
+    with av.open(str(result.dst)) as c:
+        times = [f.pts * f.time_base for f in c.decode(video=0)]
+    assert len(times) == plan.frames and times == sorted(times) and len(set(times)) == len(times)
