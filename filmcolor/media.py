@@ -24,6 +24,7 @@ Damaged input (the policy; the CLI README repeats it):
 from __future__ import annotations
 
 import heapq
+import io
 import math
 import warnings
 from collections import deque
@@ -705,6 +706,26 @@ class _Transcoder:
         return self.stream.encode(frame)
 
 
+def _muxer_accepts(fmt: str, stream) -> bool:
+    """Whether muxer ``fmt`` takes a packet copy of ``stream``. Some refuse a codec only when the
+    header is written (Opus in MOV), which would fail the whole film after the fact, so the header
+    is tried first on a scratch buffer."""
+    scratch = None
+    try:
+        scratch = av.open(io.BytesIO(), "w", format=fmt)
+        scratch.add_stream_from_template(stream)
+        scratch.start_encoding()
+        return True
+    except (ValueError, av.error.FFmpegError):
+        return False
+    finally:
+        if scratch is not None:
+            try:
+                scratch.close()
+            except (ValueError, av.error.FFmpegError):
+                pass
+
+
 class VideoWriter:
     """Encode frames to ``dst`` with their source timestamps; copy the source's other streams.
 
@@ -801,6 +822,8 @@ class VideoWriter:
                 continue
             name = s.codec_context.name if s.codec_context is not None else (s.name or "unknown codec")
             try:
+                if not _muxer_accepts(self._out.format.name, s):
+                    raise ValueError(f"{self._out.format.name} refuses {name}")
                 copy = self._out.add_stream_from_template(s)
                 copy.time_base = s.time_base  # a hint; muxers with a fixed clock (Matroska: 1 ms) override it
                 self._map[s.index] = ("copy", copy)

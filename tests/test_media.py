@@ -199,6 +199,31 @@ def test_mkv_to_mp4_and_back_keeps_timestamps(clip, tmp_path):
     assert side_packets(back) == side_packets(src)
 
 
+def test_dv_frame_rate_is_the_tapes_not_its_time_base(tmp_path):
+    src = tmp_path / "tape.dv"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("dvvideo", rate=25)
+        s.width, s.height, s.pix_fmt = 720, 576, "yuv420p"
+        for i in range(3):
+            c.mux(s.encode(av.VideoFrame(720, 576, "yuv420p")))
+        c.mux(s.encode())
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].average_rate == 60000  # what the raw DV demuxer reports
+    assert media.probe(src).fps == 25
+
+
+def test_a_codec_the_muxer_refuses_only_at_its_header_is_transcoded(clip, tmp_path):
+    # MOV lists Opus among its codecs but its muxer refuses it when writing the header: before the
+    # check, the copy failed the whole film ("Invalid argument") with the picture already coloured
+    src = clip("o.mkv", audio=("libopus",), frames=25)
+    _, warnings = roundtrip(src, tmp_path / "out.mov")
+    assert [w for w in warnings if "opus" in w and "transcoded to AAC" in w]
+    with av.open(str(tmp_path / "out.mov")) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == ["aac"]
+        seconds = sum(f.samples for f in c.decode(audio=0)) / c.streams.audio[0].sample_rate
+    assert abs(seconds - 1.0) < 0.1
+
+
 def test_unsupported_streams_are_transcoded_or_dropped_with_warning(clip, tmp_path):
     src = clip("s.mkv", audio=("libopus",), subtitles=True, frames=25)
     dst = tmp_path / "out.avi"  # AVI holds neither Opus nor SubRip
