@@ -8,7 +8,8 @@
   (``Planes``); for an 8-bit 4:2:0 source the Y plane is copied out untouched.
 - ``VideoWriter`` encodes frames with their source timestamps and copies every audio and subtitle
   stream of the source packet for packet, read by a second demuxer and interleaved by timestamp as
-  the video frames arrive.
+  the video frames arrive; the film's labels go with it (title and other tags, each stream's
+  language, name and flags, timecode, chapters, attachments, cover picture; see ``tags``).
 
 Damaged input (the policy; the CLI README repeats it):
 - Missing, empty, non-media, audio-only, undecodable files and files whose container says they were
@@ -36,6 +37,7 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from . import tags
 from .color import matrix_for
 from .cpu import cpu_flags
 from .errors import InputError
@@ -726,6 +728,15 @@ def _muxer_accepts(fmt: str, stream) -> bool:
                 pass
 
 
+_PICTURE_TYPES = {"mjpeg": (".jpg", "image/jpeg"), "png": (".png", "image/png"), "bmp": (".bmp", "image/bmp")}
+
+
+def _label(dst, src, *, reencoded: bool) -> None:
+    """Give output stream ``dst`` the tags and disposition flags of source stream ``src``."""
+    dst.metadata.update(tags.carried_tags(src.metadata, reencoded=reencoded))
+    dst.disposition = src.disposition & ~av.stream.Disposition.attached_pic
+
+
 class VideoWriter:
     """Encode frames to ``dst`` with their source timestamps; copy the source's other streams.
 
@@ -817,6 +828,7 @@ class VideoWriter:
     def _setup_side_streams(self) -> None:
         self._in = av.open(str(self.src), "r", metadata_errors="ignore")
         self._map: dict[int, tuple[str, object]] = {}
+        self._carry_labels()
         for s in self._in.streams:
             if s.type not in ("audio", "subtitle"):
                 continue
@@ -827,16 +839,20 @@ class VideoWriter:
                 copy = self._out.add_stream_from_template(s)
                 copy.time_base = s.time_base  # a hint; muxers with a fixed clock (Matroska: 1 ms) override it
                 self._map[s.index] = ("copy", copy)
+                _label(copy, s, reencoded=False)
                 continue
             except (ValueError, av.error.FFmpegError):
                 pass
             if s.type == "audio" and "aac" in self._out.supported_codecs:
-                self._map[s.index] = ("aac", _Transcoder(s, self._out))
+                transcoder = _Transcoder(s, self._out)
+                self._map[s.index] = ("aac", transcoder)
+                _label(transcoder.stream, s, reencoded=True)
                 self._warn(f"{self.src}: audio stream {s.index} ({name}) cannot go into "
                            f"{self._out.format.name}; transcoded to AAC")
             else:
                 self._warn(f"{self.src}: {s.type} stream {s.index} ({name}) cannot go into "
                            f"{self._out.format.name}; dropped")
+        covers = self._cover_art()
         self._mov_text_gaps = {
             i for i, (kind, _) in self._map.items()
             if kind == "copy" and self._in.streams[i].codec_context is not None
@@ -845,10 +861,75 @@ class VideoWriter:
         }
         self._pending = None
         self._side_iter = None
+        for stream, data in covers:  # after every stream is added: this writes the header
+            packet = av.Packet(data)
+            packet.stream, packet.time_base, packet.pts, packet.dts = stream, stream.time_base, 0, 0
+            self._out.mux(packet)
         if self._map:
             if self._t0 > 0:
                 self._in.seek(max(0, int((self._t0 - 1) * 1_000_000)), backward=True, any_frame=True)
             self._side_iter = self._side_packets([self._in.streams[i] for i in self._map])
+
+    def _carry_labels(self) -> None:
+        """The film's own labels onto the output: its tags (title, date, comment...), the picture
+        stream's tags (language, title, timecode) and flags, its chapters and its attachments (the
+        fonts of styled subtitles), each cut to the written stretch (see ``tags``)."""
+        src, out, info = self._in, self._out, self.info
+        fmt = out.format.name
+        video_in = next((s for s in src.streams.video if s.index == info.stream_index), None)
+        out.metadata.update(tags.carried_tags(src.metadata))
+        if video_in is not None:
+            _label(self._vs, video_in, reencoded=True)
+        skipped = tags.frames_before(self._t0, info.start_time, info.fps) if self._start and info.fps else 0
+        for labels in (out.metadata, self._vs.metadata):
+            key = tags.timecode_key(labels)
+            if key is None:
+                continue
+            if fmt in ("mp4", "mov", "ipod") and tags.nominal_rate(info.fps or 25) > tags.MOV_TIMECODE_MAX_FPS:
+                self._warn(f"{self.src}: timecode {labels.pop(key)} left out: a {fmt} timecode track counts at most "
+                           f"{tags.MOV_TIMECODE_MAX_FPS} frames a second (.mkv keeps it as a tag)")
+            elif skipped:  # an excerpt's timecode is that of its own first frame
+                labels[key] = tags.shift_timecode(labels[key], skipped, info.fps)
+        chapters = tags.carried_chapters(src.chapters(), self._start, self._t1)
+        if chapters:
+            out.set_chapters(chapters)
+        attachments = list(src.streams.attachments)
+        if attachments and fmt == "matroska":
+            for a in attachments:
+                out.add_attachment(a.name or f"attachment{a.index}", a.mimetype or "application/octet-stream",
+                                   bytes(a.data))
+        elif attachments:
+            self._warn(f"{self.src}: {len(attachments)} attachment(s) ("
+                       f"{', '.join(a.name or '?' for a in attachments[:3])}) cannot go into {fmt}; "
+                       "left out (.mkv keeps them)")
+
+    def _cover_art(self) -> list[tuple[object, bytes]]:
+        """Carry the film's cover pictures (streams flagged attached_pic): into Matroska as
+        attachments, into MP4 as cover streams (returned with their picture, to be muxed once
+        all streams exist); other containers cannot hold one, which ``warn`` says."""
+        pics = [s for s in self._in.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+        if not pics:
+            return []
+        fmt, out = self._out.format.name, []
+        with av.open(str(self.src), "r", metadata_errors="ignore") as c:  # the picture is the first packet
+            for s in pics:
+                data = next((bytes(p) for p in c.demux(c.streams[s.index]) if p.size), None)
+                codec = s.codec_context.name if s.codec_context is not None else ""
+                if data is None:
+                    continue
+                if fmt == "matroska":
+                    ext, mime = _PICTURE_TYPES.get(codec, ("", "application/octet-stream"))
+                    self._out.add_attachment(s.metadata.get("filename") or f"cover{ext}",
+                                             s.metadata.get("mimetype") or mime, data)
+                elif fmt in ("mp4", "ipod") and codec in _PICTURE_TYPES:  # MOV has no cover box
+                    copy = self._out.add_stream_from_template(s)
+                    _label(copy, s, reencoded=False)
+                    copy.disposition = av.stream.Disposition.attached_pic
+                    out.append((copy, data))
+                else:
+                    self._warn(f"{self.src}: its cover picture (stream {s.index}, {codec}) cannot go into {fmt}; "
+                               "left out (.mkv and .mp4 keep it)")
+        return out
 
     def _side_packets(self, streams):
         """In-range packets of the copied streams, in file order, as (packet, time in seconds)."""

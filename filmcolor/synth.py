@@ -56,14 +56,16 @@ def make_clip(path: str | Path, *, frames: int = 24, width: int = 64, height: in
               fps: Fraction | int | str = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",
               audio: Sequence[str] = ("aac",), vfr: bool = False, color: bool = True,
               full_range: bool = False, subtitles: bool = False, sar: Fraction | None = None,
-              rotation: int = 0, color_tags: tuple[int, int, int] | None = None) -> Path:
+              rotation: int = 0, color_tags: tuple[int, int, int] | None = None,
+              keyint: int | None = None) -> Path:
     """Write a synthetic film and return its path; the container follows the file extension.
 
     ``audio`` lists one codec per audio stream (``()`` for a silent film); audio lasts as long as
     the video. ``vfr`` gives irregular frame timestamps (time base 1/90000). ``color=False`` makes
     a B&W film (R = G = B). ``subtitles`` adds a text track (mov_text in MP4/MOV, SubRip elsewhere)
     with one cue per second. ``sar`` sets the sample aspect ratio, ``rotation`` a display matrix
-    (counter-clockwise degrees), ``color_tags`` the (primaries, transfer, matrix) FFmpeg enums.
+    (counter-clockwise degrees), ``color_tags`` the (primaries, transfer, matrix) FFmpeg enums,
+    ``keyint`` a keyframe every that many frames (x264; otherwise the encoder's default).
     """
     path = Path(path)
     fps = Fraction(fps)
@@ -81,6 +83,8 @@ def make_clip(path: str | Path, *, frames: int = 24, width: int = 64, height: in
             vs.set_display_rotation(rotation)
         if codec == "libx264":
             vs.options = {"crf": "16", "preset": "ultrafast"}
+            if keyint:
+                vs.options["x264-params"] = f"keyint={keyint}:min-keyint={keyint}:scenecut=0"
         if vfr:
             vs.codec_context.time_base = Fraction(1, 90000)
         tb = vs.codec_context.time_base or 1 / fps

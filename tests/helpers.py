@@ -1,13 +1,17 @@
-"""Test helpers: a tiny random generator whose output is not grey, and hashing."""
+"""Test helpers: a tiny random generator whose output is not grey, hashing, and a film with labels."""
 
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import cv2
+import numpy as np
 import torch
 
-from filmcolor import weights
+from filmcolor import synth, tags, weights
 from filmcolor.model import UNetGenerator, init_weights
 
 TINY_ARGS = {"ngf": 4, "num_downs": 5}
@@ -32,3 +36,59 @@ def tiny_model(path: str | Path, **kwargs) -> Path:
 
 def sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --- an archive film's labels ---------------------------------------------------------------------
+D = av.stream.Disposition
+COVER = bytes(cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))[1])
+FONT = b"\x00\x01\x00\x00 not really a font"
+STREAM_LABELS = [("eng", "picture", D.default, {"timecode": "01:00:00:00"}),
+                 ("fra", "French dub", D.default, {}), ("eng", "Commentary", D.comment, {}),
+                 ("eng", "Cues", D.forced, {})]
+
+
+def labelled_film(dst: Path, color: bool = True) -> Path:
+    """A 2 s film at ``dst`` (Matroska; 25 fps, a keyframe every 10 frames, two audio tracks,
+    subtitles) with the labels an archive keeps: a title and comment, a language, title and flags
+    per stream, a timecode on the picture, two chapters, a font attachment and a cover picture
+    (Matroska attaches both)."""
+    base = synth.make_clip(dst.with_name("base-" + dst.name), frames=50, audio=("aac", "libopus"),
+                           subtitles=True, color=color, keyint=10)
+    with av.open(str(base)) as inp, av.open(str(dst), "w") as out:
+        out.metadata.update({"title": "Reel 3: The Harbour", "comment": "2K scan, 1952 print"})
+        copies = {}
+        for s, (lang, title, flags, extra) in zip(inp.streams, STREAM_LABELS):
+            copies[s.index] = c = out.add_stream_from_template(s)
+            c.metadata.update({"language": lang, "title": title, **extra})
+            c.disposition = flags
+        ms = Fraction(1, 1000)
+        out.set_chapters([{"id": 1, "start": 0, "end": 1000, "time_base": ms, "metadata": {"title": "Opening"}},
+                          {"id": 2, "start": 1000, "end": 2000, "time_base": ms, "metadata": {"title": "Harbour"}}])
+        out.add_attachment("Caslon.ttf", "font/ttf", FONT)
+        out.add_attachment("cover.jpg", "image/jpeg", COVER)
+        for packet in inp.demux():
+            if packet.dts is not None:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+    base.unlink()
+    return dst
+
+
+def read_labels(path: Path) -> dict:
+    """What a player shows of a file's labels (comparable across MP4, MOV and Matroska)."""
+    with av.open(str(path)) as c:
+        streams = [s for s in c.streams if s.type in ("video", "audio", "subtitle")
+                   and not s.disposition & D.attached_pic]
+        film = streams[0].metadata
+        covers = [s for s in c.streams.video if s.disposition & D.attached_pic]
+        cover = [bytes(p) for p in c.demux(covers[0]) if p.size][:1] if covers else []
+        return {
+            "title": c.metadata.get("title"), "comment": c.metadata.get("comment", c.metadata.get("COMMENT")),
+            "streams": [(s.type, s.language, s.metadata.get("title", s.metadata.get("name")),
+                         int(s.disposition & (D.default | D.comment | D.forced))) for s in streams],
+            "timecode": film.get(tags.timecode_key(film) or "timecode"),
+            "chapters": [(float(ch["start"] * ch["time_base"]), float(ch["end"] * ch["time_base"]),
+                          ch["metadata"].get("title")) for ch in c.chapters()],
+            "attachments": [(a.name, bytes(a.data)) for a in c.streams.attachments],
+            "cover": cover,
+        }

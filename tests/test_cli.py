@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from filmcolor import __version__, pipeline, synth
 from filmcolor.cli import main
-from helpers import sha256, tiny_model
+from helpers import labelled_film, read_labels, sha256, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,14 @@ def test_version_and_help():
     assert r.exit_code == 0 and __version__ in r.output
     r = CliRunner().invoke(main, ["run", "--help"])
     assert r.exit_code == 0 and "--render-size" in r.output and "[default: 192" in r.output
+
+
+def test_run_keeps_the_films_labels(tmp_path, model_path):
+    """Title, track languages and names, flags, timecode, chapters, fonts and cover survive `run`."""
+    src = labelled_film(tmp_path / "reel.mkv", color=False)
+    r = run(src, "--model", model_path, "--device", "cpu", "--render-size", "48", "--smooth", "off")
+    assert r.exit_code == 0, r.output
+    assert read_labels(tmp_path / "reel.color.mkv") == read_labels(src)
 
 
 def test_run_writes_output(tmp_path, clip, model_path):

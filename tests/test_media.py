@@ -18,6 +18,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from filmcolor import media, synth
 from filmcolor.errors import InputError
 from filmcolor.synth import _tone
+from helpers import COVER, FONT, D, labelled_film, read_labels
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -197,6 +198,67 @@ def test_mkv_to_mp4_and_back_keeps_timestamps(clip, tmp_path):
     roundtrip(mp4, back)
     assert video_times(back) == video_times(src)
     assert side_packets(back) == side_packets(src)
+
+
+# --- an archive film's labels: tags, languages, flags, timecode, chapters, attachments, cover -------
+def test_matroska_keeps_every_label(clip, tmp_path):
+    src = labelled_film(tmp_path / "labelled.mkv")
+    before = read_labels(src)
+    assert before["cover"] == [COVER] and before["attachments"] == [("Caslon.ttf", FONT)]  # the source is right
+    dst = tmp_path / "out.mkv"
+    _, warnings = roundtrip(src, dst)
+    assert warnings == []
+    after = read_labels(dst)
+    assert after == before
+    assert after["streams"][1] == ("audio", "fra", "French dub", int(D.default))
+    assert after["chapters"] == [(0.0, 1.0, "Opening"), (1.0, 2.0, "Harbour")]
+    assert after["timecode"] == "01:00:00:00"
+
+
+def test_mp4_keeps_labels_it_can_hold_and_says_what_it_cannot(clip, tmp_path):
+    src = labelled_film(tmp_path / "labelled.mkv")
+    dst = tmp_path / "out.mp4"
+    _, warnings = roundtrip(src, dst)
+    after, before = read_labels(dst), read_labels(src)
+    for key in ("title", "comment", "chapters", "timecode", "cover"):
+        assert after[key] == before[key], key
+    assert after["streams"] == before["streams"][:3]  # SubRip cannot go into MP4 ...
+    assert [w for w in warnings if "dropped" in w and "subtitle" in w]  # ... and the user is told
+    (attach,) = [w for w in warnings if "attachment" in w]
+    assert "Caslon.ttf" in attach and ".mkv keeps them" in attach
+    with av.open(str(dst)) as c:  # MP4 keeps a timecode as a tmcd track
+        assert [s.metadata.get("timecode") for s in c.streams.data if s.metadata.get("timecode")] == ["01:00:00:00"]
+
+
+def test_excerpt_carries_its_own_timecode_and_chapters(clip, tmp_path):
+    src = labelled_film(tmp_path / "labelled.mkv")
+    dst = tmp_path / "excerpt.mov"
+    _, warnings = roundtrip(src, dst, start=1.0, duration=0.6)
+    after = read_labels(dst)
+    assert after["timecode"] == "01:00:01:00"  # 25 frames later
+    assert after["chapters"] == [(0.0, 0.6, "Harbour")]
+    assert after["title"] == "Reel 3: The Harbour"
+    # Opus went in as AAC, labels and all (MOV has no flag for a commentary track)
+    assert [s[:3] for s in after["streams"]] == [s[:3] for s in read_labels(src)["streams"][:3]]
+    assert any("cover picture" in w and "mov" in w for w in warnings)  # MOV has no cover box
+
+
+def test_high_speed_film_keeps_its_picture_when_mp4_cannot_hold_its_timecode(clip, tmp_path):
+    # 300 fps: MP4's timecode track cannot count that fast and FFmpeg failed the file at its end
+    src = clip("fast.mkv", fps=300, frames=30, audio=())
+    tagged = tmp_path / "fast-tc.mkv"
+    with av.open(str(src)) as inp, av.open(str(tagged), "w") as out:
+        v = out.add_stream_from_template(inp.streams.video[0])
+        v.metadata["timecode"] = "10:00:00:00"
+        for packet in inp.demux():
+            if packet.dts is not None:
+                packet.stream = v
+                out.mux(packet)
+    _, warnings = roundtrip(tagged, tmp_path / "out.mp4")
+    assert [w for w in warnings if "timecode 10:00:00:00 left out" in w]
+    assert len(video_times(tmp_path / "out.mp4")) == 30
+    _, warnings = roundtrip(tagged, tmp_path / "out.mkv")
+    assert warnings == [] and read_labels(tmp_path / "out.mkv")["timecode"] == "10:00:00:00"
 
 
 def test_dv_frame_rate_is_the_tapes_not_its_time_base(tmp_path):

@@ -133,6 +133,19 @@ def test_segments_of_a_dv_tape_are_remuxed_where_matroska_cannot_hold_dv(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tape.color.mkv", "tape.dv"]  # no pieces left
 
 
+def test_segmented_run_keeps_the_films_labels(tmp_path, tiny_model):
+    """Pieces carry no labels; the join takes them from the source, as a plain run does."""
+    from filmcolor.segments import colorize_segmented
+    from helpers import labelled_film, read_labels
+
+    src = labelled_film(tmp_path / "reel.mkv", color=False)
+    assert len(plan_segments(src, 2).segments) == 2
+    cfg = RunConfig(model=str(tiny_model), device="cpu", render_size=64)
+    result = colorize_segmented(src, tmp_path / "reel.color.mkv", cfg, segments=2)
+    assert result.frames == 50
+    assert read_labels(result.dst) == read_labels(src)
+
+
 def _avi_with_b_frames(path: Path, frames: int = 60) -> Path:
     """H.264 with B-frames in AVI: FFmpeg stamps its packets in decode order (see media.decode)."""
     with av.open(str(path), "w") as out:
