@@ -782,6 +782,7 @@ class VideoWriter:
             self._abort()
             raise
         self.frames_written = 0
+        self._size = (info.width, info.height)
 
     # setup
     def _setup_video(self, crf: int, preset: str) -> None:
@@ -991,6 +992,13 @@ class VideoWriter:
         if frame.pts is None or frame.time_base is None:
             raise ValueError("frame has no pts/time_base; give it the source frame's (planes_to_frame(like=...))")
         t = frame.pts * frame.time_base - self._t0
+        size = (frame.width, frame.height)
+        if size != self._size:  # a broadcast capture switching resolution: the encoder scales it
+            w, h = self.info.width, self.info.height
+            if size != (w, h):
+                self._warn(f"{self.src}: the picture is {size[0]}x{size[1]} from {float(t):.2f} s on, the film "
+                           f"{w}x{h}; those frames are scaled to {w}x{h}")
+            self._size = size
         self._pump(t)
         pts = round(t / self._v_tb)
         old_pts, old_tb = frame.pts, frame.time_base

@@ -149,6 +149,37 @@ def test_avi_with_b_frames_is_written_in_presentation_order(tmp_path, dst_name):
         assert peak_signal_noise_ratio(a, b, data_range=255) >= 40, k
 
 
+def test_a_picture_that_changes_size_mid_film_is_scaled_with_a_warning(tmp_path):
+    # broadcast captures switch resolution in-band (a new MPEG-2 sequence header in the same stream)
+    src = tmp_path / "sizes.ts"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("mpeg2video", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 128, 96, "yuv420p"
+        big = av.CodecContext.create("mpeg2video", "w")
+        big.width, big.height, big.pix_fmt, big.time_base, big.framerate = 192, 144, "yuv420p", Fraction(1, 25), 25
+        for i in range(40):
+            w, h, enc = (128, 96, vs) if i < 20 else (192, 144, big)
+            frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, w, h), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            if i == 20:
+                out.mux(vs.encode())
+            for packet in enc.encode(frame):
+                packet.stream, packet.time_base = vs, Fraction(1, 25)
+                out.mux(packet)
+        for packet in big.encode(None):
+            packet.stream, packet.time_base = vs, Fraction(1, 25)
+            out.mux(packet)
+    with av.open(str(src)) as c:
+        sizes = [(f.width, f.height) for f in c.decode(video=0)]
+    assert sizes[0] == (128, 96) and sizes[-1] == (192, 144)
+    dst = tmp_path / "out.mkv"
+    _, warnings = roundtrip(src, dst)
+    (warning,) = warnings
+    assert "192x144 from 0.8" in warning and "scaled to 128x96" in warning
+    with av.open(str(dst)) as c:
+        assert [(f.width, f.height) for f in c.decode(video=0)] == [(128, 96)] * len(sizes)
+
+
 def test_ten_bit_source_stays_ten_bit(clip, tmp_path):
     src = clip("ten.mp4", pix_fmt="yuv420p10le")
     info = media.probe(src)
