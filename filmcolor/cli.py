@@ -240,10 +240,10 @@ def summary_line(result) -> str:
     """One line: what was written, how many frames, how fast."""
     if result.kind == "still":
         return f"filmcolor: wrote {result.dst} ({result.seconds:.1f} s)"
+    frames = f"{result.frames} frame{'' if result.frames == 1 else 's'}"
     if result.kind == "preview":
-        return f"filmcolor: wrote {result.dst}: {result.frames} frames, B&W | colour ({result.seconds:.1f} s)"
-    return (f"filmcolor: wrote {result.dst}: {result.frames} frames in {result.seconds:.1f} s "
-            f"({result.fps:.1f} fps)")
+        return f"filmcolor: wrote {result.dst}: {frames}, B&W | colour ({result.seconds:.1f} s)"
+    return f"filmcolor: wrote {result.dst}: {frames} in {result.seconds:.1f} s ({result.fps:.1f} fps)"
 
 
 # --- eval --------------------------------------------------------------------------------------------

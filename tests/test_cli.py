@@ -48,6 +48,17 @@ def test_run_keeps_the_films_labels(tmp_path, model_path):
     assert read_labels(tmp_path / "reel.color.mkv") == read_labels(src)
 
 
+@pytest.mark.parametrize("frames", [1, 2])
+def test_a_film_of_one_or_two_frames(tmp_path, model_path, frames):
+    # the flow smoother looks two frames ahead; a film shorter than that must still come out whole
+    src = synth.make_clip(tmp_path / "short.mp4", frames=frames)
+    r = run(src, "--model", model_path, "--device", "cpu", "--render-size", "48")
+    assert r.exit_code == 0, r.output
+    assert f"{frames} frame{'s' if frames > 1 else ''} in" in r.stderr
+    with av.open(str(tmp_path / "short.color.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == frames
+
+
 def test_run_writes_output(tmp_path, clip, model_path):
     src = tmp_path / "reel.mp4"
     src.write_bytes(clip.read_bytes())
