@@ -152,6 +152,18 @@ TIME = TimeType()
 @click.version_option(__version__, "--version", prog_name="filmcolor")
 def main() -> None:
     """Give colour back to black-and-white films, frame for frame, with their own sound."""
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Our one-line messages say what went wrong with a file; OpenCV's and tifffile's own logs
+    (libtiff's complaints about a damaged TIFF, for one) would add lines of their own to them."""
+    import logging
+
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
 
 
 # --- run ---------------------------------------------------------------------------------------------

@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
-from .media import film_stream, frame_rate
+from .media import STILL_EXTENSIONS, film_stream, frame_rate
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = tuple(sorted(STILL_EXTENSIONS))
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf", ".wmv", ".flv")
 CACHE_VERSION = 1
 SHARD_BYTES = 256 << 20

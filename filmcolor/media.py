@@ -42,7 +42,9 @@ from .color import matrix_for
 from .cpu import cpu_flags
 from .errors import InputError
 
-STILL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+# photos OpenCV reads (JPEG 2000 and PNM too: scans come in both)
+STILL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".jp2", ".j2k",
+                              ".pgm", ".ppm", ".pbm", ".pnm"})
 MAX_CONSECUTIVE_ERRORS = 25
 REORDER_DEPTH = 8  # frames held back to put decode-order timestamps in presentation order
 FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = 1, 2, 3, 4, 5  # FFmpeg's AVFieldOrder

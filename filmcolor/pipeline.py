@@ -535,6 +535,9 @@ def colorize_rgb(L: np.ndarray, colorizer: Colorizer) -> np.ndarray:
 
 def _colorize_still(src: Path, tmp: Path, dst: Path, colorizer: Colorizer, warn: Warn | None) -> int:
     still = stills.read_still(src)
+    if warn is not None:
+        for note in still.notes:
+            warn(f"{src}: {note}")
     dropped = stills.write_still(tmp, colorize_rgb(still.L, colorizer), still, final=dst)
     if dropped and warn is not None:
         warn(f"{dst.name}: written without the source's {'; '.join(dropped)}")

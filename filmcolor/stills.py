@@ -50,6 +50,7 @@ class Still:
     orientation: int = 1
     metadata: dict[int, bytes] = field(default_factory=dict)
     colour_source: bool = True
+    notes: list[str] = field(default_factory=list)  # what the caller should tell the user about the file
 
 
 def _orientation_entry(read: Callable[[int, int], bytes]) -> tuple[int, int | None]:
@@ -139,7 +140,13 @@ def read_still(src: Path) -> Still:
     if (img is None or img.size == 0) and tiff:
         img, turned = _read_tiff(src), False
     if img is None or img.size == 0:
-        raise InputError(src, "not a readable image (JPEG, PNG, TIFF, WebP or BMP)")
+        raise InputError(src, "not a readable image (JPEG, PNG, TIFF, WebP, BMP, JPEG 2000 or PNM)")
+    notes = []
+    if Path(src).suffix.lower() in (".jpg", ".jpeg") and jpeg_cut_short(src):
+        notes.append("the JPEG data stops early (file cut short): the decoder filled the rest of the "
+                     "picture with grey, and it is coloured as it is")
+    if tiff and (pages := cv2.imcount(str(src))) > 1:
+        notes.append(f"has {pages} pages; only the first is coloured")
     metadata = {int(k): np.asarray(c, dtype=np.uint8).tobytes() for k, c in zip(np.ravel(kinds), chunks)}
     orientation = exif_orientation(metadata[EXIF]) if EXIF in metadata else tiff_orientation(src) if tiff else 1
     if orientation != 1 and not turned:  # the stored pixels (and alpha) as displayed
@@ -174,7 +181,29 @@ def read_still(src: Path) -> Still:
     else:
         raise InputError(src, f"unsupported image layout {img.shape}")
     return Still(rgb, np.ascontiguousarray(L, dtype=np.float32), alpha, bits, orientation, metadata,
-                 colour_source=img.ndim == 3)
+                 colour_source=img.ndim == 3, notes=notes)
+
+
+def jpeg_cut_short(src: Path) -> bool:
+    """Whether a JPEG file stops before its end-of-image marker (a transfer or copy cut short):
+    libjpeg then fills the rest with grey without failing. The marker must follow the first scan
+    (an EXIF thumbnail's comes before it); entropy-coded data cannot contain one, and data a camera
+    appends after the marker (a motion photo's video) does not matter."""
+    data = Path(src).read_bytes()
+    if data[:2] != b"\xff\xd8":
+        return False
+    pos = 2
+    while pos + 4 <= len(data):  # walk the marker segments up to the first scan (SOS)
+        if data[pos] != 0xFF:
+            return False  # not a marker where one must be: let the decoder judge
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:
+            return data.find(b"\xff\xd9", pos) < 0
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return True  # headers only, or cut inside them
 
 
 def _read_tiff(src: Path) -> np.ndarray | None:

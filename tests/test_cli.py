@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -57,6 +59,17 @@ def test_a_film_of_one_or_two_frames(tmp_path, model_path, frames):
     assert f"{frames} frame{'s' if frames > 1 else ''} in" in r.stderr
     with av.open(str(tmp_path / "short.color.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == frames
+
+
+def test_a_damaged_tiff_gives_one_line_not_libtiffs_as_well(tmp_path, model_path):
+    bad = tmp_path / "scan.tif"
+    bad.write_bytes(b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")  # a header, a directory of no entries
+    # a real process: libtiff's complaints come through OpenCV's C-level log, not sys.stderr
+    r = subprocess.run([sys.executable, "-m", "filmcolor", "run", str(bad), "--model", str(model_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"filmcolor: {bad}: not a readable image (JPEG, PNG, TIFF, WebP, "
+                                             "BMP, JPEG 2000 or PNM)"]
 
 
 def test_run_writes_output(tmp_path, clip, model_path):

@@ -186,3 +186,48 @@ def test_a_profile_the_png_library_rejects_is_left_out_not_the_photo(tmp_path, m
     meta = read_metadata(out)
     assert EXIF in meta and ICC not in meta
     assert len(warnings) == 1 and "ICC profile" in warnings[0]
+
+
+@pytest.mark.parametrize("ext", [".jp2", ".pgm", ".ppm"])
+def test_jpeg_2000_and_pnm_scans_are_photos(tmp_path, model_path, ext):
+    # before, a .jp2 scan went down the film path and came out as a one-frame .mkv
+    src = tmp_path / f"scan{ext}"
+    grey = asymmetric_bgr()[..., 1]
+    assert cv2.imwrite(str(src), grey if ext != ".ppm" else cv2.merge([grey] * 3))
+    result = pipeline.colorize_file(src, config=config(model_path))
+    assert result.kind == "still" and result.dst == tmp_path / "scan.color.png"
+    out = cv2.imread(str(result.dst), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (*grey.shape, 3) and np.abs(out[..., 0].astype(int) - out[..., 2]).max() > 10  # coloured
+
+
+def test_multi_page_tiff_says_only_the_first_page_is_coloured(tmp_path, model_path):
+    src = tmp_path / "pages.tif"
+    pages = [asymmetric_bgr()[..., 0], asymmetric_bgr()[..., 1]]
+    assert cv2.imwritemulti(str(src), pages)
+    warnings: list[str] = []
+    pipeline.colorize_file(src, tmp_path / "out.png", config(model_path), warn=warnings.append)
+    assert warnings == [f"{src}: has 2 pages; only the first is coloured"]
+
+
+def test_a_jpeg_cut_short_is_coloured_with_a_warning(tmp_path, model_path):
+    whole = tmp_path / "whole.jpg"
+    img = np.ascontiguousarray(np.tile(asymmetric_bgr(), (8, 8, 1)))  # 320x512: many MCU rows
+    assert cv2.imwrite(str(whole), img)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    appended = tmp_path / "motion.jpg"  # a camera's trailer after the image (e.g. a motion photo's video)
+    appended.write_bytes(data + b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    assert not stills.jpeg_cut_short(whole) and not stills.jpeg_cut_short(appended)
+    assert stills.jpeg_cut_short(cut)
+    # an end-of-image marker inside the EXIF block (a thumbnail's) is not the picture's own
+    thumb = write_with_metadata(tmp_path / "thumb.jpg", img, {EXIF: make_exif(1) + b"\xff\xd8\xff\xd9"})
+    thumb_cut = tmp_path / "thumb_cut.jpg"
+    thumb_cut.write_bytes(thumb.read_bytes()[: len(thumb.read_bytes()) // 2])
+    assert not stills.jpeg_cut_short(thumb) and stills.jpeg_cut_short(thumb_cut)
+    warnings: list[str] = []
+    result = pipeline.colorize_file(cut, tmp_path / "out.png", config(model_path), warn=warnings.append)
+    assert result.dst.is_file() and len(warnings) == 1 and "stops early" in warnings[0]
+    warnings.clear()
+    pipeline.colorize_file(appended, tmp_path / "out2.png", config(model_path), warn=warnings.append)
+    assert warnings == []
