@@ -196,7 +196,32 @@ def discover(in_dir: str | Path, out_dir: str | Path) -> tuple[list[Reel], list[
                 continue
             dst = out_dir / rel.parent / output_name(src, kind)
             reels.append(Reel(src=src, rel=rel.as_posix(), dst=dst, kind=kind))
-    return reels, ignored
+    return _distinct_outputs(reels), ignored
+
+
+def _distinct_outputs(reels: list[Reel]) -> list[Reel]:
+    """Reels whose outputs would share a name (``scan.jpg`` and ``scan.tif`` both -> ``scan.color.png``;
+    ``reel.mpg`` and ``reel.mkv`` both -> ``reel.color.mkv``) would overwrite each other. The one whose
+    extension is the output's keeps the plain name; the others are named after their whole file
+    name (``scan.jpg.color.png``), so every reel keeps its own coloured copy."""
+    claimed: dict[Path, list[int]] = {}
+    for i, reel in enumerate(reels):
+        claimed.setdefault(reel.dst, []).append(i)
+    taken = {reel.dst for reel in reels}
+    for dst, idx in claimed.items():
+        if len(idx) < 2:
+            continue
+        for i in idx:
+            reel = reels[i]
+            if reel.src.suffix.lower() == dst.suffix.lower():
+                continue
+            new, n = dst.with_name(f"{reel.src.name}.color{dst.suffix}"), 1
+            while new in taken:  # a file really named like that too
+                n += 1
+                new = dst.with_name(f"{reel.src.name}.color{n}{dst.suffix}")
+            taken.add(new)
+            reels[i] = dataclasses.replace(reel, dst=new)
+    return reels
 
 
 def fingerprint(path: str | Path) -> dict[str, Any]:

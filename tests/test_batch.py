@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 
@@ -115,6 +116,28 @@ def test_broken_reel_isolated_manifest_and_rerun_redoes_nothing(tmp_path, tiny_m
     assert sorted(r.rel for r in rep5.done) == ["a.mp4", "photo.png", "sub/b.mp4"]
     rep6 = batch(src, out, cfg.with_overrides(crf=30), force=True)
     assert sorted(r.rel for r in rep6.done) == ["a.mp4", "photo.png", "sub/b.mp4"]
+
+
+def test_inputs_that_would_share_an_output_name_each_keep_their_own(tmp_path, tiny_model):
+    # scan.jpg, scan.tif and scan.png all colour to a PNG; reel.mpg's MPEG-PS output is Matroska, like
+    # reel.mkv's. Before, the batch reported all five "ok" and left two files: each overwrote another.
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name, seed in (("scan.jpg", 1), ("scan.tif", 2), ("scan.png", 3)):
+        synth.make_photo(src / name, width=40 + 8 * seed, height=32)
+    synth.make_clip(src / "reel.mkv", frames=12, color=False)
+    synth.make_clip(src / "reel.mpg", frames=9, color=False, codec="mpeg2video", audio=())
+    rep = batch(src, out, _config(tiny_model))
+    assert rep.exit_code == 0
+    outputs = {r.rel: r.dst.relative_to(out).as_posix() for r in rep.results}
+    assert outputs == {"scan.png": "scan.color.png", "scan.jpg": "scan.jpg.color.png",
+                       "scan.tif": "scan.tif.color.png", "reel.mkv": "reel.color.mkv",
+                       "reel.mpg": "reel.mpg.color.mkv"}
+    assert sorted(p.name for p in out.glob("*.color.*")) == sorted(p.split("/")[-1] for p in outputs.values())
+    assert _decoded_frames(out / "reel.color.mkv") == 12 and _decoded_frames(out / "reel.mpg.color.mkv") == 9
+    widths = {cv2.imread(str(out / o)).shape[1] for o in outputs.values() if o.endswith(".png")}
+    assert widths == {48, 56, 64}  # three different photos, three outputs
+    assert {r.status for r in batch(src, out, _config(tiny_model)).results} == {"skipped"}  # names are stable
 
 
 def test_settings_hash_keeps_earlier_manifests_and_counts_a_changed_saturation():
