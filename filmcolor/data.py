@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -140,8 +141,6 @@ def sample_film(path: str | Path, max_frames: int = 300, max_side: int = 256,
     """Up to ``max_frames`` frames sampled evenly across a colour film, as RGB uint8 with short side
     at most ``max_side``; near-black, greyscale and near-duplicate candidates are skipped (and
     counted). Every frame is decoded (PyAV, threaded) but only the candidates are converted."""
-    import av
-
     path = Path(path)
     out = FilmSample(path, [])
     with av.open(str(path)) as container:
@@ -234,6 +233,7 @@ class Dataset:
     films: dict[str, dict[str, Any]] = field(default_factory=dict)  # per film: candidates, kept, skipped
     cached: bool = False
     seconds: float = 0.0
+    unreadable: dict[str, str] = field(default_factory=dict)  # file -> why it was left out
 
     def __len__(self) -> int:
         return len(self.images)
@@ -253,20 +253,31 @@ def load_sources(sources: Iterable[str | Path], max_side: int = 256, film_frames
     folder = Path(cache) / cache_key(files, settings) if cache and files else None
     if folder is not None and (folder / "index.npy").exists():
         images, origins, meta = _read_cache(folder)
-        return Dataset(images, origins, meta.get("films", {}), True, time.perf_counter() - t0)
-    images = [load_rgb(p, max_side) for p in photos]
-    origins = [str(p) for p in photos]
+        return Dataset(images, origins, meta.get("films", {}), True, time.perf_counter() - t0,
+                       meta.get("unreadable", {}))
+    images, origins = [], []
+    unreadable: dict[str, str] = {}  # one damaged photo or film must not cost the whole run
+    for p in photos:
+        try:
+            images.append(load_rgb(p, max_side))
+            origins.append(str(p))
+        except OSError:
+            unreadable[str(p)] = "not a readable image"
     stats: dict[str, dict[str, Any]] = {}
     for f in films:
-        s = sample_film(f, film_frames, max_side, rules)
+        try:
+            s = sample_film(f, film_frames, max_side, rules)
+        except (InputError, OSError, av.error.FFmpegError) as e:
+            unreadable[str(f)] = getattr(e, "cause", None) or str(e)
+            continue
         images += s.frames
         origins += [str(f)] * len(s.frames)
         stats[str(f)] = {"candidates": s.candidates, "kept": len(s.frames), "skipped": s.skipped}
     if folder is not None and images:
         folder.parent.mkdir(parents=True, exist_ok=True)
         _write_cache(folder, images, origins, {"sources": [str(s) for s in sources], "settings": settings,
-                                               "films": stats})
-    return Dataset(images, origins, stats, False, time.perf_counter() - t0)
+                                               "films": stats, "unreadable": unreadable})
+    return Dataset(images, origins, stats, False, time.perf_counter() - t0, unreadable)
 
 
 # --- batches ----------------------------------------------------------------------------------------

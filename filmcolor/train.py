@@ -326,6 +326,18 @@ def append_metrics_csv(path: Path, row: dict[str, Any]) -> None:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
+def _why_empty(data) -> str:
+    """Why a data set came out empty, for the error message ('' when nothing was found at all)."""
+    parts = []
+    if data.unreadable:
+        parts.append(f"{len(data.unreadable)} file(s) unreadable")
+    skipped = {k: sum(s["skipped"].get(k, 0) for s in data.films.values()) for k in ("grey", "black", "duplicate")}
+    if data.films:
+        parts.append(f"every sampled film frame skipped ({skipped['grey']} black-and-white, {skipped['black']} "
+                     f"near-black, {skipped['duplicate']} near-duplicates): training needs colour footage")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def _evenly(items: Sequence[Any], k: int) -> list[Any]:
     if len(items) <= k:
         return list(items)
@@ -407,8 +419,12 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
     if d.world > 1 and d.rank == 0:
         dist.barrier()
     images = train_data.images
+    unreadable = {**train_data.unreadable, **(val_data.unreadable if val_data else {})}
+    for path, why in unreadable.items():
+        log(f"skipped {path}: {why}")
     if not images:
-        raise ValueError(f"no training images or film frames found in {', '.join(cfg.data) or '(nothing given)'}")
+        raise ValueError(f"no training images or film frames found in {', '.join(cfg.data) or '(nothing given)'}"
+                         + _why_empty(train_data))
     val_images = _evenly(val_data.images, cfg.val_images) if val_data else []
     for film, s in {**train_data.films, **(val_data.films if val_data else {})}.items():
         log(f"film {film}: kept {s['kept']} of {s['candidates']} sampled frames (skipped {s['skipped']})")

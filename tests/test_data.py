@@ -80,6 +80,23 @@ def test_load_sources_caches_shards(tmp_path):
     assert not other.cached and len(list(cache.iterdir())) == 2
 
 
+def test_one_damaged_photo_or_film_is_left_out_not_the_whole_data_set(tmp_path):
+    import cv2
+
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"p{i}.png"), synthetic_frame(3 * i, 80, 60)[..., ::-1])
+    (tmp_path / "torn.jpg").write_bytes(b"\xff\xd8\xff\xe0 not much of a photo")
+    make_clip(tmp_path / "film.mp4", frames=12, width=96, height=64, audio=())
+    (tmp_path / "torn.mp4").write_bytes((tmp_path / "film.mp4").read_bytes()[:300])
+    cache = tmp_path / "cache"
+    first = data.load_sources([tmp_path], max_side=48, film_frames=4, cache=cache)
+    assert len(first) == 2 + 4
+    assert set(first.unreadable) == {str(tmp_path / "torn.jpg"), str(tmp_path / "torn.mp4")}
+    assert first.unreadable[str(tmp_path / "torn.jpg")] == "not a readable image"
+    second = data.load_sources([tmp_path], max_side=48, film_frames=4, cache=cache)
+    assert second.cached and second.unreadable == first.unreadable  # the cache remembers what it left out
+
+
 def test_batch_stream_prefetch_is_reproducible():
     images = [synthetic_frame(i, 80, 64) for i in range(4)]
     inline = data.BatchStream(images, 3, 32, np.random.default_rng(1), prefetch=0, damage=0.5)

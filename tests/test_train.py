@@ -249,6 +249,9 @@ def test_cli_train_finetune_models(tmp_path, photos, films, monkeypatch):
     assert json.loads(res.output)["street"]["card"]["steps"] == 1
     res = runner.invoke(main, ["train", "--preset", "train_tiny", "--data", str(tmp_path / "home")])  # no images
     assert res.exit_code == 2 and "no training images" in res.output
+    bw = make_clip(tmp_path / "bw.mp4", frames=12, color=False, audio=())
+    res = runner.invoke(main, ["finetune", "--genre", "noir2", "--steps", "1", str(bw)])
+    assert res.exit_code == 2 and "black-and-white" in res.output and "needs colour footage" in res.output
     assert runner.invoke(main, ["train", "--preset", "nope", "--data", str(photos)]).exit_code == 2
 
 
