@@ -128,6 +128,9 @@ class TimeType(click.ParamType):
     name = "TIME"
     _re = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)$")
 
+    def __init__(self, positive: bool = False) -> None:
+        self.positive = positive  # a length: 0 would colour nothing
+
     def convert(self, value, param, ctx):
         if isinstance(value, (int, float)):
             seconds = float(value)
@@ -139,12 +142,13 @@ class TimeType(click.ParamType):
             seconds = 0.0
             for p in parts:
                 seconds = seconds * 60 + float(p)
-        if seconds < 0:
-            self.fail("must be >= 0", param, ctx)
+        if seconds < 0 or (self.positive and seconds == 0):
+            self.fail("must be > 0" if self.positive else "must be >= 0", param, ctx)
         return seconds
 
 
 TIME = TimeType()
+LENGTH = TimeType(positive=True)
 
 
 # --- the group ---------------------------------------------------------------------------------------
@@ -198,7 +202,7 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
               help="Video codec: h264, or ffv1 / prores for archival masters.")
 @click.option("--crf", type=click.IntRange(0, 51), default=_DEFAULTS.crf, help="H.264 quality (lower = better).")
 @click.option("--start", type=TIME, default=None, help="Colour from this time on (seconds or H:MM:SS).")
-@click.option("--duration", type=TIME, default=None, help="Colour only this long a stretch.")
+@click.option("--duration", type=LENGTH, default=None, help="Colour only this long a stretch.")
 @click.option("--preview", type=click.IntRange(1, 100), default=None, metavar="N",
               help="Write a PNG of N frames (B&W | colour) instead of the film.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the input).")
@@ -276,7 +280,7 @@ _EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smoot
               help="0 = none, towards 1 = stronger.")
 @saturation_option
 @click.option("--start", type=TIME, default=None, help="Score from this time on in each clip.")
-@click.option("--duration", type=TIME, default=None, help="Score only this long a stretch of each clip.")
+@click.option("--duration", type=LENGTH, default=None, help="Score only this long a stretch of each clip.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="At most this many frames per clip.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (inf/nan as null).")
 @click.option("--preset", "preset_name", default="run", metavar="NAME", help="Preset from configs/ to start from.")

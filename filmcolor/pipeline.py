@@ -415,6 +415,9 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     if not still:
         info = media.probe(src)
         still = bool(info.is_still)
+        end = (info.start_time or 0.0) + info.duration if info.duration else None
+        if config.start is not None and end is not None and config.start >= end:
+            raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
     dst = Path(dst) if dst is not None else default_output(src, still=still)
     check_output(src, dst, config.overwrite)
     if colorizer is None:

@@ -217,8 +217,16 @@ def test_usage_errors_exit_2(tmp_path, clip, model_path):
     assert run(clip, "--preset", "nope").exit_code == 2
     assert run(clip, "--smooth", "wobbly").exit_code == 2
     assert run(clip, "--start", "soon").exit_code == 2
+    r = run(clip, "--duration", "0", "-o", tmp_path / "x.mp4")
+    assert r.exit_code == 2 and "must be > 0" in r.stderr
     r = run(clip, "-o", clip, "--model", model_path, "--overwrite")
     assert r.exit_code == 2 and "input" in r.stderr
+
+
+def test_a_start_past_the_end_names_the_films_length(tmp_path, clip, model_path):
+    r = run(clip, "--start", "1:00", "--model", model_path, "-o", tmp_path / "x.mp4")  # a 0.48 s clip
+    assert r.exit_code == 1 and listing(tmp_path) == set()
+    assert r.stderr.strip() == f"filmcolor: {clip}: --start 60 s is past the end of the film (0.48 s)"
 
 
 def test_interrupt_exits_130(tmp_path, clip, model_path, monkeypatch):
