@@ -51,7 +51,8 @@ FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = 1, 2, 3, 4, 5  # FFm
 ENCODERS = {"h264": "libx264", "ffv1": "ffv1", "prores": "prores_ks"}
 # dst extension -> FFmpeg muxer name
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
-              ".avi": "avi", ".png": "image2", ".jpg": "image2", ".tif": "image2", ".tiff": "image2"}
+              ".avi": "avi", ".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts", ".nut": "nut",
+              ".png": "image2", ".jpg": "image2", ".tif": "image2", ".tiff": "image2"}
 # AVColorSpace values -> names that color.matrix_for understands
 _COLORSPACE_NAMES = {1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc"}
 _UNSPECIFIED = 2  # AVCOL_PRI/TRC/SPC_UNSPECIFIED
@@ -670,6 +671,40 @@ def writer_pix_fmt(codec: str, info: VideoInfo) -> str:
 def container_for(dst: str | Path, container_format: str | None = None) -> str | None:
     """The muxer name for ``dst``: ``container_format`` if given, else by extension (None: FFmpeg guesses)."""
     return container_format or CONTAINERS.get(Path(dst).suffix.lower())
+
+
+def film_output_problem(dst: str | Path, codec: str) -> str | None:
+    """Why ``dst`` cannot hold a film encoded with ``codec`` (None when it can), found before any
+    frame is coloured rather than when the muxer writes its header."""
+    suffix = Path(dst).suffix.lower()
+    fmt = container_for(dst)
+    if fmt is None or fmt == "image2":
+        return (f"{suffix or 'a name without an extension'} is not a film container filmcolor writes "
+                "(.mkv, .mp4, .mov, .avi, .ts)")
+    if _container_takes(fmt, codec):
+        return None
+    fits = [ext for ext in (".mkv", ".mp4", ".mov", ".avi") if _container_takes(CONTAINERS[ext], codec)]
+    return f"a {suffix} file cannot hold {codec} video; use {' or '.join(fits)}"
+
+
+def _container_takes(fmt: str, codec: str) -> bool:
+    """Whether muxer ``fmt`` writes a header for a ``codec`` stream (tried on a scratch buffer: a
+    muxer may refuse a codec only then)."""
+    scratch = None
+    try:
+        scratch = av.open(io.BytesIO(), "w", format=fmt)
+        vs = scratch.add_stream(ENCODERS[codec], rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 64, "yuv422p10le" if codec == "prores" else "yuv420p"
+        scratch.start_encoding()
+        return True
+    except (ValueError, av.error.FFmpegError):
+        return False
+    finally:
+        if scratch is not None:
+            try:
+                scratch.close()
+            except (ValueError, av.error.FFmpegError):
+                pass
 
 
 class _Transcoder:

@@ -420,6 +420,9 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
     dst = Path(dst) if dst is not None else default_output(src, still=still)
     check_output(src, dst, config.overwrite)
+    problem = stills.output_problem(dst) if still else media.film_output_problem(dst, config.codec)
+    if problem:
+        raise OutputError(dst, problem)
     if colorizer is None:
         colorizer = Colorizer.from_config(config)
         if warn is not None:

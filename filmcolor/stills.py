@@ -184,6 +184,16 @@ def read_still(src: Path) -> Still:
                  colour_source=img.ndim == 3, notes=notes)
 
 
+def output_problem(dst: Path) -> str | None:
+    """Why a coloured photo cannot be written to ``dst`` (None when it can): OpenCV must have a writer
+    for its extension."""
+    if cv2.haveImageWriter(str(dst)):
+        return None
+    suffix = Path(dst).suffix.lower()
+    return (f"{suffix or 'a name without an extension'} is not a photo format filmcolor writes "
+            "(.png, .jpg, .tif, .webp, .bmp, .jp2)")
+
+
 def jpeg_cut_short(src: Path) -> bool:
     """Whether a JPEG file stops before its end-of-image marker (a transfer or copy cut short):
     libjpeg then fills the rest with grey without failing. The marker must follow the first scan

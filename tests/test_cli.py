@@ -223,6 +223,28 @@ def test_usage_errors_exit_2(tmp_path, clip, model_path):
     assert r.exit_code == 2 and "input" in r.stderr
 
 
+@pytest.mark.parametrize("name,extra,cause", [
+    ("out.webm", (), "a .webm file cannot hold h264 video; use .mkv or .mp4 or .mov or .avi"),
+    ("out.xyz", (), ".xyz is not a film container filmcolor writes"),
+    ("out.png", (), ".png is not a film container filmcolor writes"),
+    ("out.mp4", ("--codec", "prores"), "a .mp4 file cannot hold prores video; use .mkv or .mov"),
+])
+def test_an_output_that_cannot_hold_the_film_is_refused_before_colouring(tmp_path, clip, model_path, name,
+                                                                        extra, cause):
+    # before: "unexpected error: ValueError: 'webm' format does not support 'libx264' codec"
+    r = run(clip, "-o", tmp_path / name, "--model", model_path, *extra)
+    assert r.exit_code == 2 and listing(tmp_path) == set()
+    assert r.stderr.strip().startswith(f"filmcolor: {tmp_path / name}: {cause}")
+
+
+def test_a_photo_to_a_film_extension_is_refused(tmp_path, model_path):
+    photo = synth.make_photo(tmp_path / "p.png")
+    r = run(photo, "-o", tmp_path / "p.mp4", "--model", model_path)
+    assert r.exit_code == 2 and not (tmp_path / "p.mp4").exists()
+    assert r.stderr.strip() == f"filmcolor: {tmp_path / 'p.mp4'}: .mp4 is not a photo format filmcolor writes " \
+                               "(.png, .jpg, .tif, .webp, .bmp, .jp2)"
+
+
 def test_a_start_past_the_end_names_the_films_length(tmp_path, clip, model_path):
     r = run(clip, "--start", "1:00", "--model", model_path, "-o", tmp_path / "x.mp4")  # a 0.48 s clip
     assert r.exit_code == 1 and listing(tmp_path) == set()
