@@ -868,6 +868,11 @@ class VideoWriter:
         self._map: dict[int, tuple[str, object]] = {}
         self._carry_labels()
         for s in self._in.streams:
+            if s.type == "video" and s.index != self.info.stream_index \
+                    and not s.disposition & av.stream.Disposition.attached_pic:
+                self._warn(f"{self.src}: video stream {s.index} ({s.codec_context.name}, {s.codec_context.width}x"
+                           f"{s.codec_context.height}) is a second picture; only stream {self.info.stream_index} "
+                           "is coloured, the other is left out")
             if s.type not in ("audio", "subtitle"):
                 continue
             name = s.codec_context.name if s.codec_context is not None else (s.name or "unknown codec")

@@ -305,6 +305,24 @@ def test_dv_frame_rate_is_the_tapes_not_its_time_base(tmp_path):
     assert media.probe(src).fps == 25
 
 
+def test_a_second_picture_stream_is_named_when_it_is_left_out(clip, tmp_path):
+    film, other = clip("v1.mkv"), clip("v2.mkv", width=32, height=24, audio=())
+    src = tmp_path / "two.mkv"
+    with av.open(str(film)) as a, av.open(str(other)) as b, av.open(str(src), "w") as out:
+        copies = {(0, s.index): out.add_stream_from_template(s) for s in a.streams}
+        copies[(1, 0)] = out.add_stream_from_template(b.streams.video[0])
+        for k, inp in enumerate((a, b)):
+            for packet in inp.demux():
+                if packet.dts is not None:
+                    packet.stream = copies[(k, packet.stream.index)]
+                    out.mux(packet)
+    _, warnings = roundtrip(src, tmp_path / "out.mkv")
+    assert warnings == [f"{src}: video stream 2 (h264, 32x24) is a second picture; only stream 0 is coloured, "
+                        "the other is left out"]
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+
+
 def test_a_codec_the_muxer_refuses_only_at_its_header_is_transcoded(clip, tmp_path):
     # MOV lists Opus among its codecs but its muxer refuses it when writing the header: before the
     # check, the copy failed the whole film ("Invalid argument") with the picture already coloured
