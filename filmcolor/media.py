@@ -714,6 +714,8 @@ class _Transcoder:
         self.in_stream = in_stream
         rate = in_stream.codec_context.sample_rate or 48000
         layout = in_stream.codec_context.layout.name if in_stream.codec_context.layout else "stereo"
+        if layout.endswith("channels"):  # order left unsaid: AAC needs one (see _copy_stream)
+            layout = _DEFAULT_LAYOUTS.get(len(in_stream.codec_context.layout.channels), "stereo")
         self.stream = out.add_stream("aac", rate=rate)
         self.stream.layout = layout
         self.stream.format = "fltp"
@@ -745,15 +747,46 @@ class _Transcoder:
         return self.stream.encode(frame)
 
 
-def _muxer_accepts(fmt: str, stream) -> bool:
-    """Whether muxer ``fmt`` takes a packet copy of ``stream``. Some refuse a codec only when the
-    header is written (Opus in MOV), which would fail the whole film after the fact, so the header
-    is tried first on a scratch buffer."""
+# FFmpeg's MPEG-TS muxer writes any other codec as a private data stream that players do not play:
+# a "copied" sound track that is in fact lost
+_TS_CODECS = frozenset({"aac", "aac_latm", "mp2", "mp3", "ac3", "eac3", "dts", "truehd", "opus", "s302m",
+                        "pcm_bluray", "dvb_subtitle", "dvb_teletext", "hdmv_pgs_subtitle"})
+# FFmpeg's default layout per channel count, for audio whose channel order the file leaves unsaid
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _copy_stream(out, stream):
+    """A packet-copy output stream for ``stream``. Audio whose channel order the source leaves unsaid
+    ("2 channels", as Matroska stores PCM) gets the default layout for its channel count: MP4's PCM
+    writer refuses an unordered layout, and only when it finishes the file."""
+    copy = out.add_stream_from_template(stream)
+    if stream.type == "audio":
+        layout = stream.codec_context.layout
+        if layout.name.endswith("channels") and len(layout.channels) in _DEFAULT_LAYOUTS:
+            copy.codec_context.layout = _DEFAULT_LAYOUTS[len(layout.channels)]
+    return copy
+
+
+def _muxer_accepts(fmt: str, stream, sample) -> bool:
+    """Whether muxer ``fmt`` takes a packet copy of ``stream``, tried on a scratch buffer with one of
+    its packets (``sample``, or None): some muxers refuse a codec only when writing the header
+    (Opus in MOV) or the end of the file (PCM with an unordered layout in MP4), which would fail the
+    whole film after the fact; MPEG-TS takes anything and loses what it does not know."""
+    name = stream.codec_context.name if stream.codec_context is not None else ""
+    if fmt == "mpegts" and name not in _TS_CODECS:
+        return False
     scratch = None
     try:
         scratch = av.open(io.BytesIO(), "w", format=fmt)
-        scratch.add_stream_from_template(stream)
+        copy = _copy_stream(scratch, stream)
         scratch.start_encoding()
+        if sample is not None:
+            packet = av.Packet(bytes(sample))
+            packet.stream, packet.time_base = copy, sample.time_base
+            packet.pts = packet.dts = 0
+            scratch.mux(packet)
+        scratch.close()  # writes the trailer: errors here count
+        scratch = None
         return True
     except (ValueError, av.error.FFmpegError):
         return False
@@ -763,6 +796,23 @@ def _muxer_accepts(fmt: str, stream) -> bool:
                 scratch.close()
             except (ValueError, av.error.FFmpegError):
                 pass
+
+
+def _first_packets(path: Path, streams) -> dict[int, object]:
+    """The first non-empty packet of each of ``streams`` (by index), read from a fresh demuxer."""
+    wanted, found = {s.index for s in streams}, {}
+    if not wanted:
+        return found
+    with av.open(str(path), "r", metadata_errors="ignore") as c:
+        try:
+            for n, packet in enumerate(c.demux([c.streams[i] for i in sorted(wanted)])):
+                if packet.size and packet.stream.index not in found:
+                    found[packet.stream.index] = packet
+                if len(found) == len(wanted) or n > 5000:
+                    break
+        except av.error.FFmpegError:
+            pass
+    return found
 
 
 _PICTURE_TYPES = {"mjpeg": (".jpg", "image/jpeg"), "png": (".png", "image/png"), "bmp": (".bmp", "image/bmp")}
@@ -867,6 +917,7 @@ class VideoWriter:
         self._in = av.open(str(self.src), "r", metadata_errors="ignore")
         self._map: dict[int, tuple[str, object]] = {}
         self._carry_labels()
+        samples = _first_packets(self.src, [s for s in self._in.streams if s.type in ("audio", "subtitle")])
         for s in self._in.streams:
             if s.type == "video" and s.index != self.info.stream_index \
                     and not s.disposition & av.stream.Disposition.attached_pic:
@@ -877,16 +928,17 @@ class VideoWriter:
                 continue
             name = s.codec_context.name if s.codec_context is not None else (s.name or "unknown codec")
             try:
-                if not _muxer_accepts(self._out.format.name, s):
+                if not _muxer_accepts(self._out.format.name, s, samples.get(s.index)):
                     raise ValueError(f"{self._out.format.name} refuses {name}")
-                copy = self._out.add_stream_from_template(s)
+                copy = _copy_stream(self._out, s)
                 copy.time_base = s.time_base  # a hint; muxers with a fixed clock (Matroska: 1 ms) override it
                 self._map[s.index] = ("copy", copy)
                 _label(copy, s, reencoded=False)
                 continue
             except (ValueError, av.error.FFmpegError):
                 pass
-            if s.type == "audio" and "aac" in self._out.supported_codecs:
+            fmt = self._out.format.name  # (MPEG-TS answers no to every codec query, AAC included)
+            if s.type == "audio" and (fmt == "mpegts" or "aac" in self._out.supported_codecs):
                 transcoder = _Transcoder(s, self._out)
                 self._map[s.index] = ("aac", transcoder)
                 _label(transcoder.stream, s, reencoded=True)

@@ -323,6 +323,56 @@ def test_a_second_picture_stream_is_named_when_it_is_left_out(clip, tmp_path):
         assert [s.type for s in c.streams] == ["video", "audio"]
 
 
+def _film_with_audio(clip, tmp_path: Path, codec: str, sample_fmt: str) -> Path:
+    """A 1 s Matroska film whose one audio track is ``codec`` (silence; Matroska leaves the
+    channel order of PCM unsaid: "2 channels", not "stereo")."""
+    silent = clip("silent.mkv", frames=25, audio=())
+    dst = tmp_path / f"{codec}.mkv"
+    with av.open(str(silent)) as inp, av.open(str(dst), "w") as out:
+        v = out.add_stream_from_template(inp.streams.video[0])
+        a = out.add_stream(codec, rate=48000)
+        a.layout, a.format = "stereo", sample_fmt
+        for packet in inp.demux():
+            if packet.dts is not None:
+                packet.stream = v
+                out.mux(packet)
+        size = a.codec_context.frame_size or 1024
+        for start in range(0, 48000, size):
+            frame = av.AudioFrame(format=sample_fmt, layout="stereo", samples=size)
+            for plane in frame.planes:
+                plane.update(bytes(plane.buffer_size))
+            frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
+            out.mux(a.encode(frame))
+        out.mux(a.encode())
+    return dst
+
+
+def _audio(path: Path) -> list[tuple[str, str, float]]:
+    with av.open(str(path)) as c:
+        streams = [(s.codec_context.name, s.codec_context.layout.name, s.codec_context.sample_rate) for s in c.streams.audio]
+        seconds = sum(f.samples for f in c.decode(audio=0)) / streams[0][2] if streams else 0.0
+    return [(name, layout, round(seconds, 1)) for name, layout, _ in streams]
+
+
+@pytest.mark.parametrize("codec,sample_fmt,dst_name,expect,transcoded", [
+    # MP4's PCM writer refused the unordered layout when finishing the file: the film was lost
+    ("pcm_s24le", "s32", "out.mp4", ("pcm_s24le", "stereo"), False),
+    # MPEG-TS took FLAC as a private data stream: the output had no playable sound track
+    ("flac", "s16", "out.ts", ("aac", "stereo"), True),
+    # the AAC encoder refused the unordered layout: the film was lost
+    ("pcm_s16be", "s16", "out.avi", ("aac", "stereo"), True),
+])
+def test_sound_tracks_other_muxers_refuse_late_or_lose_quietly(clip, tmp_path, codec, sample_fmt, dst_name,
+                                                               expect, transcoded):
+    src = _film_with_audio(clip, tmp_path, codec, sample_fmt)
+    ((name, layout, seconds),) = _audio(src)
+    assert name == codec and (layout == "2 channels" or codec == "flac")  # FLAC stores its channel mask
+    _, warnings = roundtrip(src, tmp_path / dst_name)
+    assert bool([w for w in warnings if "transcoded to AAC" in w]) == transcoded
+    ((name, layout, out_seconds),) = _audio(tmp_path / dst_name)
+    assert (name, layout) == expect and abs(out_seconds - seconds) < 0.1
+
+
 def test_a_codec_the_muxer_refuses_only_at_its_header_is_transcoded(clip, tmp_path):
     # MOV lists Opus among its codecs but its muxer refuses it when writing the header: before the
     # check, the copy failed the whole film ("Invalid argument") with the picture already coloured
