@@ -386,7 +386,7 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
                 yield from frames
 
         frames = decoded()
-        if container.format.name == "avi" or stream.codec_context.has_b_frames:  # frames can be reordered
+        if stream.codec_context.has_b_frames and _stamped_in_decode_order(p, stream.index, t0):
             frames = _in_presentation_order(frames, REORDER_DEPTH)
         for frame in frames:
             if frame.pts is None:  # no timestamp from the container: continue the grid
@@ -419,6 +419,26 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
             if end - seen > max(1.0, 0.02 * (end - first)):
                 raise InputError(p, f"video stops at {seen:.2f} s but the stream lasts until {end:.2f} s "
                                     "(damaged or truncated file)")
+
+
+def _stamped_in_decode_order(path: Path, index: int, start: Fraction | None, n: int = 48) -> bool:
+    """Whether the timestamps of a reordering video stream are only decode-order numbers: its first
+    ``n`` packets (from ``start``) never go back in time, as B-frames' must. FFmpeg numbers an AVI's
+    packets so (AVI stores no timestamps), and a piece of such a film remuxed elsewhere keeps them."""
+    stamps = []
+    with av.open(str(path), "r", metadata_errors="ignore") as c:
+        stream = c.streams[index]
+        if start:
+            c.seek(max(0, math.floor(start / Fraction(stream.time_base))), stream=stream, backward=True)
+        try:
+            for packet in c.demux(stream):
+                if packet.size and packet.pts is not None:
+                    stamps.append(packet.pts)
+                if len(stamps) >= n:
+                    break
+        except av.error.FFmpegError:
+            pass
+    return len(stamps) > 2 and all(a < b for a, b in zip(stamps, stamps[1:]))
 
 
 def _in_presentation_order(frames: Iterator[av.VideoFrame], depth: int) -> Iterator[av.VideoFrame]:

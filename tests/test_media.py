@@ -140,6 +140,11 @@ def test_avi_with_b_frames_is_written_in_presentation_order(tmp_path, dst_name):
     with av.open(str(src)) as c:
         raw = [f.pts for f in c.decode(video=0)]
     assert raw != sorted(raw)  # the case: decode-order numbers on presentation-order frames
+    assert media._stamped_in_decode_order(src, 0, None)
+    # the same B-frames in MP4 carry real timestamps: no frames are held back for them
+    mp4 = tmp_path / "b.mp4"
+    roundtrip(src, mp4)
+    assert not media._stamped_in_decode_order(mp4, 0, None)
     dst = tmp_path / dst_name
     roundtrip(src, dst)
     times = video_times(dst)
