@@ -40,6 +40,7 @@ from .config import RunConfig
 from .temporal import FrameItem, is_cut, smooth
 
 VERSIONS = ("output", "grey", "reference")
+GREY_REFERENCE = 3.0  # colourfulness below which a "colour reference" is really black and white
 METRICS = ("psnr", "ssim", "ciede2000", "colourfulness", "cdc", "warp_error", "warp_error_ab")
 CDC_GAPS = (1, 2, 4)
 
@@ -210,6 +211,9 @@ def _evaluate_clip(path: Path, config: RunConfig, colorizer: Any, max_frames: in
         img = {k: float(np.mean([m[k] for m in images[v]])) if images[v] else math.nan
                for k in ("psnr", "ssim", "ciede2000", "colourfulness")}
         row[v] = {**img, **video[v].result()}
+    if row["reference"]["colourfulness"] < GREY_REFERENCE:
+        row["note"] = ("the reference has almost no colour (colourfulness "
+                       f"{row['reference']['colourfulness']:.1f}): its scores say little about colouring")
     return row
 
 
@@ -264,6 +268,7 @@ def format_table(result: dict) -> str:
             lines.append(f"| {name if i == 0 else ''} | {frames if i == 0 else ''} | {v} | " + " | ".join(cells) + " |")
     s = result.get("settings", {})
     lines.append("")
+    lines += [f"note: {Path(c['path']).name}: {c['note']}" for c in result["clips"] if c.get("note")]
     lines.append(f"smooth={s.get('smooth')} strength={s.get('smooth_strength')} model={s.get('model')} "
                  f"render_size={s.get('render_size')} saturation={s.get('saturation', 1.0):g}")
     return "\n".join(lines)

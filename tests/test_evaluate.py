@@ -87,3 +87,12 @@ def test_bad_arguments(clip):
         evaluate([clip], RunConfig(), max_frames=0, colorizer=_Grey())
     with pytest.raises(ValueError, match="DIS preset"):
         evaluate([clip], RunConfig(smooth="flow"), colorizer=_Grey(), dis_preset="slowest")
+
+
+def test_a_black_and_white_reference_is_flagged(clip, tmp_path):
+    bw = make_clip(tmp_path / "bw.mp4", frames=6, width=96, height=64, audio=(), color=False)
+    result = evaluate([clip, bw], RunConfig(smooth="off"), colorizer=_Grey())
+    colour, grey = result["clips"]
+    assert "note" not in colour
+    assert grey["note"].startswith("the reference has almost no colour")
+    assert f"note: bw.mp4: {grey['note']}" in format_table(result).splitlines()
