@@ -359,7 +359,8 @@ def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, j
     A re-run skips reels already done with the same input, settings and model (see the manifest);
     a broken reel is reported and the others go on (exit 1 when any failed).
     """
-    from .batch import batch  # imported here so `--help` stays fast
+    from .batch import VIDEO_SUFFIXES, batch  # imported here so `--help` stays fast
+    from .media import STILL_EXTENSIONS
 
     config = build_run_config(ctx, preset_name, genre)
     console = stderr_console()
@@ -371,6 +372,9 @@ def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, j
                         segments=segments, report=report_path, progress=progress, warn=warn)
     if not quiet:
         console.print(batch_table(rep))
+    if not rep.results:  # a mistyped folder or the wrong one: say so rather than "0 coloured"
+        click.echo(f"filmcolor: warning: {in_dir}: no films or photos found (looked for "
+                   f"{', '.join(sorted(VIDEO_SUFFIXES | STILL_EXTENSIONS))})", err=True)
     for r in rep.failed:
         click.echo(f"filmcolor: {r.src}: {r.error}", err=True)
     if rep.exit_code:

@@ -266,4 +266,7 @@ def test_cli_batch_exit_code_table_and_report(tmp_path, tiny_model):
     (src / "broken.mp4").unlink()
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0, again.output
-    assert "already done" in again.output
+    assert "already done" in again.output and "no films or photos found" not in again.output
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(main, ["batch", str(tmp_path / "empty"), "-o", str(tmp_path / "o2"), "-q"])
+    assert empty.exit_code == 0 and "no films or photos found" in empty.output  # a mistyped folder is visible
