@@ -17,6 +17,7 @@ Only this module imports click and rich.
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import traceback as tb_module
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ from rich.text import Text
 
 from . import __version__
 from .config import CODECS, DEVICES, MAX_SATURATION, PRECISIONS, SMOOTHERS, RunConfig
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, FilmcolorError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, Terminated
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 _DEFAULTS = RunConfig()
@@ -66,6 +67,8 @@ def cli_errors(path: Path | None = None, show_traceback: bool = False) -> Iterat
         yield
     except FilmcolorError as exc:
         fail(str(exc), exc.exit_code, show_traceback)
+    except Terminated:
+        fail("terminated; no output was left behind", EXIT_TERMINATED, show_traceback)
     except KeyboardInterrupt:
         fail("interrupted; no output was left behind", EXIT_INTERRUPTED, show_traceback)
     except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
@@ -157,6 +160,12 @@ LENGTH = TimeType(positive=True)
 def main() -> None:
     """Give colour back to black-and-white films, frame for frame, with their own sound."""
     _quiet_libraries()
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C (the default would leave the hidden temporary output behind)."""
+    raise Terminated()
 
 
 def _quiet_libraries() -> None:

@@ -1,6 +1,7 @@
 """Exceptions that carry a one-line message naming the file and the cause, and an exit code.
 
-Exit codes (like httpie's ``ExitStatus``): 0 ok, 1 an input failed, 2 usage, 130 interrupted.
+Exit codes (like httpie's ``ExitStatus``): 0 ok, 1 an input failed, 2 usage, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM).
 The CLI prints ``str(error)`` on one line; ``--traceback`` shows the chain.
 """
 
@@ -8,7 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``docker stop``, ``kill``) turned into an exception by the CLI, so a
+    run unwinds as on Ctrl-C: temporary output deleted, a batch's manifest saved."""
 
 
 class FilmcolorError(Exception):

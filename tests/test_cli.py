@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -70,6 +72,31 @@ def test_a_damaged_tiff_gives_one_line_not_libtiffs_as_well(tmp_path, model_path
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [f"filmcolor: {bad}: not a readable image (JPEG, PNG, TIFF, WebP, "
                                              "BMP, JPEG 2000 or PNM)"]
+
+
+@pytest.mark.slow
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_half_file(tmp_path, model_path):
+    # a job scheduler or `docker stop` sends SIGTERM: Python's default ended the process on the
+    # spot and left the hidden .part file of the film being written
+    src = synth.make_clip(tmp_path / "long.mp4", frames=1500, width=320, height=240, audio=())
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "filmcolor", "run", str(src), "-o", str(out / "long.mp4"),
+                             "--model", str(model_path), "--render-size", "64", "-q"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and not list(out.glob(".*.part*")):
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be stopped; make the film longer"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143
+    assert err.strip() == "filmcolor: terminated; no output was left behind"
+    assert list(out.iterdir()) == []
 
 
 def test_run_writes_output(tmp_path, clip, model_path):
