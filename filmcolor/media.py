@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
-from . import tags
+from . import subtitles, tags
 from .color import matrix_for
 from .cpu import cpu_flags
 from .errors import InputError
@@ -964,6 +964,13 @@ class VideoWriter:
                 _label(transcoder.stream, s, reencoded=True)
                 self._warn(f"{self.src}: audio stream {s.index} ({name}) cannot go into "
                            f"{self._out.format.name}; transcoded to AAC")
+            elif s.type == "subtitle" and name in subtitles.TEXT_CODECS and subtitles.TARGETS.get(fmt):
+                target = subtitles.TARGETS[fmt]
+                stream = self._out.add_mux_stream(target, time_base=s.time_base)
+                _label(stream, s, reencoded=True)
+                self._map[s.index] = ("text", (stream, name, target))
+                self._warn(f"{self.src}: subtitle stream {s.index} ({name}) cannot go into {fmt}; "
+                           f"converted to {target} (the text and timing; not the styling)")
             else:
                 self._warn(f"{self.src}: {s.type} stream {s.index} ({name}) cannot go into "
                            f"{self._out.format.name}; dropped")
@@ -1071,7 +1078,15 @@ class VideoWriter:
         if kind == "copy" and self._mov_text_gaps and packet.stream.index in self._mov_text_gaps \
                 and packet.size == 2 and bytes(packet) == b"\x00\x00":
             return  # an empty mov_text "end of cue" sample: the MP4 muxer writes its own
-        if kind == "copy":
+        if kind == "text":  # a cue turned into the form this container holds
+            stream, src_codec, dst_codec = target
+            data = subtitles.convert(src_codec, dst_codec, bytes(packet))
+            if not subtitles.cue_text(dst_codec, data):
+                return  # an empty "end of cue" sample: the target's muxer marks cue ends itself
+            cue = av.Packet(data)
+            cue.time_base, cue.pts, cue.dts, cue.duration = packet.time_base, packet.pts, packet.dts, packet.duration
+            packet, target = cue, stream
+        if kind in ("copy", "text"):
             shift = round(self._t0 / packet.time_base)
             if packet.pts is not None:
                 packet.pts -= shift

@@ -258,8 +258,10 @@ def test_mp4_keeps_labels_it_can_hold_and_says_what_it_cannot(clip, tmp_path):
     after, before = read_labels(dst), read_labels(src)
     for key in ("title", "comment", "chapters", "timecode", "cover"):
         assert after[key] == before[key], key
-    assert after["streams"] == before["streams"][:3]  # SubRip cannot go into MP4 ...
-    assert [w for w in warnings if "dropped" in w and "subtitle" in w]  # ... and the user is told
+    assert after["streams"][:3] == before["streams"][:3]
+    # SubRip cannot go into MP4: it becomes mov_text, still English, still forced (MP4 adds "default")
+    assert after["streams"][3][:3] == before["streams"][3][:3] and after["streams"][3][3] & int(D.forced)
+    assert [w for w in warnings if "converted to mov_text" in w]
     (attach,) = [w for w in warnings if "attachment" in w]
     assert "Caslon.ttf" in attach and ".mkv keeps them" in attach
     with av.open(str(dst)) as c:  # MP4 keeps a timecode as a tmcd track
@@ -274,8 +276,8 @@ def test_excerpt_carries_its_own_timecode_and_chapters(clip, tmp_path):
     assert after["timecode"] == "01:00:01:00"  # 25 frames later
     assert after["chapters"] == [(0.0, 0.6, "Harbour")]
     assert after["title"] == "Reel 3: The Harbour"
-    # Opus went in as AAC, labels and all (MOV has no flag for a commentary track)
-    assert [s[:3] for s in after["streams"]] == [s[:3] for s in read_labels(src)["streams"][:3]]
+    # Opus went in as AAC and SubRip as mov_text, labels and all (MOV has no flag for a commentary track)
+    assert [s[:3] for s in after["streams"]] == [s[:3] for s in read_labels(src)["streams"]]
     assert any("cover picture" in w and "mov" in w for w in warnings)  # MOV has no cover box
 
 
@@ -402,6 +404,30 @@ def test_unsupported_streams_are_transcoded_or_dropped_with_warning(clip, tmp_pa
         audio = [f for f in c.decode(audio=0)]
     seconds = sum(f.samples for f in audio) / audio[0].sample_rate
     assert abs(seconds - 1.0) < 0.1  # 25 frames at 25 fps
+
+
+def _cues(path: Path) -> list[tuple[Fraction, Fraction, str]]:
+    """(start, length, text) of every non-empty cue of the first subtitle stream."""
+    from filmcolor import subtitles
+
+    with av.open(str(path)) as c:
+        (s,) = c.streams.subtitles
+        return [(p.pts * p.time_base, p.duration * p.time_base, text) for p in c.demux(s)
+                if p.pts is not None and (text := subtitles.cue_text(s.codec_context.name, bytes(p)))]
+
+
+@pytest.mark.parametrize("src_name,dst_name,codec", [("s.mp4", "out.mkv", "srt"), ("s.mkv", "out.mp4", "mov_text"),
+                                                     ("s.mkv", "out.mov", "mov_text")])
+def test_text_subtitles_change_form_with_the_container(clip, tmp_path, src_name, dst_name, codec):
+    # MP4 holds text subtitles only as mov_text, Matroska as SubRip: before, a reel that changed
+    # container lost them ("cannot go into matroska; dropped")
+    src = clip(src_name, subtitles=True, frames=75, audio=())
+    _, warnings = roundtrip(src, tmp_path / dst_name)
+    assert [w for w in warnings if f"converted to {'subrip' if codec == 'srt' else 'mov_text'}" in w]
+    with av.open(str(tmp_path / dst_name)) as c:
+        assert [s.codec_context.name for s in c.streams.subtitles] == [codec]
+    cues = _cues(tmp_path / dst_name)
+    assert cues == _cues(src) and [t for _, _, t in cues] == ["Cue 1", "Cue 2", "Cue 3", "Cue 4"]
 
 
 @pytest.mark.parametrize("codec,name,pix_fmt", [("ffv1", "m.mkv", "yuv420p"), ("prores", "m.mov", "yuv422p10le")])
