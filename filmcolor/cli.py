@@ -569,7 +569,10 @@ def models_cmd(as_json: bool) -> None:
 
     from .weights import available_models, models_dir
 
-    models = available_models()
+    unreadable: dict = {}
+    models = available_models(unreadable)
+    for exc in unreadable.values():
+        click.echo(f"filmcolor: warning: {exc}; not listed", err=True)
     if as_json:
         click.echo(json.dumps({n: {"source": m.source, "path": str(m.path), "arch": m.arch, "arch_args": m.arch_args,
                                    "card": m.card} for n, m in models.items()}, indent=1, default=str))

@@ -97,16 +97,20 @@ def read_info(path: str | Path, name: str | None = None, source: str = "file") -
                      arch_args=json.loads(meta["arch_args"]), card=json.loads(meta.get("card", "{}")))
 
 
-def available_models() -> dict[str, ModelInfo]:
-    """Packaged and user models by name; a user model never shadows a packaged one."""
+def available_models(unreadable: dict[str, ModelError] | None = None) -> dict[str, ModelInfo]:
+    """Packaged and user models by name; a user model never shadows a packaged one. Files that
+    cannot be read as models are left out, and put in ``unreadable`` (name -> error) when given."""
     found: dict[str, ModelInfo] = {}
     for source, folder in (("user", models_dir()), ("packaged", PACKAGED_DIR)):
         if folder.is_dir():
             for p in sorted(folder.glob(f"*{SUFFIX}")):
                 try:
                     found[p.stem] = read_info(p, p.stem, source)
-                except ModelError:
-                    continue
+                    if unreadable is not None:
+                        unreadable.pop(p.stem, None)
+                except ModelError as exc:
+                    if unreadable is not None and p.stem not in found:
+                        unreadable[p.stem] = exc
     return found
 
 
@@ -118,7 +122,10 @@ def resolve_model(name_or_path: str | Path) -> ModelInfo:
         if not candidate.is_file():
             raise ModelError(candidate, "no such model file")
         return read_info(candidate)
-    models = available_models()
+    unreadable: dict[str, ModelError] = {}
+    models = available_models(unreadable)
+    if text not in models and text in unreadable:
+        raise unreadable[text]  # the file is there: say what is wrong with it, not that it is unknown
     if text not in models:
         names = ", ".join(sorted(models)) or "none"
         raise ModelError(None, f"unknown model {text!r}; available: {names} (user models live in {models_dir()})")

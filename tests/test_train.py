@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from filmcolor import weights
+from filmcolor.errors import ModelError
 from filmcolor.synth import make_clip, synthetic_frame
 from filmcolor.train import TrainConfig, data_threads, finetune, learning_rate, train
 
@@ -308,3 +309,19 @@ def test_recalibrated_bn_statistics_are_those_of_the_weights_in_use():
     once_more = recalibrate_bn(copy.deepcopy(gen), images, batches=2, crop=64, seed=3)
     for a, b in zip(again.buffers(), once_more.buffers()):
         assert torch.equal(a, b)  # the same seed gives the same statistics
+
+
+def test_a_damaged_user_model_is_named_not_called_unknown(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from filmcolor.cli import main
+
+    monkeypatch.setenv("FILMCOLOR_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    broken = tmp_path / "home" / "models" / "noir.safetensors"
+    broken.write_bytes(b"half a download")
+    with pytest.raises(ModelError, match="not a readable safetensors file"):  # was: "unknown model 'noir'"
+        weights.resolve_model("noir")
+    res = CliRunner().invoke(main, ["models"])
+    assert res.exit_code == 0 and f"warning: {broken}: not a readable safetensors file" in res.output
+    assert "default" in res.output
