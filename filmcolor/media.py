@@ -6,10 +6,9 @@
   (multi-threaded, pts and time base kept); memory does not grow with the film's length.
 - ``frame_to_planes`` / ``planes_to_frame`` move between frames and numpy code-value planes
   (``Planes``); for an 8-bit 4:2:0 source the Y plane is copied out untouched.
-- ``VideoWriter`` encodes frames with their source timestamps and copies every audio and subtitle
-  stream of the source packet for packet, read by a second demuxer and interleaved by timestamp as
-  the video frames arrive; the film's labels go with it (title and other tags, each stream's
-  language, name and flags, timecode, chapters, attachments, cover picture; see ``tags``).
+- ``VideoWriter`` encodes frames with their source timestamps; the source's sound, subtitles,
+  labels and cover go with them through ``carry.Carried`` (a second demuxer, interleaved by
+  timestamp as the video frames arrive).
 
 Damaged input (the policy; the CLI README repeats it):
 - Missing, empty, non-media, audio-only, undecodable files and files whose container says they were
@@ -25,7 +24,6 @@ Damaged input (the policy; the CLI README repeats it):
 from __future__ import annotations
 
 import heapq
-import io
 import math
 import warnings
 from collections import deque
@@ -37,7 +35,7 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
-from . import subtitles, tags
+from . import carry
 from .color import matrix_for
 from .cpu import cpu_flags
 from .errors import InputError
@@ -708,140 +706,13 @@ def film_output_problem(dst: str | Path, codec: str) -> str | None:
 
 
 def _container_takes(fmt: str, codec: str) -> bool:
-    """Whether muxer ``fmt`` writes a header for a ``codec`` stream (tried on a scratch buffer: a
-    muxer may refuse a codec only then)."""
-    scratch = None
-    try:
-        scratch = av.open(io.BytesIO(), "w", format=fmt)
+    """Whether muxer ``fmt`` writes a file with a ``codec`` video stream (see ``carry.muxer_takes``)."""
+    def add(scratch):
         vs = scratch.add_stream(ENCODERS[codec], rate=25)
         vs.width, vs.height, vs.pix_fmt = 64, 64, "yuv422p10le" if codec == "prores" else "yuv420p"
-        scratch.start_encoding()
-        return True
-    except (ValueError, av.error.FFmpegError):
-        return False
-    finally:
-        if scratch is not None:
-            try:
-                scratch.close()
-            except (ValueError, av.error.FFmpegError):
-                pass
+        return vs
 
-
-class _Transcoder:
-    """Decode one audio stream and re-encode it as AAC (for a codec the output cannot hold)."""
-
-    def __init__(self, in_stream, out):
-        self.in_stream = in_stream
-        rate = in_stream.codec_context.sample_rate or 48000
-        layout = in_stream.codec_context.layout.name if in_stream.codec_context.layout else "stereo"
-        if layout.endswith("channels"):  # order left unsaid: AAC needs one (see _copy_stream)
-            layout = _DEFAULT_LAYOUTS.get(len(in_stream.codec_context.layout.channels), "stereo")
-        self.stream = out.add_stream("aac", rate=rate)
-        self.stream.layout = layout
-        self.stream.format = "fltp"
-        self.stream.time_base = Fraction(1, rate)
-        self.rate = rate
-        self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate, frame_size=1024)
-        self.next_pts: int | None = None
-
-    def packets(self, packet, shift_s: Fraction):
-        frames = [] if packet is None else self.in_stream.decode(packet)
-        if packet is None:
-            frames = self.in_stream.decode(None)
-        out = []
-        for frame in frames:
-            if self.next_pts is None and frame.pts is not None:
-                self.next_pts = max(0, round((frame.pts * frame.time_base - shift_s) * self.rate))
-            for rf in self.resampler.resample(frame):
-                out += self._encode(rf)
-        if packet is None:
-            for rf in self.resampler.resample(None):
-                out += self._encode(rf)
-            out += self.stream.encode(None)
-        return out
-
-    def _encode(self, frame):
-        frame.pts = self.next_pts or 0
-        frame.time_base = Fraction(1, self.rate)
-        self.next_pts = frame.pts + frame.samples
-        return self.stream.encode(frame)
-
-
-# FFmpeg's MPEG-TS muxer writes any other codec as a private data stream that players do not play:
-# a "copied" sound track that is in fact lost
-_TS_CODECS = frozenset({"aac", "aac_latm", "mp2", "mp3", "ac3", "eac3", "dts", "truehd", "opus", "s302m",
-                        "pcm_bluray", "dvb_subtitle", "dvb_teletext", "hdmv_pgs_subtitle"})
-# FFmpeg's default layout per channel count, for audio whose channel order the file leaves unsaid
-_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
-
-
-def _copy_stream(out, stream):
-    """A packet-copy output stream for ``stream``. Audio whose channel order the source leaves unsaid
-    ("2 channels", as Matroska stores PCM) gets the default layout for its channel count: MP4's PCM
-    writer refuses an unordered layout, and only when it finishes the file."""
-    copy = out.add_stream_from_template(stream)
-    if stream.type == "audio":
-        layout = stream.codec_context.layout
-        if layout.name.endswith("channels") and len(layout.channels) in _DEFAULT_LAYOUTS:
-            copy.codec_context.layout = _DEFAULT_LAYOUTS[len(layout.channels)]
-    return copy
-
-
-def _muxer_accepts(fmt: str, stream, sample) -> bool:
-    """Whether muxer ``fmt`` takes a packet copy of ``stream``, tried on a scratch buffer with one of
-    its packets (``sample``, or None): some muxers refuse a codec only when writing the header
-    (Opus in MOV) or the end of the file (PCM with an unordered layout in MP4), which would fail the
-    whole film after the fact; MPEG-TS takes anything and loses what it does not know."""
-    name = stream.codec_context.name if stream.codec_context is not None else ""
-    if fmt == "mpegts" and name not in _TS_CODECS:
-        return False
-    scratch = None
-    try:
-        scratch = av.open(io.BytesIO(), "w", format=fmt)
-        copy = _copy_stream(scratch, stream)
-        scratch.start_encoding()
-        if sample is not None:
-            packet = av.Packet(bytes(sample))
-            packet.stream, packet.time_base = copy, sample.time_base
-            packet.pts = packet.dts = 0
-            scratch.mux(packet)
-        scratch.close()  # writes the trailer: errors here count
-        scratch = None
-        return True
-    except (ValueError, av.error.FFmpegError):
-        return False
-    finally:
-        if scratch is not None:
-            try:
-                scratch.close()
-            except (ValueError, av.error.FFmpegError):
-                pass
-
-
-def _first_packets(path: Path, streams) -> dict[int, object]:
-    """The first non-empty packet of each of ``streams`` (by index), read from a fresh demuxer."""
-    wanted, found = {s.index for s in streams}, {}
-    if not wanted:
-        return found
-    with av.open(str(path), "r", metadata_errors="ignore") as c:
-        try:
-            for n, packet in enumerate(c.demux([c.streams[i] for i in sorted(wanted)])):
-                if packet.size and packet.stream.index not in found:
-                    found[packet.stream.index] = packet
-                if len(found) == len(wanted) or n > 5000:
-                    break
-        except av.error.FFmpegError:
-            pass
-    return found
-
-
-_PICTURE_TYPES = {"mjpeg": (".jpg", "image/jpeg"), "png": (".png", "image/png"), "bmp": (".bmp", "image/bmp")}
-
-
-def _label(dst, src, *, reencoded: bool) -> None:
-    """Give output stream ``dst`` the tags and disposition flags of source stream ``src``."""
-    dst.metadata.update(tags.carried_tags(src.metadata, reencoded=reencoded))
-    dst.disposition = src.disposition & ~av.stream.Disposition.attached_pic
+    return carry.muxer_takes(fmt, add)
 
 
 class VideoWriter:
@@ -849,10 +720,11 @@ class VideoWriter:
 
     ``pix_fmt`` is the format frames given to ``write`` must have (see ``writer_pix_fmt``).
     Frames keep their pts/time base (VFR survives); size, frame rate, time base, sample aspect
-    ratio, rotation and colour tags follow ``info``. Audio and subtitle streams are copied packet
-    for packet from a second demuxer on ``src``, interleaved with the video by timestamp; a stream
-    whose codec the output container cannot hold is transcoded to AAC (audio) or dropped
-    (subtitles), with a ``warn``. With ``start``/``duration`` only packets in
+    ratio, rotation and colour tags follow ``info``. Everything else the film keeps - audio and
+    subtitle streams copied packet for packet from a second demuxer on ``src`` and interleaved with
+    the video by timestamp, its labels and cover - is :class:`filmcolor.carry.Carried`'s work (a
+    stream the container cannot hold is transcoded, converted or dropped there, with a ``warn``).
+    With ``start``/``duration`` only packets in
     ``[start, start + duration)`` are copied and every timestamp is shifted by ``-start``
     (frames passed to ``write`` come from ``decode(src, start, duration)`` with source timestamps).
 
@@ -874,7 +746,7 @@ class VideoWriter:
         dur = _to_fraction(duration)
         self._t1 = None if dur is None else self._t0 + dur
         self._closed = False
-        self._in = None
+        self._carried: carry.Carried | None = None
         fmt = container_for(dst, container_format)
         # Matroska stores pts; FFmpeg's default "shift so dts >= 0" would move every stream by the
         # encoder's B-frame delay (or Opus pre-skip), so keep the source timestamps as they are.
@@ -884,7 +756,7 @@ class VideoWriter:
         self._out = av.open(str(self.dst), "w", format=fmt, options=options)
         try:
             self._setup_video(crf, preset)
-            self._setup_side_streams()
+            self._carried = carry.Carried(self.src, info, self._out, self._vs, self._start, self._t1, self._warn)
         except BaseException:
             self._abort()
             raise
@@ -933,186 +805,6 @@ class VideoWriter:
         self._vs = vs
         self._v_tb = cc.time_base
 
-    def _setup_side_streams(self) -> None:
-        self._in = av.open(str(self.src), "r", metadata_errors="ignore")
-        self._map: dict[int, tuple[str, object]] = {}
-        self._carry_labels()
-        samples = _first_packets(self.src, [s for s in self._in.streams if s.type in ("audio", "subtitle")])
-        for s in self._in.streams:
-            if s.type == "video" and s.index != self.info.stream_index \
-                    and not s.disposition & av.stream.Disposition.attached_pic:
-                self._warn(f"{self.src}: video stream {s.index} ({s.codec_context.name}, {s.codec_context.width}x"
-                           f"{s.codec_context.height}) is a second picture; only stream {self.info.stream_index} "
-                           "is coloured, the other is left out")
-            if s.type not in ("audio", "subtitle"):
-                continue
-            name = s.codec_context.name if s.codec_context is not None else (s.name or "unknown codec")
-            try:
-                if not _muxer_accepts(self._out.format.name, s, samples.get(s.index)):
-                    raise ValueError(f"{self._out.format.name} refuses {name}")
-                copy = _copy_stream(self._out, s)
-                copy.time_base = s.time_base  # a hint; muxers with a fixed clock (Matroska: 1 ms) override it
-                self._map[s.index] = ("copy", copy)
-                _label(copy, s, reencoded=False)
-                continue
-            except (ValueError, av.error.FFmpegError):
-                pass
-            fmt = self._out.format.name  # (MPEG-TS answers no to every codec query, AAC included)
-            if s.type == "audio" and (fmt == "mpegts" or "aac" in self._out.supported_codecs):
-                transcoder = _Transcoder(s, self._out)
-                self._map[s.index] = ("aac", transcoder)
-                _label(transcoder.stream, s, reencoded=True)
-                self._warn(f"{self.src}: audio stream {s.index} ({name}) cannot go into "
-                           f"{self._out.format.name}; transcoded to AAC")
-            elif s.type == "subtitle" and name in subtitles.TEXT_CODECS and subtitles.TARGETS.get(fmt):
-                target = subtitles.TARGETS[fmt]
-                stream = self._out.add_mux_stream(target, time_base=s.time_base)
-                _label(stream, s, reencoded=True)
-                self._map[s.index] = ("text", (stream, name, target))
-                self._warn(f"{self.src}: subtitle stream {s.index} ({name}) cannot go into {fmt}; "
-                           f"converted to {target} (the text and timing; not the styling)")
-            else:
-                self._warn(f"{self.src}: {s.type} stream {s.index} ({name}) cannot go into "
-                           f"{self._out.format.name}; dropped")
-        covers = self._cover_art()
-        self._mov_text_gaps = {
-            i for i, (kind, _) in self._map.items()
-            if kind == "copy" and self._in.streams[i].codec_context is not None
-            and self._in.streams[i].codec_context.name == "mov_text"
-            and self._out.format.name in ("mp4", "mov", "ipod", "3gp")
-        }
-        self._pending = None
-        self._side_iter = None
-        for stream, data in covers:  # after every stream is added: this writes the header
-            packet = av.Packet(data)
-            packet.stream, packet.time_base, packet.pts, packet.dts = stream, stream.time_base, 0, 0
-            self._out.mux(packet)
-        if self._map:
-            if self._t0 > 0:
-                self._in.seek(max(0, int((self._t0 - 1) * 1_000_000)), backward=True, any_frame=True)
-            self._side_iter = self._side_packets([self._in.streams[i] for i in self._map])
-
-    def _carry_labels(self) -> None:
-        """The film's own labels onto the output: its tags (title, date, comment...), the picture
-        stream's tags (language, title, timecode) and flags, its chapters and its attachments (the
-        fonts of styled subtitles), each cut to the written stretch (see ``tags``)."""
-        src, out, info = self._in, self._out, self.info
-        fmt = out.format.name
-        video_in = next((s for s in src.streams.video if s.index == info.stream_index), None)
-        out.metadata.update(tags.carried_tags(src.metadata))
-        if video_in is not None:
-            _label(self._vs, video_in, reencoded=True)
-        skipped = tags.frames_before(self._t0, info.start_time, info.fps) if self._start and info.fps else 0
-        for labels in (out.metadata, self._vs.metadata):
-            key = tags.timecode_key(labels)
-            if key is None:
-                continue
-            if fmt in ("mp4", "mov", "ipod") and tags.nominal_rate(info.fps or 25) > tags.MOV_TIMECODE_MAX_FPS:
-                self._warn(f"{self.src}: timecode {labels.pop(key)} left out: a {fmt} timecode track counts at most "
-                           f"{tags.MOV_TIMECODE_MAX_FPS} frames a second (.mkv keeps it as a tag)")
-            elif skipped:  # an excerpt's timecode is that of its own first frame
-                labels[key] = tags.shift_timecode(labels[key], skipped, info.fps)
-        chapters = tags.carried_chapters(src.chapters(), self._start, self._t1)
-        if chapters:
-            out.set_chapters(chapters)
-        attachments = list(src.streams.attachments)
-        if attachments and fmt == "matroska":
-            for a in attachments:
-                out.add_attachment(a.name or f"attachment{a.index}", a.mimetype or "application/octet-stream",
-                                   bytes(a.data))
-        elif attachments:
-            self._warn(f"{self.src}: {len(attachments)} attachment(s) ("
-                       f"{', '.join(a.name or '?' for a in attachments[:3])}) cannot go into {fmt}; "
-                       "left out (.mkv keeps them)")
-
-    def _cover_art(self) -> list[tuple[object, bytes]]:
-        """Carry the film's cover pictures (streams flagged attached_pic): into Matroska as
-        attachments, into MP4 as cover streams (returned with their picture, to be muxed once
-        all streams exist); other containers cannot hold one, which ``warn`` says."""
-        pics = [s for s in self._in.streams.video if s.disposition & av.stream.Disposition.attached_pic]
-        if not pics:
-            return []
-        fmt, out = self._out.format.name, []
-        with av.open(str(self.src), "r", metadata_errors="ignore") as c:  # the picture is the first packet
-            for s in pics:
-                data = next((bytes(p) for p in c.demux(c.streams[s.index]) if p.size), None)
-                codec = s.codec_context.name if s.codec_context is not None else ""
-                if data is None:
-                    continue
-                if fmt == "matroska":
-                    ext, mime = _PICTURE_TYPES.get(codec, ("", "application/octet-stream"))
-                    self._out.add_attachment(s.metadata.get("filename") or f"cover{ext}",
-                                             s.metadata.get("mimetype") or mime, data)
-                elif fmt in ("mp4", "ipod") and codec in _PICTURE_TYPES:  # MOV has no cover box
-                    copy = self._out.add_stream_from_template(s)
-                    _label(copy, s, reencoded=False)
-                    copy.disposition = av.stream.Disposition.attached_pic
-                    out.append((copy, data))
-                else:
-                    self._warn(f"{self.src}: its cover picture (stream {s.index}, {codec}) cannot go into {fmt}; "
-                               "left out (.mkv and .mp4 keep it)")
-        return out
-
-    def _side_packets(self, streams):
-        """In-range packets of the copied streams, in file order, as (packet, time in seconds)."""
-        done: set[int] = set()
-        try:
-            for packet in self._in.demux(streams):
-                ts = packet.pts if packet.pts is not None else packet.dts
-                if ts is None:
-                    continue
-                t = ts * packet.time_base
-                if self._start is not None and t < self._t0 - packet.time_base / 2:
-                    continue
-                if self._t1 is not None and t >= self._t1 - packet.time_base / 2:
-                    done.add(packet.stream.index)
-                    if len(done) == len(streams):
-                        return
-                    continue
-                yield packet, t - self._t0
-        except av.error.FFmpegError as e:
-            self._warn(f"{self.src}: audio/subtitle data unreadable after this point ({e}); stopped copying")
-
-    def _mux_side(self, packet) -> None:
-        kind, target = self._map[packet.stream.index]
-        if kind == "copy" and self._mov_text_gaps and packet.stream.index in self._mov_text_gaps \
-                and packet.size == 2 and bytes(packet) == b"\x00\x00":
-            return  # an empty mov_text "end of cue" sample: the MP4 muxer writes its own
-        if kind == "text":  # a cue turned into the form this container holds
-            stream, src_codec, dst_codec = target
-            data = subtitles.convert(src_codec, dst_codec, bytes(packet))
-            if not subtitles.cue_text(dst_codec, data):
-                return  # an empty "end of cue" sample: the target's muxer marks cue ends itself
-            cue = av.Packet(data)
-            cue.time_base, cue.pts, cue.dts, cue.duration = packet.time_base, packet.pts, packet.dts, packet.duration
-            packet, target = cue, stream
-        if kind in ("copy", "text"):
-            shift = round(self._t0 / packet.time_base)
-            if packet.pts is not None:
-                packet.pts -= shift
-            if packet.dts is not None:
-                packet.dts -= shift
-            packet.stream = target
-            self._out.mux(packet)
-        else:
-            self._out.mux(target.packets(packet, self._t0))
-
-    def _pump(self, until: Fraction | None) -> None:
-        """Mux side-stream packets up to ``until`` seconds (all when None)."""
-        if self._side_iter is None:
-            return
-        while True:
-            if self._pending is None:
-                self._pending = next(self._side_iter, None)
-                if self._pending is None:
-                    self._side_iter = None
-                    return
-            packet, t = self._pending
-            if until is not None and t > until:
-                return
-            self._pending = None
-            self._mux_side(packet)
-
     # public
     def write(self, frame: av.VideoFrame) -> None:
         """Encode one frame (in ``pix_fmt``) at its own pts, shifted by ``-start`` when one was given."""
@@ -1128,7 +820,7 @@ class VideoWriter:
                 self._warn(f"{self.src}: the picture is {size[0]}x{size[1]} from {float(t):.2f} s on, the film "
                            f"{w}x{h}; those frames are scaled to {w}x{h}")
             self._size = size
-        self._pump(t)
+        self._carried.pump(t)
         pts = round(t / self._v_tb)
         old_pts, old_tb = frame.pts, frame.time_base
         frame.pts, frame.time_base = pts, self._v_tb
@@ -1146,20 +838,16 @@ class VideoWriter:
         self._closed = True
         try:
             self._out.mux(self._vs.encode(None))
-            self._pump(None)
-            for kind, target in self._map.values():
-                if kind == "aac":
-                    self._out.mux(target.packets(None, self._t0))
+            self._carried.finish()
         finally:
             try:
                 self._out.close()
             finally:
-                if self._in is not None:
-                    self._in.close()
+                self._carried.close()
 
     def _abort(self) -> None:
         self._closed = True
-        for c in (self._out, self._in):
+        for c in (self._out, self._carried):
             if c is not None:
                 try:
                     c.close()
