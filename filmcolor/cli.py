@@ -126,15 +126,21 @@ def user_overrides(ctx: click.Context, names: Iterable[str]) -> dict[str, Any]:
 
 
 class TimeType(click.ParamType):
-    """Seconds as ``90``, ``90.5``, ``1:30`` or ``1:02:03.5``."""
+    """Seconds as ``90``, ``90.5``, ``1:30`` or ``1:02:03.5``; with ``timecode``, SMPTE
+    ``HH:MM:SS:FF`` (``;FF``: drop-frame) too, returned as the string, for the film's own timecode
+    and frame rate to place (:func:`filmcolor.media.seconds_at`)."""
 
     name = "TIME"
     _re = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)$")
+    _smpte = re.compile(r"^\d{1,2}:\d{2}:\d{2}[:;]\d{2,3}$")
 
-    def __init__(self, positive: bool = False) -> None:
+    def __init__(self, positive: bool = False, timecode: bool = False) -> None:
         self.positive = positive  # a length: 0 would colour nothing
+        self.timecode = timecode
 
     def convert(self, value, param, ctx):
+        if isinstance(value, str) and self.timecode and self._smpte.match(value.strip()):
+            return value.strip()
         if isinstance(value, (int, float)):
             seconds = float(value)
         else:
@@ -152,6 +158,8 @@ class TimeType(click.ParamType):
 
 TIME = TimeType()
 LENGTH = TimeType(positive=True)
+TIME_OR_TIMECODE = TimeType(timecode=True)
+LENGTH_OR_TIMECODE = TimeType(positive=True, timecode=True)
 
 
 # --- the group ---------------------------------------------------------------------------------------
@@ -210,8 +218,10 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,
               help="Video codec: h264, or ffv1 / prores for archival masters.")
 @click.option("--crf", type=click.IntRange(0, 51), default=_DEFAULTS.crf, help="H.264 quality (lower = better).")
-@click.option("--start", type=TIME, default=None, help="Colour from this time on (seconds or H:MM:SS).")
-@click.option("--duration", type=LENGTH, default=None, help="Colour only this long a stretch.")
+@click.option("--start", type=TIME_OR_TIMECODE, default=None,
+              help="Colour from this time on: seconds, H:MM:SS, or the film's own timecode HH:MM:SS:FF.")
+@click.option("--duration", type=LENGTH_OR_TIMECODE, default=None,
+              help="Colour only this long a stretch (seconds, H:MM:SS or HH:MM:SS:FF).")
 @click.option("--preview", type=click.IntRange(1, 100), default=None, metavar="N",
               help="Write a PNG of N frames (B&W | colour) instead of the film.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the input).")
@@ -227,12 +237,13 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
     A film keeps its own luminance, size, frame timing and every audio and subtitle stream; a photo
     (JPEG/PNG/TIFF) becomes a PNG of the same size.
     """
-    config = build_run_config(ctx, preset_name, genre)
     console = stderr_console()
     warn = warn_printer(console)
     from . import pipeline  # imported here so `filmcolor --help` stays fast
 
     with cli_errors(input, show_traceback):
+        _place_timecodes(ctx, input)
+        config = build_run_config(ctx, preset_name, genre)
         if preview is not None:
             with progress_bar(console, f"preview {input.name}", quiet) as progress:
                 result = pipeline.preview(input, output, preview, config, progress=progress, warn=warn)
@@ -241,6 +252,20 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
                 result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn)
     if not quiet:
         click.echo(summary_line(result), err=True)
+
+
+def _place_timecodes(ctx: click.Context, src: Path) -> None:
+    """--start/--duration given as SMPTE timecodes -> seconds, by the film's own timecode and rate."""
+    marks = {k: v for k in ("start", "duration") if isinstance(v := ctx.params.get(k), str)}
+    if not marks:
+        return
+    from .media import probe, seconds_at
+
+    info = probe(src)
+    for key, timecode in marks.items():
+        ctx.params[key] = seconds_at(info, timecode, length=key == "duration")
+        if key == "duration" and ctx.params[key] <= 0:
+            raise click.BadParameter("must be > 0", param_hint="'--duration'")
 
 
 def build_run_config(ctx: click.Context, preset_name: str, genre: str | None) -> RunConfig:

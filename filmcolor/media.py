@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
-from . import carry
+from . import carry, tags
 from .color import matrix_for
 from .cpu import cpu_flags
 from .errors import InputError
@@ -98,6 +98,7 @@ class VideoInfo:
     stream_index: int = 0
     start_time: float | None = None
     field_order: int = FIELD_PROGRESSIVE  # FFmpeg's AVFieldOrder: 1 progressive, 2 TT, 3 BB, 4 TB, 5 BT
+    timecode: str | None = None  # SMPTE timecode of the first frame, when the file states one
 
     @property
     def interlaced(self) -> bool:
@@ -306,7 +307,26 @@ def probe(path: str | Path) -> VideoInfo:
             codec_name=cc.name, stream_index=stream.index,
             start_time=float(stream.start_time * tb) if stream.start_time is not None else None,
             field_order=_field_order(first, cc),
+            timecode=next((labels[key] for labels in (stream.metadata, container.metadata)
+                           if (key := tags.timecode_key(labels or {}))), None),
         )
+
+
+def seconds_at(info: VideoInfo, timecode: str, *, length: bool = False) -> float:
+    """Where SMPTE ``timecode`` falls on the film's own timeline, in seconds: counted from the film's
+    first-frame timecode (``info.timecode``; 00:00:00:00 when it states none) at its frame rate.
+    ``length=True`` reads it as a duration instead (frames / frame rate). Raises ``InputError``
+    when the timecode comes before the film's first frame or does not fit its frame rate."""
+    fps = info.fps or Fraction(25)
+    rate = tags.nominal_rate(fps)
+    try:
+        frames = tags.timecode_to_frames(timecode, rate)
+        first = 0 if length or not info.timecode else tags.timecode_to_frames(info.timecode, rate)
+    except ValueError as e:
+        raise InputError(info.path, f"{e} (the film runs at {float(fps):g} fps)") from None
+    if frames < first:
+        raise InputError(info.path, f"timecode {timecode} comes before the film's first frame ({info.timecode})")
+    return float((0 if length else Fraction(info.start_time or 0)) + (frames - first) / Fraction(fps))
 
 
 # --- decode --------------------------------------------------------------------------------------

@@ -272,6 +272,33 @@ def test_a_photo_to_a_film_extension_is_refused(tmp_path, model_path):
                                "(.png, .jpg, .tif, .webp, .bmp, .jp2)"
 
 
+def test_start_and_duration_as_the_films_own_timecode(tmp_path, model_path):
+    # restorers log shots by timecode: 10:00:01:05 on a reel that starts at 10:00:00:00 is 1 s + 5 frames in
+    src = tmp_path / "reel.mov"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.metadata["timecode"] = "10:00:00:00"
+        for i in range(75):
+            frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48, color=False), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+    dst = tmp_path / "shot.mov"
+    r = run(src, "-o", dst, "--model", model_path, "--render-size", "48", "--start", "10:00:01:05",
+            "--duration", "00:00:00:10")
+    assert r.exit_code == 0, r.output
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].metadata["timecode"] == "10:00:01:05"  # the shot's own first frame
+        assert sum(1 for _ in c.decode(video=0)) == 10
+    r = run(src, "-o", tmp_path / "x.mov", "--model", model_path, "--start", "09:59:00:00")
+    assert r.exit_code == 1 and "comes before the film's first frame (10:00:00:00)" in r.stderr
+    r = run(src, "-o", tmp_path / "x.mov", "--model", model_path, "--start", "10:00:01:30")
+    assert r.exit_code == 1 and "not a timecode at 25 fps" in r.stderr
+    assert not (tmp_path / "x.mov").exists()
+
+
 def test_a_start_past_the_end_names_the_films_length(tmp_path, clip, model_path):
     r = run(clip, "--start", "1:00", "--model", model_path, "-o", tmp_path / "x.mp4")  # a 0.48 s clip
     assert r.exit_code == 1 and listing(tmp_path) == set()
