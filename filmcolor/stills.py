@@ -3,9 +3,10 @@
 - :func:`read_still` -> :class:`Still`: the photo *as displayed*: the stored pixels turned by their
   EXIF orientation (1..8, 1 when absent; the network must see the sky at the top), as sRGB float
   and L*, with alpha, bit depth and the metadata chunks OpenCV found (EXIF, XMP, ICC), the EXIF's
-  orientation reset to 1 to match the turned pixels.
+  orientation reset to 1 to match the turned pixels and its thumbnail (of the uncoloured picture)
+  left out.
 - :func:`write_still`: the coloured picture with the source's metadata. JPEG, PNG and WebP outputs
-  keep the EXIF block byte for byte (date, caption, camera...; orientation reset as above) and an
+  keep the EXIF block byte for byte (date, caption, camera...; as read above) and an
   ICC profile from a colour source (a grey profile cannot describe RGB, so it is left out). TIFF and
   BMP outputs get the pixels only. XMP is never written: OpenCV 5.0 writes it without the JPEG
   namespace header (readers skip it) and sometimes with stray bytes in PNG, so a copy would be a
@@ -112,6 +113,39 @@ def exif_set_upright(exif: bytes) -> bytes:
     return prefix + body[:at] + struct.pack(end + "H", 1) + body[at + 2:]
 
 
+def exif_without_thumbnail(exif: bytes) -> bytes:
+    """The EXIF block without its embedded thumbnail (IFD1: a small copy of the *source* picture,
+    which viewers show for the file - a black-and-white one on a coloured photo): the link to IFD1
+    is cut and the thumbnail's JPEG bytes are dropped when they end the block (they do, as cameras
+    and editors write it). Anything else, or a damaged block, is left byte for byte."""
+    prefix, body = _strip_prefix(exif)
+    if len(body) < 8 or body[:2] not in (b"II", b"MM"):
+        return exif
+    end = "<" if body[:2] == b"II" else ">"
+    ifd0 = struct.unpack(end + "I", body[4:8])[0]
+    if ifd0 + 2 > len(body):
+        return exif
+    link = ifd0 + 2 + 12 * struct.unpack(end + "H", body[ifd0:ifd0 + 2])[0]
+    if link + 4 > len(body):
+        return exif
+    ifd1 = struct.unpack(end + "I", body[link:link + 4])[0]
+    if ifd1 == 0 or ifd1 + 2 > len(body):
+        return exif
+    thumb = {}
+    n = struct.unpack(end + "H", body[ifd1:ifd1 + 2])[0]
+    for k in range(n):
+        entry = body[ifd1 + 2 + 12 * k: ifd1 + 14 + 12 * k]
+        if len(entry) == 12:
+            tag, kind = struct.unpack(end + "HH", entry[:4])
+            if tag in (0x0201, 0x0202) and kind == 4:  # JPEGInterchangeFormat(Length), LONG
+                thumb[tag] = struct.unpack(end + "I", entry[8:12])[0]
+    body = body[:link] + b"\0\0\0\0" + body[link + 4:]
+    start, size = thumb.get(0x0201), thumb.get(0x0202)
+    if start and size and start + size == len(body) and start > link + 4:
+        body = body[:start]
+    return prefix + body
+
+
 def upright(a: np.ndarray, orientation: int) -> np.ndarray:
     """The stored image ``a`` (rows, columns[, channels]) as displayed under EXIF ``orientation``."""
     if orientation == 2:
@@ -153,6 +187,8 @@ def read_still(src: Path) -> Still:
         img = upright(img, orientation)
         if EXIF in metadata:
             metadata[EXIF] = exif_set_upright(metadata[EXIF])
+    if EXIF in metadata:  # its thumbnail shows the uncoloured picture
+        metadata[EXIF] = exif_without_thumbnail(metadata[EXIF])
     if img.dtype == np.uint8:
         scale, bits = 255.0, 8
     elif img.dtype == np.uint16:

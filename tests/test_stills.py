@@ -231,3 +231,37 @@ def test_a_jpeg_cut_short_is_coloured_with_a_warning(tmp_path, model_path):
     warnings.clear()
     pipeline.colorize_file(appended, tmp_path / "out2.png", config(model_path), warn=warnings.append)
     assert warnings == []
+
+
+def make_exif_with_thumbnail(thumb: bytes, big_endian: bool = True) -> bytes:
+    """IFD0 (ImageDescription) linked to IFD1, which points at a JPEG thumbnail ending the block."""
+    e = ">" if big_endian else "<"
+    desc = b"Harbour, 1931\0"
+    ifd0 = 8
+    ifd1 = ifd0 + 2 + 12 + 4
+    desc_at = ifd1 + 2 + 24 + 4
+    thumb_at = desc_at + len(desc)
+    body = struct.pack(e + "H", 1) + struct.pack(e + "HHII", 0x010E, 2, len(desc), desc_at) + struct.pack(e + "I", ifd1)
+    body += struct.pack(e + "H", 2) + struct.pack(e + "HHII", 0x0201, 4, 1, thumb_at) \
+        + struct.pack(e + "HHII", 0x0202, 4, 1, len(thumb)) + struct.pack(e + "I", 0)
+    head = (b"MM" if big_endian else b"II") + struct.pack(e + "HI", 42, ifd0)
+    return head + body + desc + thumb
+
+
+@pytest.mark.parametrize("big_endian", [True, False])
+def test_the_black_and_white_exif_thumbnail_is_not_carried(tmp_path, model_path, big_endian):
+    # viewers show a file's EXIF thumbnail: copied as is, the coloured photo showed a B&W one
+    thumb = bytes(cv2.imencode(".jpg", asymmetric_bgr(8, 12)[..., 1])[1])
+    exif = make_exif_with_thumbnail(thumb, big_endian)
+    cut = stills.exif_without_thumbnail(b"Exif\0\0" + exif)
+    assert cut.startswith(b"Exif\0\0") and thumb not in cut and len(cut) == 6 + len(exif) - len(thumb)
+    e = ">" if big_endian else "<"
+    assert struct.unpack(e + "I", cut[6 + 8 + 2 + 12: 6 + 8 + 2 + 12 + 4]) == (0,)  # IFD0 links to nothing
+    assert b"Harbour, 1931" in cut
+    plain = make_exif(6)
+    assert stills.exif_without_thumbnail(plain) == plain  # no thumbnail: byte for byte
+    assert stills.exif_without_thumbnail(b"\x00junk") == b"\x00junk"
+    src = write_with_metadata(tmp_path / "scan.jpg", asymmetric_bgr(), {EXIF: exif})
+    out = pipeline.colorize_file(src, tmp_path / "out.jpg", config(model_path)).dst
+    kept = read_metadata(out)[EXIF]
+    assert b"Harbour, 1931" in kept and thumb not in kept
