@@ -464,6 +464,8 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
         if "cuda_rng" in ck and device.type == "cuda":
             torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
         log(f"resumed {ckpt_path} at step {step}")
+    elif resume:  # a mistyped --out would otherwise start over without a word
+        log(f"warning: nothing to resume: no {ckpt_path}; starting at step 0")
     rng = _rng_for(cfg, step, d)
     if rng_states and d.rank < len(rng_states):
         rng.bit_generator.state = rng_states[d.rank]

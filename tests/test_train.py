@@ -71,6 +71,9 @@ def test_resume_continues_step_count_and_reproduces_next_loss(tmp_path, photos):
     straight: dict[int, dict[str, float]] = {}
     train(replace(cfg, out=str(tmp_path / "a")), log=lambda s: None, on_step=lambda s, l: straight.setdefault(s, l))
     train(replace(cfg, out=str(tmp_path / "b"), steps=2), log=lambda s: None)
+    lines: list[str] = []
+    train(replace(cfg, out=str(tmp_path / "empty"), steps=1), resume=True, log=lines.append)
+    assert f"warning: nothing to resume: no {tmp_path / 'empty' / 'checkpoint.pt'}; starting at step 0" in lines
     resumed: dict[int, dict[str, float]] = {}
     train(replace(cfg, out=str(tmp_path / "b")), resume=True, log=lambda s: None,
           on_step=lambda s, l: resumed.setdefault(s, l))
