@@ -623,6 +623,8 @@ def preview(src: str | Path, out_png: str | Path | None = None, n: int = 6, conf
         still = bool(info.is_still)
     dst = Path(out_png) if out_png is not None else default_preview_output(src)
     check_output(src, dst, config.overwrite)
+    if problem := stills.output_problem(dst):
+        raise OutputError(dst, problem)
     colorizer = colorizer or Colorizer.from_config(config)
     t0 = time.perf_counter()
     if still:

@@ -264,9 +264,10 @@ def test_an_output_that_cannot_hold_the_film_is_refused_before_colouring(tmp_pat
     assert r.stderr.strip().startswith(f"filmcolor: {tmp_path / name}: {cause}")
 
 
-def test_a_photo_to_a_film_extension_is_refused(tmp_path, model_path):
-    photo = synth.make_photo(tmp_path / "p.png")
-    r = run(photo, "-o", tmp_path / "p.mp4", "--model", model_path)
+@pytest.mark.parametrize("preview", [(), ("--preview", "3")])
+def test_a_photo_or_preview_to_a_film_extension_is_refused(tmp_path, clip, model_path, preview):
+    src = clip if preview else synth.make_photo(tmp_path / "p.png")
+    r = run(src, "-o", tmp_path / "p.mp4", "--model", model_path, *preview)
     assert r.exit_code == 2 and not (tmp_path / "p.mp4").exists()
     assert r.stderr.strip() == f"filmcolor: {tmp_path / 'p.mp4'}: .mp4 is not a photo format filmcolor writes " \
                                "(.png, .jpg, .tif, .webp, .bmp, .jp2)"
