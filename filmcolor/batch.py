@@ -156,12 +156,12 @@ class BatchReport:
 # Discovery, fingerprints, hashes
 
 
-def output_name(src: Path, kind: str) -> str:
+def output_name(src: Path, kind: str, codec: str = "h264") -> str:
     """``reel.mp4`` -> ``reel.color.mp4``, a still -> ``photo.color.png`` (the pipeline's naming:
-    a container that cannot hold the output codecs becomes ``.mkv``)."""
+    a container that cannot hold ``codec`` video becomes ``.mkv``)."""
     from .pipeline import default_output
 
-    return default_output(src, still=kind == "still").name
+    return default_output(src, still=kind == "still", codec=codec).name
 
 
 def classify(path: Path) -> str | None:
@@ -175,9 +175,9 @@ def classify(path: Path) -> str | None:
     return None
 
 
-def discover(in_dir: str | Path, out_dir: str | Path) -> tuple[list[Reel], list[str]]:
-    """Inputs under ``in_dir`` (recursive, sorted, hidden files and ``out_dir`` excluded) and the
-    relative paths of the other files found (ignored). Files that are our own outputs
+def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264") -> tuple[list[Reel], list[str]]:
+    """Inputs under ``in_dir`` (recursive, sorted, hidden files and ``out_dir`` excluded; outputs
+    named for ``codec`` video) and the relative paths of the other files found (ignored). Files that are our own outputs
     (``*.color.*``) are never inputs."""
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
     reels: list[Reel] = []
@@ -194,7 +194,7 @@ def discover(in_dir: str | Path, out_dir: str | Path) -> tuple[list[Reel], list[
             if kind is None or ".color." in name or not src.is_file():
                 ignored.append(rel.as_posix())
                 continue
-            dst = out_dir / rel.parent / output_name(src, kind)
+            dst = out_dir / rel.parent / output_name(src, kind, codec)
             reels.append(Reel(src=src, rel=rel.as_posix(), dst=dst, kind=kind))
     return _distinct_outputs(reels), ignored
 
@@ -581,7 +581,7 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
     rep = BatchReport(in_dir=in_dir, out_dir=out_dir, manifest=manifest_path)
 
     with _Lock(out_dir):
-        reels, rep.ignored = discover(in_dir, out_dir)
+        reels, rep.ignored = discover(in_dir, out_dir, config.codec)
         settings, model = settings_hash(config), model_hash(config)
         entries = read_manifest(manifest_path)
         for p in clean_stale_temps(reels):

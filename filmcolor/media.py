@@ -23,6 +23,7 @@ Damaged input (the policy; the CLI README repeats it):
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import warnings
@@ -725,6 +726,7 @@ def film_output_problem(dst: str | Path, codec: str) -> str | None:
     return f"a {suffix} file cannot hold {codec} video; use {' or '.join(fits)}"
 
 
+@functools.lru_cache(maxsize=None)
 def _container_takes(fmt: str, codec: str) -> bool:
     """Whether muxer ``fmt`` writes a file with a ``codec`` video stream (see ``carry.muxer_takes``)."""
     def add(scratch):

@@ -73,16 +73,19 @@ class RunResult:
 
 
 # --- paths ------------------------------------------------------------------------------------------
-def default_output(src: str | Path, *, still: bool | None = None) -> Path:
+def default_output(src: str | Path, *, still: bool | None = None, codec: str = "h264") -> Path:
     """``<stem>.color<ext>`` beside the input; stills (and ``still=True``) get ``<stem>.color.png``.
-    A video container that cannot hold the output codecs becomes ``.mkv``."""
+    A video container that cannot hold the output (``codec`` video: ProRes in MP4, say) becomes
+    ``.mkv``, which holds every codec filmcolor writes."""
     src = Path(src)
     if still is None:
         still = media.is_still_path(src)
     if still:
         suffix = STILL_OUTPUT_SUFFIX
+    elif src.suffix.lower() in KEEP_SUFFIXES and media.film_output_problem(src, codec) is None:
+        suffix = src.suffix
     else:
-        suffix = src.suffix if src.suffix.lower() in KEEP_SUFFIXES else ".mkv"
+        suffix = ".mkv"
     return src.with_name(f"{src.stem}.color{suffix}")
 
 
@@ -418,7 +421,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
-    dst = Path(dst) if dst is not None else default_output(src, still=still)
+    dst = Path(dst) if dst is not None else default_output(src, still=still, codec=config.codec)
     check_output(src, dst, config.overwrite)
     problem = stills.output_problem(dst) if still else media.film_output_problem(dst, config.codec)
     if problem:

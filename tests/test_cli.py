@@ -264,6 +264,17 @@ def test_an_output_that_cannot_hold_the_film_is_refused_before_colouring(tmp_pat
     assert r.stderr.strip().startswith(f"filmcolor: {tmp_path / name}: {cause}")
 
 
+def test_the_default_output_is_a_container_that_holds_the_codec(tmp_path, clip, model_path):
+    # ProRes cannot go into MP4: `run reel.mp4 --codec prores` failed; its default output is now .mkv
+    src = tmp_path / "reel.mp4"
+    src.write_bytes(clip.read_bytes())
+    r = run(src, "--model", model_path, "--render-size", "48", "--codec", "prores")
+    assert r.exit_code == 0, r.output
+    assert listing(tmp_path) == {"reel.mp4", "reel.color.mkv"}
+    with av.open(str(tmp_path / "reel.color.mkv")) as c:
+        assert c.streams.video[0].codec_context.name == "prores"
+
+
 @pytest.mark.parametrize("preview", [(), ("--preview", "3")])
 def test_a_photo_or_preview_to_a_film_extension_is_refused(tmp_path, clip, model_path, preview):
     src = clip if preview else synth.make_photo(tmp_path / "p.png")
