@@ -165,8 +165,12 @@ class Carried:
         self._setup()
 
     def _setup(self) -> None:
-        self._in = av.open(str(self.src), "r", metadata_errors="ignore")
         self._map: dict[int, tuple[str, object]] = {}
+        self._pending = self._side_iter = None
+        self._mov_text_gaps: set[int] = set()
+        if self.src.is_dir():  # an image sequence: pictures only, nothing else to carry
+            return
+        self._in = av.open(str(self.src), "r", metadata_errors="ignore")
         self._carry_labels()
         samples = _first_packets(self.src, [s for s in self._in.streams if s.type in ("audio", "subtitle")])
         for s in self._in.streams:

@@ -189,7 +189,7 @@ def _quiet_libraries() -> None:
 
 # --- run ---------------------------------------------------------------------------------------------
 _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smooth", "smooth_strength",
-               "saturation", "deflicker", "codec", "crf", "start", "duration", "overwrite")
+               "saturation", "deflicker", "codec", "crf", "start", "duration", "overwrite", "sequence_fps")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -222,6 +222,8 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
               help="Colour from this time on: seconds, H:MM:SS, or the film's own timecode HH:MM:SS:FF.")
 @click.option("--duration", type=LENGTH_OR_TIMECODE, default=None,
               help="Colour only this long a stretch (seconds, H:MM:SS or HH:MM:SS:FF).")
+@click.option("--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE", show_default=True,
+              help="Frame rate of an image sequence (INPUT a folder of numbered scans): 24, 25, 24000/1001.")
 @click.option("--preview", type=click.IntRange(1, 100), default=None, metavar="N",
               help="Write a PNG of N frames (B&W | colour) instead of the film.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the input).")
@@ -232,10 +234,11 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @click.pass_context
 def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, preview: int | None,
         preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
-    """Colour the film or photo INPUT.
+    """Colour the film or photo INPUT (or a folder of numbered scans: one film).
 
     A film keeps its own luminance, size, frame timing and every audio and subtitle stream; a photo
-    (JPEG/PNG/TIFF) becomes a PNG of the same size.
+    (JPEG/PNG/TIFF) becomes a PNG of the same size; an image sequence (DPX, TIFF, PNG... frames
+    numbered without gaps) becomes <folder>.color.mkv at --fps.
     """
     console = stderr_console()
     warn = warn_printer(console)

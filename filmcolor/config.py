@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, fields, replace
+from fractions import Fraction
 from importlib import resources
 from typing import Any, Iterable
 
@@ -40,6 +41,7 @@ class RunConfig:
     duration: float | None = None     # seconds
     overwrite: bool = False
     threads: int = 0                  # torch CPU threads (0 = let filmcolor choose)
+    sequence_fps: str = "24"          # frame rate of an image sequence (a folder of scans): "24", "24000/1001"
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("device", self.device, DEVICES), ("precision", self.precision, PRECISIONS),
@@ -60,6 +62,12 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
+        try:
+            if Fraction(str(self.sequence_fps)) <= 0:
+                raise ValueError
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"sequence_fps must be a positive number or ratio (24, 24000/1001), "
+                             f"got {self.sequence_fps!r}") from None
 
     def with_overrides(self, **overrides: Any) -> "RunConfig":
         """A copy with the given fields replaced (``None`` values are ignored)."""

@@ -1,7 +1,8 @@
 """Media I/O with PyAV, in-process and streamed: probe, decode, YUV planes, encode + stream copy.
 
 - ``probe(path) -> VideoInfo`` reads the container header and decodes the first frame; anything that
-  is not a readable film or photo raises ``errors.InputError(path, cause)`` with a short cause.
+  is not a readable film or photo raises ``errors.InputError(path, cause)`` with a short cause. A
+  folder is read as the image sequence it holds (film scans: ``image_sequence``, ``open_input``).
 - ``decode(path) -> Iterator[av.VideoFrame]`` yields frames exactly as the decoder gives them
   (multi-threaded, pts and time base kept); memory does not grow with the film's length.
 - ``frame_to_planes`` / ``planes_to_frame`` move between frames and numpy code-value planes
@@ -26,6 +27,7 @@ from __future__ import annotations
 import functools
 import heapq
 import math
+import re
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -126,6 +128,75 @@ def _field_order(first: av.VideoFrame, cc) -> int:
     if order in (FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT):
         return order
     return FIELD_BB if cc.name == "dvvideo" else FIELD_TT
+
+
+# --- image sequences (film scans: one picture file per frame) ----------------------------------------
+SEQUENCE_FPS = "24"  # frames a second of an image sequence unless told (film is shot at 24)
+SEQUENCE_EXTENSIONS = STILL_EXTENSIONS | {".dpx", ".cin", ".exr"}
+_NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
+
+
+@dataclass(frozen=True)
+class ImageSequence:
+    """A folder's numbered frames ``<prefix><number><ext>``, numbers ``first .. first + count - 1``;
+    ``pattern`` is the FFmpeg image2 file pattern for them (printf-style, ``%`` escaped)."""
+
+    folder: Path
+    pattern: str
+    first: int
+    count: int
+
+
+def image_sequence(folder: str | Path) -> ImageSequence | None:
+    """The numbered image sequence a folder holds - the largest group of at least 2 picture files
+    sharing a name prefix, extension and digit count - or None. Raises ``InputError`` naming the
+    first missing frame when the numbering has gaps: FFmpeg's reader stops at a gap, which would
+    end the film there without a word."""
+    folder = Path(folder)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for entry in folder.iterdir():
+        m = _NUMBERED.match(entry.name)
+        if m and m[3].lower() in SEQUENCE_EXTENSIONS and not entry.name.startswith(".") and entry.is_file():
+            groups.setdefault((m[1], m[3]), []).append(m[2])
+    if not groups:
+        return None
+    (prefix, ext), found = max(groups.items(), key=lambda kv: len(kv[1]))
+    lengths = {len(d) for d in found}
+    if len(lengths) == 1:  # zero-padded (0001 ...) or all of one magnitude (86400 ...)
+        width = lengths.pop()
+    elif not any(d.startswith("0") and d != "0" for d in found):  # 1, 2, ... 10, 11: unpadded
+        width = 0
+    else:  # stray files beside a padded sequence: keep the padded ones
+        width = max(lengths, key=lambda n: sum(len(d) == n for d in found))
+        found = [d for d in found if len(d) == width]
+    numbers = sorted(int(d) for d in found)
+    if len(numbers) < 2:
+        return None
+    missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+    digits = f"%0{width}d" if width else "%d"
+    shown = f"{prefix}{digits}{ext}"
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise InputError(folder, f"image sequence {shown} has gaps: frame {missing[0]}{more} missing "
+                                 "(fill or renumber them: the film would stop there)")
+    return ImageSequence(folder, prefix.replace("%", "%%") + digits + ext.replace("%", "%%"), numbers[0],
+                         len(numbers))
+
+
+def open_input(path: str | Path, fps: str | None = None) -> av.container.InputContainer:
+    """The demuxer for a film or photo file, or for a folder's image sequence (read at ``fps``
+    frames a second, a number or a ratio like ``24000/1001``; :data:`SEQUENCE_FPS` when None)."""
+    p = Path(path)
+    if p.is_dir():
+        seq = image_sequence(p)
+        if seq is None:
+            raise InputError(p, "is a directory without an image sequence (`filmcolor batch` colours "
+                                "folders of films and photos)")
+        folder = str(seq.folder).replace("%", "%%")
+        return av.open(f"{folder}/{seq.pattern}", "r", format="image2",
+                       options={"start_number": str(seq.first), "start_number_range": "1",
+                                "framerate": str(fps or SEQUENCE_FPS)})
+    return av.open(str(p), "r", metadata_errors="ignore")
 
 
 def is_still_path(path: str | Path) -> bool:
@@ -245,8 +316,9 @@ def _first_frame(container, stream, max_packets: int = 500):
     return None
 
 
-def probe(path: str | Path) -> VideoInfo:
+def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
     """Read a film's (or a still's) stream layout; raise ``InputError`` if it is not a usable film.
+    A folder is read as its image sequence, at ``fps`` (see :func:`open_input`).
 
     Decodes the first video frame (to prove decodability and read the rotation); cost does not
     depend on the film's length.
@@ -254,16 +326,17 @@ def probe(path: str | Path) -> VideoInfo:
     p = Path(path)
     if not p.exists():
         raise InputError(p, "no such file")
-    if p.is_dir():
-        raise InputError(p, "is a directory, not a film or photo")
+    sequence = p.is_dir()
     try:
-        size = p.stat().st_size
+        size = 1 if sequence else p.stat().st_size
     except OSError as e:
         raise InputError(p, f"cannot read: {e.strerror or e}") from e
     if size == 0:
         raise InputError(p, "empty file (0 bytes)")
     try:
-        container = av.open(str(p), "r", metadata_errors="ignore")
+        container = open_input(p, fps)
+    except InputError:
+        raise
     except PermissionError as e:
         raise InputError(p, "cannot read: permission denied") from e
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
@@ -275,7 +348,7 @@ def probe(path: str | Path) -> VideoInfo:
         n_subs = len(container.streams.subtitles)
         if stream is None:
             raise InputError(p, "no video stream (audio only)" if n_audio else "no video stream")
-        cut = _truncation(p, fmt)
+        cut = None if sequence else _truncation(p, fmt)
         if cut:
             raise InputError(p, cut)
         cc = stream.codec_context
@@ -294,7 +367,8 @@ def probe(path: str | Path) -> VideoInfo:
             duration = None
         fps = frame_rate(stream)
         sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
-        still = is_still_path(p) or fmt in ("image2", "png_pipe", "jpeg_pipe", "tiff_pipe", "bmp_pipe", "webp_pipe")
+        still = not sequence and (is_still_path(p) or fmt in ("image2", "png_pipe", "jpeg_pipe", "tiff_pipe",
+                                                               "bmp_pipe", "webp_pipe"))
         return VideoInfo(
             path=p, format_name=fmt, width=first.width, height=first.height, pix_fmt=pix_fmt,
             bit_depth=bit_depth, full_range=pix_fmt.startswith("yuvj") or first.color_range == _RANGE_PC,
@@ -336,7 +410,7 @@ def _to_fraction(seconds: float | None) -> Fraction | None:
 
 
 def decode(path: str | Path, start: float | None = None, duration: float | None = None, *,
-           warn: Callable[[str], None] | None = None) -> Iterator[av.VideoFrame]:
+           warn: Callable[[str], None] | None = None, fps: str | None = None) -> Iterator[av.VideoFrame]:
     """Yield the video frames of ``path`` as decoded (pts and time base kept), streamed.
 
     ``start``/``duration`` (seconds, on the stream's own timeline) keep frames with
@@ -353,7 +427,7 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
     t0, dur = _to_fraction(start), _to_fraction(duration)
     t1 = None if dur is None else (t0 or Fraction(0)) + dur
     try:
-        container = av.open(str(p), "r", metadata_errors="ignore")
+        container = open_input(p, fps)  # a folder: its image sequence at ``fps``
     except (av.error.FFmpegError, OSError) as e:
         raise InputError(p, f"cannot open: {e}") from e
     with container:

@@ -95,11 +95,15 @@ def default_preview_output(src: str | Path) -> Path:
 
 
 def check_input(src: Path) -> None:
-    """Cheap checks before any decoding: exists, a regular readable file, not empty."""
+    """Cheap checks before any decoding: exists, a regular readable file, not empty; or a folder
+    holding an image sequence without gaps."""
     if not src.exists():
         raise InputError(src, "no such file")
     if src.is_dir():
-        raise InputError(src, "is a directory, not a film or photo (`filmcolor batch` colours folders)")
+        if media.image_sequence(src) is None:
+            raise InputError(src, "is a directory without an image sequence (`filmcolor batch` colours "
+                                  "folders of films and photos)")
+        return
     if not src.is_file():
         raise InputError(src, "not a regular file")
     if not os.access(src, os.R_OK):
@@ -314,7 +318,8 @@ class _Source:
 def _decoded(src: Path, config: RunConfig, warn: Warn | None = None) -> Iterator[object]:
     """``media.decode`` with decoder failures reported as an :class:`InputError` naming ``src``."""
     try:
-        yield from media.decode(src, start=config.start, duration=config.duration, warn=warn)
+        yield from media.decode(src, start=config.start, duration=config.duration, warn=warn,
+                                fps=config.sequence_fps)
     except FilmcolorError:
         raise
     except (av.FFmpegError, EOFError) as exc:
@@ -416,7 +421,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     still = media.is_still_path(src)
     info = None
     if not still:
-        info = media.probe(src)
+        info = media.probe(src, config.sequence_fps)
         still = bool(info.is_still)
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
@@ -566,7 +571,7 @@ def _sample_frames(src: Path, info, n: int, config: RunConfig, warn: Warn | None
     upright = (lambda a: np.ascontiguousarray(np.rot90(a, turns))) if turns else (lambda a: a)
     if span > 0:
         for k in range(n):
-            frames = _decoded(src, RunConfig(start=t0 + span * (k + 0.5) / n), warn)
+            frames = _decoded(src, RunConfig(start=t0 + span * (k + 0.5) / n, sequence_fps=config.sequence_fps), warn)
             try:
                 for frame in frames:
                     images.append(upright(frame.to_ndarray(format="rgb24")))
@@ -622,7 +627,7 @@ def preview(src: str | Path, out_png: str | Path | None = None, n: int = 6, conf
     still = media.is_still_path(src)
     info = None
     if not still:
-        info = media.probe(src)
+        info = media.probe(src, config.sequence_fps)
         still = bool(info.is_still)
     dst = Path(out_png) if out_png is not None else default_preview_output(src)
     check_output(src, dst, config.overwrite)

@@ -145,10 +145,11 @@ def test_settings_hash_keeps_earlier_manifests_and_counts_a_changed_saturation()
     import hashlib
 
     cfg = RunConfig()
-    before = {k: v for k, v in dataclasses.asdict(cfg).items()  # what the hash read before saturation existed
-              if k not in {"model", "device", "batch_size", "overwrite", "threads", "saturation"}}
+    before = {k: v for k, v in dataclasses.asdict(cfg).items()  # what the hash read before these fields existed
+              if k not in {"model", "device", "batch_size", "overwrite", "threads", "saturation", "sequence_fps"}}
     assert settings_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
     assert settings_hash(dataclasses.replace(cfg, saturation=1.3)) != settings_hash(cfg)
+    assert settings_hash(dataclasses.replace(cfg, sequence_fps="25")) != settings_hash(cfg)
 
 
 def test_ctrl_c_stops_after_the_reel_and_resumes(tmp_path, tiny_model):

@@ -99,6 +99,32 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_half_file(tmp_path, model_pat
     assert list(out.iterdir()) == []
 
 
+def test_a_folder_of_numbered_scans_is_coloured_as_one_film(tmp_path, model_path):
+    # how restorers receive film: one DPX (or TIFF) file per frame, numbered from the reel's timecode
+    folder = tmp_path / "reel1"
+    folder.mkdir()
+    with av.open(str(folder / "reel1.%07d.dpx"), "w", format="image2", options={"start_number": "86400"}) as out:
+        vs = out.add_stream("dpx", rate=24)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp10le"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48, color=False), format="rgb24")
+            frame = frame.reformat(format="gbrp10le")
+            frame.pts, frame.time_base = i, Fraction(1, 24)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+    assert len(list(folder.iterdir())) == 12 and (folder / "reel1.0086400.dpx").is_file()
+    r = run(folder, "--model", model_path, "--render-size", "48", "--fps", "24000/1001")
+    assert r.exit_code == 0, r.output
+    assert "12 frames" in r.stderr and listing(tmp_path) == {"reel1", "reel1.color.mkv"}
+    with av.open(str(tmp_path / "reel1.color.mkv")) as c:
+        assert c.streams.video[0].average_rate == Fraction(24000, 1001)
+        assert sum(1 for _ in c.decode(video=0)) == 12
+    (folder / "reel1.0086405.dpx").unlink()  # a missing scan would end the film there: refused instead
+    r = run(folder, "--model", model_path, "-o", tmp_path / "x.mkv")
+    assert r.exit_code == 1 and "has gaps: frame 86405 missing" in r.stderr
+    assert run(folder, "--fps", "fast").exit_code == 2
+
+
 def test_run_writes_output(tmp_path, clip, model_path):
     src = tmp_path / "reel.mp4"
     src.write_bytes(clip.read_bytes())

@@ -133,7 +133,8 @@ def test_avi_with_b_frames_is_written_in_presentation_order(tmp_path, dst_name):
         vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
         vs.options = {"crf": "16", "preset": "medium", "x264-params": "bframes=3:b-pyramid=normal:keyint=30"}
         for i in range(40):
-            frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48), format="rgb24").reformat(format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
             frame.pts = i
             out.mux(vs.encode(frame))
         out.mux(vs.encode())
@@ -164,7 +165,8 @@ def test_a_picture_that_changes_size_mid_film_is_scaled_with_a_warning(tmp_path)
         big.width, big.height, big.pix_fmt, big.time_base, big.framerate = 192, 144, "yuv420p", Fraction(1, 25), 25
         for i in range(40):
             w, h, enc = (128, 96, vs) if i < 20 else (192, 144, big)
-            frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, w, h), format="rgb24").reformat(format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, w, h), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
             frame.pts, frame.time_base = i, Fraction(1, 25)
             if i == 20:
                 out.mux(vs.encode())
@@ -356,7 +358,8 @@ def _film_with_audio(clip, tmp_path: Path, codec: str, sample_fmt: str) -> Path:
 
 def _audio(path: Path) -> list[tuple[str, str, float]]:
     with av.open(str(path)) as c:
-        streams = [(s.codec_context.name, s.codec_context.layout.name, s.codec_context.sample_rate) for s in c.streams.audio]
+        streams = [(s.codec_context.name, s.codec_context.layout.name, s.codec_context.sample_rate)
+                   for s in c.streams.audio]
         seconds = sum(f.samples for f in c.decode(audio=0)) / streams[0][2] if streams else 0.0
     return [(name, layout, round(seconds, 1)) for name, layout, _ in streams]
 
@@ -677,3 +680,40 @@ def test_damaged_middle_fails_cleanly_or_warns(clip, tmp_path):
         for _ in media.decode(bad, warn=warnings.append):
             pass
     assert warnings and "damaged" in warnings[0]
+
+
+# --- image sequences (a folder of numbered scans is one film) ---------------------------------------
+def _scans(folder: Path, names: list[str], bits: int = 16) -> Path:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        grey = synth.synthetic_frame(i, 64, 48, color=False)[..., 0]
+        cv2.imwrite(str(folder / name), grey.astype(np.uint16) * 257 if bits == 16 else grey)
+    return folder
+
+
+def test_image_sequence_finds_the_numbering(tmp_path):
+    padded = _scans(tmp_path / "a", [f"reel 50%_{n:07d}.tif" for n in range(86400, 86410)] + ["notes.tif"])
+    seq = media.image_sequence(padded)
+    assert (seq.pattern, seq.first, seq.count) == ("reel 50%%_%07d.tif", 86400, 10)  # '%' escaped for FFmpeg
+    unpadded = _scans(tmp_path / "b", [f"f{n}.png" for n in range(1, 13)], bits=8)
+    assert (media.image_sequence(unpadded).pattern, media.image_sequence(unpadded).count) == ("f%d.png", 12)
+    stray = _scans(tmp_path / "c", [f"s{n:03d}.png" for n in range(5)] + ["s7.png"], bits=8)
+    assert (media.image_sequence(stray).pattern, media.image_sequence(stray).count) == ("s%03d.png", 5)
+    assert media.image_sequence(_scans(tmp_path / "d", ["only1.png"], bits=8)) is None
+    gaps = _scans(tmp_path / "e", [f"g{n:02d}.png" for n in (1, 2, 3, 6, 7)], bits=8)
+    with pytest.raises(InputError, match=r"g%02d.png has gaps: frame 4 and 1 more missing"):
+        media.image_sequence(gaps)
+
+
+def test_a_folder_of_scans_reads_as_one_film(tmp_path):
+    folder = _scans(tmp_path / "reel1", [f"reel1_{n:07d}.tif" for n in range(86400, 86412)])
+    info = media.probe(folder, "25")
+    assert (info.format_name, info.is_still, info.fps, info.bit_depth) == ("image2", False, 25, 16)
+    frames = list(media.decode(folder, fps="25"))
+    assert [f.pts * f.time_base for f in frames] == [Fraction(k, 25) for k in range(12)]
+    assert [f.pts * f.time_base for f in media.decode(folder, start=0.2, duration=0.2, fps="25")] == \
+        [Fraction(k, 25) for k in range(5, 10)]
+    with pytest.raises(InputError, match="without an image sequence"):
+        media.probe(_scans(tmp_path / "none", ["x.png"], bits=8))
