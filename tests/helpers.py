@@ -92,3 +92,13 @@ def read_labels(path: Path) -> dict:
             "attachments": [(a.name, bytes(a.data)) for a in c.streams.attachments],
             "cover": cover,
         }
+
+
+def write_grey_frames(out, stream, n: int) -> None:
+    """Encode ``n`` synthetic B&W frames into ``stream`` of the open output ``out`` (pts 0, 1, ...)."""
+    for i in range(n):
+        frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, stream.width, stream.height, color=False),
+                                           format="rgb24").reformat(format=stream.pix_fmt)
+        frame.pts, frame.time_base = i, 1 / Fraction(stream.codec_context.framerate)
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode())

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from filmcolor import __version__, pipeline, synth
 from filmcolor.cli import main
-from helpers import labelled_film, read_labels, sha256, tiny_model
+from helpers import labelled_film, read_labels, sha256, tiny_model, write_grey_frames
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +106,7 @@ def test_a_folder_of_numbered_scans_is_coloured_as_one_film(tmp_path, model_path
     with av.open(str(folder / "reel1.%07d.dpx"), "w", format="image2", options={"start_number": "86400"}) as out:
         vs = out.add_stream("dpx", rate=24)
         vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp10le"
-        for i in range(12):
-            frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48, color=False), format="rgb24")
-            frame = frame.reformat(format="gbrp10le")
-            frame.pts, frame.time_base = i, Fraction(1, 24)
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode())
+        write_grey_frames(out, vs, 12)
     assert len(list(folder.iterdir())) == 12 and (folder / "reel1.0086400.dpx").is_file()
     r = run(folder, "--model", model_path, "--render-size", "48", "--fps", "24000/1001")
     assert r.exit_code == 0, r.output
@@ -317,12 +312,7 @@ def test_start_and_duration_as_the_films_own_timecode(tmp_path, model_path):
         vs = out.add_stream("libx264", rate=25)
         vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
         vs.metadata["timecode"] = "10:00:00:00"
-        for i in range(75):
-            frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48, color=False), format="rgb24")
-            frame = frame.reformat(format="yuv420p")
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode())
+        write_grey_frames(out, vs, 75)
     dst = tmp_path / "shot.mov"
     r = run(src, "-o", dst, "--model", model_path, "--render-size", "48", "--start", "10:00:01:05",
             "--duration", "00:00:00:10")
