@@ -38,7 +38,9 @@ On a CUDA device one model serves the reels in turn (``jobs`` is ignored). ``ray
 ("auto", ``"ray://host:10001"``, ``"host:6379"`` or ``"local"``) submits one Ray task per reel (one
 GPU each where the cluster has GPUs, else one CPU); the driver alone writes the manifest. Input and
 output paths must be visible to the Ray workers (shared storage). ``segments=N`` colours each film
-in N parallel segments joined into one output (see :mod:`filmcolor.segments`).
+in N parallel segments joined into one output (see :mod:`filmcolor.segments`). ``sequences=True``
+makes a folder's numbered pictures (film scans) one reel, coloured as a film (not cut into
+segments); its fingerprint is the folder's listing (names, sizes, mtimes).
 
 No click, no rich: this module is called from the CLI, from Python and from Ray tasks.
 """
@@ -85,7 +87,7 @@ class Reel:
     src: Path
     rel: str
     dst: Path
-    kind: str  # "video" | "still"
+    kind: str  # "video" | "still" | "sequence" (a folder of numbered pictures: one film)
 
 
 @dataclass
@@ -157,8 +159,9 @@ class BatchReport:
 
 
 def output_name(src: Path, kind: str, codec: str = "h264") -> str:
-    """``reel.mp4`` -> ``reel.color.mp4``, a still -> ``photo.color.png`` (the pipeline's naming:
-    a container that cannot hold ``codec`` video becomes ``.mkv``)."""
+    """``reel.mp4`` -> ``reel.color.mp4``, a still -> ``photo.color.png``, a sequence folder
+    ``reel1`` -> ``reel1.color.mkv`` (the pipeline's naming: a container that cannot hold ``codec``
+    video becomes ``.mkv``)."""
     from .pipeline import default_output
 
     return default_output(src, still=kind == "still", codec=codec).name
@@ -175,18 +178,29 @@ def classify(path: Path) -> str | None:
     return None
 
 
-def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264") -> tuple[list[Reel], list[str]]:
+def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264",
+             sequences: bool = False) -> tuple[list[Reel], list[str]]:
     """Inputs under ``in_dir`` (recursive, sorted, hidden files and ``out_dir`` excluded; outputs
-    named for ``codec`` video) and the relative paths of the other files found (ignored). Files that are our own outputs
-    (``*.color.*``) are never inputs."""
+    named for ``codec`` video) and the relative paths of the other files found (ignored). Files
+    that are our own outputs (``*.color.*``) are never inputs. With ``sequences``, a folder's
+    numbered pictures (see ``media.image_sequence``) are one reel of kind ``"sequence"``, coloured
+    as a film into ``<folder>.color.mkv``; its other files are taken one by one as usual."""
+    from .media import image_sequence
+
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
     reels: list[Reel] = []
     ignored: list[str] = []
     for root, dirs, files in os.walk(in_dir):
         root_path = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (root_path / d).resolve() != out_dir)
+        frames: set[str] = set()
+        if sequences and (seq := image_sequence(root_path, gaps_ok=True)) is not None:
+            frames = set(seq.files)  # a gap fails the reel when it is coloured, with the gap named
+            rel = root_path.relative_to(in_dir) if root_path != in_dir else Path(in_dir.name)
+            dst = out_dir / rel.parent / output_name(root_path, "sequence", codec)
+            reels.append(Reel(src=root_path, rel=rel.as_posix(), dst=dst, kind="sequence"))
         for name in sorted(files):
-            if name.startswith("."):
+            if name.startswith(".") or name in frames:
                 continue
             src = root_path / name
             rel = src.relative_to(in_dir)
@@ -225,8 +239,15 @@ def _distinct_outputs(reels: list[Reel]) -> list[Reel]:
 
 
 def fingerprint(path: str | Path) -> dict[str, Any]:
-    """Size, mtime (ns) and SHA-256 of the first and last MiB: cheap, and changes when the file does."""
+    """Size, mtime (ns) and SHA-256 of the first and last MiB: cheap, and changes when the file does.
+    A folder (an image sequence): total size, latest mtime and SHA-256 of its listing (each file's
+    name, size and mtime), which changes when a frame is added, removed or rewritten."""
     path = Path(path)
+    if path.is_dir():
+        listing = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in path.iterdir() if e.is_file())
+        digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+        return {"size": sum(n for _, n, _ in listing), "mtime_ns": max((m for *_, m in listing), default=0),
+                "sha256_head_tail": digest}
     st = path.stat()
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -562,8 +583,9 @@ def make_runner(config: RunConfig, jobs: int, ray_address: str | None, warn: Cal
 def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: int = 1, force: bool = False,
           ray_address: str | None = None, segments: int = 1, report: str | Path | None = None,
           progress: Callable[[ReelResult, int, int], None] | None = None,
-          warn: Callable[[str], None] | None = None) -> BatchReport:
-    """Colour every film and photo under ``in_dir`` into ``out_dir`` (see the module docstring).
+          warn: Callable[[str], None] | None = None, sequences: bool = False) -> BatchReport:
+    """Colour every film and photo under ``in_dir`` into ``out_dir`` (see the module docstring);
+    with ``sequences``, a folder's numbered pictures are one film (see :func:`discover`).
 
     ``progress(result, done, total)`` is called after each reel (skipped ones included); ``warn``
     gets one-line notices. Writes ``report`` (JSON) when given. Raises ``FilmcolorError`` for a bad
@@ -581,7 +603,7 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
     rep = BatchReport(in_dir=in_dir, out_dir=out_dir, manifest=manifest_path)
 
     with _Lock(out_dir):
-        reels, rep.ignored = discover(in_dir, out_dir, config.codec)
+        reels, rep.ignored = discover(in_dir, out_dir, config.codec, sequences)
         settings, model = settings_hash(config), model_hash(config)
         entries = read_manifest(manifest_path)
         for p in clean_stale_temps(reels):

@@ -381,6 +381,11 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
               help="One Ray task per reel on a running cluster (auto, HOST:PORT, ray://...; 'local' starts one).")
 @click.option("--segments", type=click.IntRange(1, 256), default=1,
               help="Split each film at keyframes into N parts coloured in parallel, joined into one file.")
+@click.option("--sequences", is_flag=True,
+              help="A folder's numbered pictures (scans: reel1/0001.dpx ...) are one film, <folder>.color.mkv "
+                   "at --fps, not separate photos.")
+@click.option("--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE", show_default=True,
+              help="Frame rate of image sequences (with --sequences): 24, 25, 24000/1001.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the outcome of every reel to this JSON file.")
 @click.option("--preset", "preset_name", default="run", metavar="NAME",
@@ -389,8 +394,8 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
 @traceback_option
 @click.pass_context
 def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, jobs: int, force: bool,
-           ray_address: str | None, segments: int, report_path: Path | None, preset_name: str, quiet: bool,
-           show_traceback: bool, **_flags: Any) -> None:
+           ray_address: str | None, segments: int, sequences: bool, report_path: Path | None, preset_name: str,
+           quiet: bool, show_traceback: bool, **_flags: Any) -> None:
     """Colour every film and photo under IN_DIR into OUT_DIR, resumably.
 
     A re-run skips reels already done with the same input, settings and model (see the manifest);
@@ -406,7 +411,7 @@ def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, j
         with progress_bar(console, in_dir.name or str(in_dir), quiet, unit="reels") as update:
             progress = None if update is None else (lambda result, done, total: update(done, total))
             rep = batch(in_dir, out_dir, config, jobs=jobs, force=force, ray_address=ray_address,
-                        segments=segments, report=report_path, progress=progress, warn=warn)
+                        segments=segments, report=report_path, progress=progress, warn=warn, sequences=sequences)
     if not quiet:
         console.print(batch_table(rep))
     if not rep.results:  # a mistyped folder or the wrong one: say so rather than "0 coloured"

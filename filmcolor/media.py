@@ -145,13 +145,15 @@ class ImageSequence:
     pattern: str
     first: int
     count: int
+    files: tuple[str, ...] = ()  # the member files' names
+    missing: tuple[int, ...] = ()  # numbers absent between the first and the last
 
 
-def image_sequence(folder: str | Path) -> ImageSequence | None:
+def image_sequence(folder: str | Path, *, gaps_ok: bool = False) -> ImageSequence | None:
     """The numbered image sequence a folder holds - the largest group of at least 2 picture files
     sharing a name prefix, extension and digit count - or None. Raises ``InputError`` naming the
-    first missing frame when the numbering has gaps: FFmpeg's reader stops at a gap, which would
-    end the film there without a word."""
+    first missing frame when the numbering has gaps (FFmpeg's reader stops at a gap, which would
+    end the film there without a word), unless ``gaps_ok`` (then ``missing`` lists them)."""
     folder = Path(folder)
     groups: dict[tuple[str, str], list[str]] = {}
     for entry in folder.iterdir():
@@ -175,12 +177,12 @@ def image_sequence(folder: str | Path) -> ImageSequence | None:
     missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
     digits = f"%0{width}d" if width else "%d"
     shown = f"{prefix}{digits}{ext}"
-    if missing:
+    if missing and not gaps_ok:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise InputError(folder, f"image sequence {shown} has gaps: frame {missing[0]}{more} missing "
                                  "(fill or renumber them: the film would stop there)")
     return ImageSequence(folder, prefix.replace("%", "%%") + digits + ext.replace("%", "%%"), numbers[0],
-                         len(numbers))
+                         len(numbers), tuple(f"{prefix}{d}{ext}" for d in sorted(found, key=int)), tuple(missing))
 
 
 def open_input(path: str | Path, fps: str | None = None) -> av.container.InputContainer:

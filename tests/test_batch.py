@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import av
 import cv2
 import pytest
 import torch
@@ -271,3 +272,31 @@ def test_cli_batch_exit_code_table_and_report(tmp_path, tiny_model):
     (tmp_path / "empty").mkdir()
     empty = CliRunner().invoke(main, ["batch", str(tmp_path / "empty"), "-o", str(tmp_path / "o2"), "-q"])
     assert empty.exit_code == 0 and "no films or photos found" in empty.output  # a mistyped folder is visible
+
+
+def test_sequences_option_colours_a_folder_of_scans_as_one_film(tmp_path, tiny_model):
+    src, out = tmp_path / "in", tmp_path / "out"
+    scans = src / "scans" / "reel1"
+    scans.mkdir(parents=True)
+    for n in range(1000, 1010):
+        synth.make_photo(scans / f"reel1_{n:05d}.png", width=64, height=48)
+    synth.make_photo(scans / "slate.png", width=64, height=48)  # not a frame: a photo as before
+    synth.make_clip(src / "film.mp4", frames=6, color=False)
+    cfg = _config(tiny_model).with_overrides(sequence_fps="25")
+    plain = batch(src, tmp_path / "plain", cfg)  # without the option every frame is a photo
+    assert sum(r.kind == "still" for r in plain.results) == 11
+    rep = batch(src, out, cfg, sequences=True, segments=2)  # a sequence is not cut into segments
+    assert rep.exit_code == 0
+    assert {r.rel: (r.kind, r.frames) for r in rep.results} == {
+        "film.mp4": ("video", 6), "scans/reel1": ("sequence", 10), "scans/reel1/slate.png": ("still", 1)}
+    with av.open(str(out / "scans" / "reel1.color.mkv")) as c:
+        assert c.streams.video[0].average_rate == 25 and sum(1 for _ in c.decode(video=0)) == 10
+    assert {r.status for r in batch(src, out, cfg, sequences=True).results} == {"skipped"}
+    synth.make_photo(scans / "reel1_01010.png", width=64, height=48)  # a frame added: the reel is redone
+    again = batch(src, out, cfg, sequences=True)
+    assert [r.rel for r in again.done] == ["scans/reel1"] and again.done[0].frames == 11
+    (scans / "reel1_01004.png").unlink()  # a gap: that reel fails with the frame named, the rest go on
+    gap = batch(src, out, cfg, sequences=True, force=True)
+    (failed,) = gap.failed
+    assert failed.rel == "scans/reel1" and "frame 1004 missing" in failed.error
+    assert len(gap.done) == 2
