@@ -179,36 +179,8 @@ class Carried:
                 self._warn(f"{self.src}: video stream {s.index} ({s.codec_context.name}, {s.codec_context.width}x"
                            f"{s.codec_context.height}) is a second picture; only stream {self.info.stream_index} "
                            "is coloured, the other is left out")
-            if s.type not in ("audio", "subtitle"):
-                continue
-            name = s.codec_context.name if s.codec_context is not None else (s.name or "unknown codec")
-            try:
-                if not _muxer_accepts(self._out.format.name, s, samples.get(s.index)):
-                    raise ValueError(f"{self._out.format.name} refuses {name}")
-                copy = _copy_stream(self._out, s)
-                copy.time_base = s.time_base  # a hint; muxers with a fixed clock (Matroska: 1 ms) override it
-                self._map[s.index] = ("copy", copy)
-                _label(copy, s, reencoded=False)
-                continue
-            except (ValueError, av.error.FFmpegError):
-                pass
-            fmt = self._out.format.name  # (MPEG-TS answers no to every codec query, AAC included)
-            if s.type == "audio" and (fmt == "mpegts" or "aac" in self._out.supported_codecs):
-                transcoder = _Transcoder(s, self._out)
-                self._map[s.index] = ("aac", transcoder)
-                _label(transcoder.stream, s, reencoded=True)
-                self._warn(f"{self.src}: audio stream {s.index} ({name}) cannot go into "
-                           f"{self._out.format.name}; transcoded to AAC")
-            elif s.type == "subtitle" and name in subtitles.TEXT_CODECS and subtitles.TARGETS.get(fmt):
-                target = subtitles.TARGETS[fmt]
-                stream = self._out.add_mux_stream(target, time_base=s.time_base)
-                _label(stream, s, reencoded=True)
-                self._map[s.index] = ("text", (stream, name, target))
-                self._warn(f"{self.src}: subtitle stream {s.index} ({name}) cannot go into {fmt}; "
-                           f"converted to {target} (the text and timing; not the styling)")
-            else:
-                self._warn(f"{self.src}: {s.type} stream {s.index} ({name}) cannot go into "
-                           f"{self._out.format.name}; dropped")
+            elif s.type in ("audio", "subtitle"):
+                self._carry_stream(s, samples.get(s.index))
         covers = self._cover_art()
         self._mov_text_gaps = {
             i for i, (kind, _) in self._map.items()
@@ -216,8 +188,6 @@ class Carried:
             and self._in.streams[i].codec_context.name == "mov_text"
             and self._out.format.name in ("mp4", "mov", "ipod", "3gp")
         }
-        self._pending = None
-        self._side_iter = None
         for stream, data in covers:  # after every stream is added: this writes the header
             packet = av.Packet(data)
             packet.stream, packet.time_base, packet.pts, packet.dts = stream, stream.time_base, 0, 0
@@ -226,6 +196,32 @@ class Carried:
             if self._t0 > 0:
                 self._in.seek(max(0, int((self._t0 - 1) * 1_000_000)), backward=True, any_frame=True)
             self._side_iter = self._side_packets([self._in.streams[i] for i in self._map])
+
+    def _carry_stream(self, s, sample) -> None:
+        """One audio or subtitle stream: a packet copy where the output takes it, else AAC (audio),
+        another text form (subtitles) or nothing, with a ``warn``."""
+        fmt = self._out.format.name
+        name = s.codec_context.name if s.codec_context is not None else (s.name or "unknown codec")
+        if _muxer_accepts(fmt, s, sample):
+            copy = _copy_stream(self._out, s)
+            copy.time_base = s.time_base  # a hint; muxers with a fixed clock (Matroska: 1 ms) override it
+            self._map[s.index] = ("copy", copy)
+            _label(copy, s, reencoded=False)
+        # (MPEG-TS answers no to every codec query, AAC included)
+        elif s.type == "audio" and (fmt == "mpegts" or "aac" in self._out.supported_codecs):
+            transcoder = _Transcoder(s, self._out)
+            self._map[s.index] = ("aac", transcoder)
+            _label(transcoder.stream, s, reencoded=True)
+            self._warn(f"{self.src}: audio stream {s.index} ({name}) cannot go into {fmt}; transcoded to AAC")
+        elif s.type == "subtitle" and name in subtitles.TEXT_CODECS and subtitles.TARGETS.get(fmt):
+            target = subtitles.TARGETS[fmt]
+            stream = self._out.add_mux_stream(target, time_base=s.time_base)
+            _label(stream, s, reencoded=True)
+            self._map[s.index] = ("text", (stream, name, target))
+            self._warn(f"{self.src}: subtitle stream {s.index} ({name}) cannot go into {fmt}; "
+                       f"converted to {target} (the text and timing; not the styling)")
+        else:
+            self._warn(f"{self.src}: {s.type} stream {s.index} ({name}) cannot go into {fmt}; dropped")
 
     def _carry_labels(self) -> None:
         """The film's own labels onto the output: its tags (title, date, comment...), the picture
