@@ -44,7 +44,7 @@ import numpy as np
 
 from . import color, compose, media, stills, temporal
 from .config import RunConfig
-from .errors import FilmcolorError, InputError, OutputError
+from .errors import FilmcolorError, InputError, OutputError, ProcessingError
 from .inference import Colorizer, cpu_threads
 
 Progress = Callable[[int, "int | None"], None]
@@ -449,7 +449,8 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
             raise type(exc)(src, exc.cause) from exc
         raise
     except (OSError, av.FFmpegError) as exc:  # disk full, folder gone, the encoder or muxer refusing...
-        raise OutputError(dst, f"cannot write: {getattr(exc, 'strerror', None) or exc}") from exc
+        # a failure part-way (exit 1), not a usage error: the same command may work with more room
+        raise ProcessingError(dst, f"cannot write: {getattr(exc, 'strerror', None) or exc}") from exc
     return RunResult(src, dst, frames, time.perf_counter() - t0, "still" if still else "video")
 
 

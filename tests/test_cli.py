@@ -120,6 +120,20 @@ def test_a_folder_of_numbered_scans_is_coloured_as_one_film(tmp_path, model_path
     assert run(folder, "--fps", "fast").exit_code == 2
 
 
+def test_a_full_disk_part_way_is_a_failure_not_a_usage_error(tmp_path, clip, model_path, monkeypatch):
+    import errno
+
+    from filmcolor import media
+
+    def full(self, frame):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(media.VideoWriter, "write", full)
+    r = run(clip, "-o", tmp_path / "out.mp4", "--model", model_path, "--render-size", "48")
+    assert r.exit_code == 1 and listing(tmp_path) == set()  # exit 2 is for usage; nothing half-written
+    assert r.stderr.strip() == f"filmcolor: {tmp_path / 'out.mp4'}: cannot write: No space left on device"
+
+
 def test_run_writes_output(tmp_path, clip, model_path):
     src = tmp_path / "reel.mp4"
     src.write_bytes(clip.read_bytes())
