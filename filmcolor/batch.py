@@ -244,7 +244,8 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
     name, size and mtime), which changes when a frame is added, removed or rewritten."""
     path = Path(path)
     if path.is_dir():
-        listing = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in path.iterdir() if e.is_file())
+        listing = sorted((e.name, st.st_size, st.st_mtime_ns) for e in path.iterdir()
+                         if e.is_file() and (st := e.stat()))
         digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
         return {"size": sum(n for _, n, _ in listing), "mtime_ns": max((m for *_, m in listing), default=0),
                 "sha256_head_tail": digest}

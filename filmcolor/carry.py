@@ -36,9 +36,7 @@ class _Transcoder:
     def __init__(self, in_stream, out):
         self.in_stream = in_stream
         rate = in_stream.codec_context.sample_rate or 48000
-        layout = in_stream.codec_context.layout.name if in_stream.codec_context.layout else "stereo"
-        if layout.endswith("channels"):  # order left unsaid: AAC needs one (see _copy_stream)
-            layout = _DEFAULT_LAYOUTS.get(len(in_stream.codec_context.layout.channels), "stereo")
+        layout = _ordered(in_stream.codec_context.layout) if in_stream.codec_context.layout else "stereo"
         self.stream = out.add_stream("aac", rate=rate)
         self.stream.layout = layout
         self.stream.format = "fltp"
@@ -78,15 +76,20 @@ _TS_CODECS = frozenset({"aac", "aac_latm", "mp2", "mp3", "ac3", "eac3", "dts", "
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
+def _ordered(layout) -> str:
+    """A channel layout's name; where the file leaves the order unsaid ("2 channels", as Matroska
+    stores PCM), FFmpeg's default layout for that many channels. MP4's PCM writer refuses an
+    unordered layout (and only when it finishes the file), as does the AAC encoder."""
+    if layout.name.endswith("channels"):
+        return _DEFAULT_LAYOUTS.get(len(layout.channels), layout.name)
+    return layout.name
+
+
 def _copy_stream(out, stream):
-    """A packet-copy output stream for ``stream``. Audio whose channel order the source leaves unsaid
-    ("2 channels", as Matroska stores PCM) gets the default layout for its channel count: MP4's PCM
-    writer refuses an unordered layout, and only when it finishes the file."""
+    """A packet-copy output stream for ``stream`` (audio with its channel order stated: ``_ordered``)."""
     copy = out.add_stream_from_template(stream)
-    if stream.type == "audio":
-        layout = stream.codec_context.layout
-        if layout.name.endswith("channels") and len(layout.channels) in _DEFAULT_LAYOUTS:
-            copy.codec_context.layout = _DEFAULT_LAYOUTS[len(layout.channels)]
+    if stream.type == "audio" and (name := _ordered(stream.codec_context.layout)) != stream.codec_context.layout.name:
+        copy.codec_context.layout = name
     return copy
 
 
@@ -172,7 +175,8 @@ class Carried:
             return
         self._in = av.open(str(self.src), "r", metadata_errors="ignore")
         self._carry_labels()
-        samples = _first_packets(self.src, [s for s in self._in.streams if s.type in ("audio", "subtitle")])
+        pics = [s for s in self._in.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+        samples = _first_packets(self.src, [s for s in self._in.streams if s.type in ("audio", "subtitle")] + pics)
         for s in self._in.streams:
             if s.type == "video" and s.index != self.info.stream_index \
                     and not s.disposition & av.stream.Disposition.attached_pic:
@@ -181,7 +185,7 @@ class Carried:
                            "is coloured, the other is left out")
             elif s.type in ("audio", "subtitle"):
                 self._carry_stream(s, samples.get(s.index))
-        covers = self._cover_art()
+        covers = self._cover_art(pics, samples)
         self._mov_text_gaps = {
             i for i, (kind, _) in self._map.items()
             if kind == "copy" and self._in.streams[i].codec_context is not None
@@ -256,32 +260,29 @@ class Carried:
                        f"{', '.join(a.name or '?' for a in attachments[:3])}) cannot go into {fmt}; "
                        "left out (.mkv keeps them)")
 
-    def _cover_art(self) -> list[tuple[object, bytes]]:
-        """Carry the film's cover pictures (streams flagged attached_pic): into Matroska as
-        attachments, into MP4 as cover streams (returned with their picture, to be muxed once
-        all streams exist); other containers cannot hold one, which ``warn`` says."""
-        pics = [s for s in self._in.streams.video if s.disposition & av.stream.Disposition.attached_pic]
-        if not pics:
-            return []
+    def _cover_art(self, pics, samples: dict) -> list[tuple[object, bytes]]:
+        """Carry the film's cover pictures (``pics``, streams flagged attached_pic, whose picture is
+        their one packet in ``samples``): into Matroska as attachments, into MP4 as cover streams
+        (returned with their picture, to be muxed once all streams exist); other containers cannot
+        hold one, which ``warn`` says."""
         fmt, out = self._out.format.name, []
-        with av.open(str(self.src), "r", metadata_errors="ignore") as c:  # the picture is the first packet
-            for s in pics:
-                data = next((bytes(p) for p in c.demux(c.streams[s.index]) if p.size), None)
-                codec = s.codec_context.name if s.codec_context is not None else ""
-                if data is None:
-                    continue
-                if fmt == "matroska":
-                    ext, mime = _PICTURE_TYPES.get(codec, ("", "application/octet-stream"))
-                    self._out.add_attachment(s.metadata.get("filename") or f"cover{ext}",
-                                             s.metadata.get("mimetype") or mime, data)
-                elif fmt in ("mp4", "ipod") and codec in _PICTURE_TYPES:  # MOV has no cover box
-                    copy = self._out.add_stream_from_template(s)
-                    _label(copy, s, reencoded=False)
-                    copy.disposition = av.stream.Disposition.attached_pic
-                    out.append((copy, data))
-                else:
-                    self._warn(f"{self.src}: its cover picture (stream {s.index}, {codec}) cannot go into {fmt}; "
-                               "left out (.mkv and .mp4 keep it)")
+        for s in pics:
+            if s.index not in samples:
+                continue
+            data = bytes(samples[s.index])
+            codec = s.codec_context.name if s.codec_context is not None else ""
+            if fmt == "matroska":
+                ext, mime = _PICTURE_TYPES.get(codec, ("", "application/octet-stream"))
+                self._out.add_attachment(s.metadata.get("filename") or f"cover{ext}",
+                                         s.metadata.get("mimetype") or mime, data)
+            elif fmt in ("mp4", "ipod") and codec in _PICTURE_TYPES:  # MOV has no cover box
+                copy = self._out.add_stream_from_template(s)
+                _label(copy, s, reencoded=False)
+                copy.disposition = av.stream.Disposition.attached_pic
+                out.append((copy, data))
+            else:
+                self._warn(f"{self.src}: its cover picture (stream {s.index}, {codec}) cannot go into {fmt}; "
+                           "left out (.mkv and .mp4 keep it)")
         return out
 
     def _side_packets(self, streams):

@@ -82,6 +82,9 @@ def cli_errors(path: Path | None = None, show_traceback: bool = False) -> Iterat
 traceback_option = click.option("--traceback", "show_traceback", is_flag=True,
                                 help="On an error, show the full Python traceback too.")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+fps_option = click.option(
+    "--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE", show_default=True,
+    help="Frame rate of an image sequence (a folder of numbered scans): 24, 25, 24000/1001.")
 saturation_option = click.option(
     "--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
     help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
@@ -222,8 +225,7 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
               help="Colour from this time on: seconds, H:MM:SS, or the film's own timecode HH:MM:SS:FF.")
 @click.option("--duration", type=LENGTH_OR_TIMECODE, default=None,
               help="Colour only this long a stretch (seconds, H:MM:SS or HH:MM:SS:FF).")
-@click.option("--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE", show_default=True,
-              help="Frame rate of an image sequence (INPUT a folder of numbered scans): 24, 25, 24000/1001.")
+@fps_option
 @click.option("--preview", type=click.IntRange(1, 100), default=None, metavar="N",
               help="Write a PNG of N frames (B&W | colour) instead of the film.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the input).")
@@ -264,7 +266,7 @@ def _place_timecodes(ctx: click.Context, src: Path) -> None:
         return
     from .media import probe, seconds_at
 
-    info = probe(src)
+    info = probe(src, ctx.params.get("sequence_fps"))
     for key, timecode in marks.items():
         ctx.params[key] = seconds_at(info, timecode, length=key == "duration")
         if key == "duration" and ctx.params[key] <= 0:
@@ -384,8 +386,7 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
 @click.option("--sequences", is_flag=True,
               help="A folder's numbered pictures (scans: reel1/0001.dpx ...) are one film, <folder>.color.mkv "
                    "at --fps, not separate photos.")
-@click.option("--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE", show_default=True,
-              help="Frame rate of image sequences (with --sequences): 24, 25, 24000/1001.")
+@fps_option
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the outcome of every reel to this JSON file.")
 @click.option("--preset", "preset_name", default="run", metavar="NAME",

@@ -185,15 +185,21 @@ def image_sequence(folder: str | Path, *, gaps_ok: bool = False) -> ImageSequenc
                          len(numbers), tuple(f"{prefix}{d}{ext}" for d in sorted(found, key=int)), tuple(missing))
 
 
+def sequence_in(folder: str | Path) -> ImageSequence:
+    """``image_sequence(folder)``, or ``InputError`` when the folder holds none (or one with gaps)."""
+    seq = image_sequence(folder)
+    if seq is None:
+        raise InputError(folder, "is a directory without an image sequence (`filmcolor batch` colours "
+                                 "folders of films and photos)")
+    return seq
+
+
 def open_input(path: str | Path, fps: str | None = None) -> av.container.InputContainer:
     """The demuxer for a film or photo file, or for a folder's image sequence (read at ``fps``
     frames a second, a number or a ratio like ``24000/1001``; :data:`SEQUENCE_FPS` when None)."""
     p = Path(path)
     if p.is_dir():
-        seq = image_sequence(p)
-        if seq is None:
-            raise InputError(p, "is a directory without an image sequence (`filmcolor batch` colours "
-                                "folders of films and photos)")
+        seq = sequence_in(p)
         folder = str(seq.folder).replace("%", "%%")
         return av.open(f"{folder}/{seq.pattern}", "r", format="image2",
                        options={"start_number": str(seq.first), "start_number_range": "1",
@@ -329,16 +335,15 @@ def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
     if not p.exists():
         raise InputError(p, "no such file")
     sequence = p.is_dir()
-    try:
-        size = 1 if sequence else p.stat().st_size
-    except OSError as e:
-        raise InputError(p, f"cannot read: {e.strerror or e}") from e
-    if size == 0:
-        raise InputError(p, "empty file (0 bytes)")
+    if not sequence:
+        try:
+            size = p.stat().st_size
+        except OSError as e:
+            raise InputError(p, f"cannot read: {e.strerror or e}") from e
+        if size == 0:
+            raise InputError(p, "empty file (0 bytes)")
     try:
         container = open_input(p, fps)
-    except InputError:
-        raise
     except PermissionError as e:
         raise InputError(p, "cannot read: permission denied") from e
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:

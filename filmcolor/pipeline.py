@@ -100,9 +100,7 @@ def check_input(src: Path) -> None:
     if not src.exists():
         raise InputError(src, "no such file")
     if src.is_dir():
-        if media.image_sequence(src) is None:
-            raise InputError(src, "is a directory without an image sequence (`filmcolor batch` colours "
-                                  "folders of films and photos)")
+        media.sequence_in(src)
         return
     if not src.is_file():
         raise InputError(src, "not a regular file")

@@ -331,8 +331,8 @@ def _why_empty(data) -> str:
     parts = []
     if data.unreadable:
         parts.append(f"{len(data.unreadable)} file(s) unreadable")
-    skipped = {k: sum(s["skipped"].get(k, 0) for s in data.films.values()) for k in ("grey", "black", "duplicate")}
     if data.films:
+        skipped = {k: sum(s["skipped"].get(k, 0) for s in data.films.values()) for k in ("grey", "black", "duplicate")}
         parts.append(f"every sampled film frame skipped ({skipped['grey']} black-and-white, {skipped['black']} "
                      f"near-black, {skipped['duplicate']} near-duplicates): training needs colour footage")
     return f" ({'; '.join(parts)})" if parts else ""

@@ -114,6 +114,11 @@ def test_a_folder_of_numbered_scans_is_coloured_as_one_film(tmp_path, model_path
     with av.open(str(tmp_path / "reel1.color.mkv")) as c:
         assert c.streams.video[0].average_rate == Fraction(24000, 1001)
         assert sum(1 for _ in c.decode(video=0)) == 12
+    # a timecode counts frames at the sequence's own --fps: 10 frames in at 30 fps leaves 2 of 12
+    r = run(folder, "--model", model_path, "--render-size", "48", "--fps", "30", "--start", "00:00:00:10",
+            "-o", tmp_path / "tail.mkv")
+    assert r.exit_code == 0 and "2 frames" in r.stderr, r.output
+    (tmp_path / "tail.mkv").unlink()
     (folder / "reel1.0086405.dpx").unlink()  # a missing scan would end the film there: refused instead
     r = run(folder, "--model", model_path, "-o", tmp_path / "x.mkv")
     assert r.exit_code == 1 and "has gaps: frame 86405 missing" in r.stderr
