@@ -72,7 +72,7 @@ VIDEO_SUFFIXES = frozenset({
 # RunConfig fields that do not change the output pixels: they do not invalidate finished reels.
 # (``model`` is covered by the model file's own hash, so a name and a path to the same file match.)
 _SETTINGS_EXCLUDED = frozenset({"model", "device", "batch_size", "overwrite", "threads"})
-_NEUTRAL = {"saturation": 1.0, "sequence_fps": "24"}  # later fields: the value that leaves the output as before
+_NEUTRAL = {"saturation": 1.0, "sequence_fps": None}  # later fields: the value that leaves the output as before
 _HEAD_TAIL = 1 << 20
 
 
@@ -183,9 +183,9 @@ def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264",
     """Inputs under ``in_dir`` (recursive, sorted, hidden files and ``out_dir`` excluded; outputs
     named for ``codec`` video) and the relative paths of the other files found (ignored). Files
     that are our own outputs (``*.color.*``) are never inputs. With ``sequences``, a folder's
-    numbered pictures (see ``media.image_sequence``) are one reel of kind ``"sequence"``, coloured
+    numbered pictures (see ``sequences.image_sequence``) are one reel of kind ``"sequence"``, coloured
     as a film into ``<folder>.color.mkv``; its other files are taken one by one as usual."""
-    from .media import image_sequence
+    from .sequences import image_sequence
 
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
     reels: list[Reel] = []

@@ -171,7 +171,8 @@ class Carried:
         self._map: dict[int, tuple[str, object]] = {}
         self._pending = self._side_iter = None
         self._mov_text_gaps: set[int] = set()
-        if self.src.is_dir():  # an image sequence: pictures only, nothing else to carry
+        if self.src.is_dir():  # an image sequence: pictures only; a timecode from its DPX header
+            self._carry_timecode()
             return
         self._in = av.open(str(self.src), "r", metadata_errors="ignore")
         self._carry_labels()
@@ -237,16 +238,7 @@ class Carried:
         out.metadata.update(tags.carried_tags(src.metadata))
         if video_in is not None:
             _label(self._vs, video_in, reencoded=True)
-        skipped = tags.frames_before(self._t0, info.start_time, info.fps) if self._start and info.fps else 0
-        for labels in (out.metadata, self._vs.metadata):
-            key = tags.timecode_key(labels)
-            if key is None:
-                continue
-            if fmt in ("mp4", "mov", "ipod") and tags.nominal_rate(info.fps or 25) > tags.MOV_TIMECODE_MAX_FPS:
-                self._warn(f"{self.src}: timecode {labels.pop(key)} left out: a {fmt} timecode track counts at most "
-                           f"{tags.MOV_TIMECODE_MAX_FPS} frames a second (.mkv keeps it as a tag)")
-            elif skipped:  # an excerpt's timecode is that of its own first frame
-                labels[key] = tags.shift_timecode(labels[key], skipped, info.fps)
+        self._carry_timecode()
         chapters = tags.carried_chapters(src.chapters(), self._start, self._t1)
         if chapters:
             out.set_chapters(chapters)
@@ -259,6 +251,24 @@ class Carried:
             self._warn(f"{self.src}: {len(attachments)} attachment(s) ("
                        f"{', '.join(a.name or '?' for a in attachments[:3])}) cannot go into {fmt}; "
                        "left out (.mkv keeps them)")
+
+    def _carry_timecode(self) -> None:
+        """The film's timecode (a label of the container or picture stream, or ``info.timecode``: a
+        scan's DPX header) onto the output, as that of the first frame written."""
+        out, info = self._out, self.info
+        fmt = out.format.name
+        skipped = tags.frames_before(self._t0, info.start_time, info.fps) if self._start and info.fps else 0
+        if info.timecode and not any(tags.timecode_key(labels) for labels in (out.metadata, self._vs.metadata)):
+            self._vs.metadata["timecode"] = info.timecode
+        for labels in (out.metadata, self._vs.metadata):
+            key = tags.timecode_key(labels)
+            if key is None:
+                continue
+            if fmt in ("mp4", "mov", "ipod") and tags.nominal_rate(info.fps or 25) > tags.MOV_TIMECODE_MAX_FPS:
+                self._warn(f"{self.src}: timecode {labels.pop(key)} left out: a {fmt} timecode track counts at most "
+                           f"{tags.MOV_TIMECODE_MAX_FPS} frames a second (.mkv keeps it as a tag)")
+            elif skipped:  # an excerpt's timecode is that of its own first frame
+                labels[key] = tags.shift_timecode(labels[key], skipped, info.fps)
 
     def _cover_art(self, pics, samples: dict) -> list[tuple[object, bytes]]:
         """Carry the film's cover pictures (``pics``, streams flagged attached_pic, whose picture is

@@ -83,8 +83,9 @@ traceback_option = click.option("--traceback", "show_traceback", is_flag=True,
                                 help="On an error, show the full Python traceback too.")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 fps_option = click.option(
-    "--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE", show_default=True,
-    help="Frame rate of an image sequence (a folder of numbered scans): 24, 25, 24000/1001.")
+    "--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE",
+    help="Frame rate of an image sequence (a folder of numbered scans): 24, 25, 24000/1001.  "
+         "[default: the rate its DPX header states, else 24]")
 saturation_option = click.option(
     "--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
     help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
@@ -403,7 +404,7 @@ def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, j
     a broken reel is reported and the others go on (exit 1 when any failed).
     """
     from .batch import VIDEO_SUFFIXES, batch  # imported here so `--help` stays fast
-    from .media import STILL_EXTENSIONS
+    from .sequences import STILL_EXTENSIONS
 
     config = build_run_config(ctx, preset_name, genre)
     console = stderr_console()

@@ -41,7 +41,8 @@ class RunConfig:
     duration: float | None = None     # seconds
     overwrite: bool = False
     threads: int = 0                  # torch CPU threads (0 = let filmcolor choose)
-    sequence_fps: str = "24"          # frame rate of an image sequence (a folder of scans): "24", "24000/1001"
+    sequence_fps: str | None = None   # frame rate of an image sequence ("24", "24000/1001"); None: its DPX
+                                      # header's rate, else 24
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("device", self.device, DEVICES), ("precision", self.precision, PRECISIONS),
@@ -63,7 +64,7 @@ class RunConfig:
             if v is not None and v < 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
         try:
-            if Fraction(str(self.sequence_fps)) <= 0:
+            if self.sequence_fps is not None and Fraction(str(self.sequence_fps)) <= 0:
                 raise ValueError
         except (ValueError, ZeroDivisionError):
             raise ValueError(f"sequence_fps must be a positive number or ratio (24, 24000/1001), "

@@ -2,7 +2,7 @@
 
 - ``probe(path) -> VideoInfo`` reads the container header and decodes the first frame; anything that
   is not a readable film or photo raises ``errors.InputError(path, cause)`` with a short cause. A
-  folder is read as the image sequence it holds (film scans: ``image_sequence``, ``open_input``).
+  folder is read as the image sequence it holds (film scans: ``sequences``, ``open_input``).
 - ``decode(path) -> Iterator[av.VideoFrame]`` yields frames exactly as the decoder gives them
   (multi-threaded, pts and time base kept); memory does not grow with the film's length.
 - ``frame_to_planes`` / ``planes_to_frame`` move between frames and numpy code-value planes
@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import heapq
 import math
-import re
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -42,10 +41,7 @@ from . import carry, tags
 from .color import matrix_for
 from .cpu import cpu_flags
 from .errors import InputError
-
-# photos OpenCV reads (JPEG 2000 and PNM too: scans come in both)
-STILL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".jp2", ".j2k",
-                              ".pgm", ".ppm", ".pbm", ".pnm"})
+from .sequences import SEQUENCE_FPS, STILL_EXTENSIONS, ImageSequence, scan_header, sequence_in
 MAX_CONSECUTIVE_ERRORS = 25
 REORDER_DEPTH = 8  # frames held back to put decode-order timestamps in presentation order
 FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = 1, 2, 3, 4, 5  # FFmpeg's AVFieldOrder
@@ -130,80 +126,19 @@ def _field_order(first: av.VideoFrame, cc) -> int:
     return FIELD_BB if cc.name == "dvvideo" else FIELD_TT
 
 
-# --- image sequences (film scans: one picture file per frame) ----------------------------------------
-SEQUENCE_FPS = "24"  # frames a second of an image sequence unless told (film is shot at 24)
-SEQUENCE_EXTENSIONS = STILL_EXTENSIONS | {".dpx", ".cin", ".exr"}
-_NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
-
-
-@dataclass(frozen=True)
-class ImageSequence:
-    """A folder's numbered frames ``<prefix><number><ext>``, numbers ``first .. first + count - 1``;
-    ``pattern`` is the FFmpeg image2 file pattern for them (printf-style, ``%`` escaped)."""
-
-    folder: Path
-    pattern: str
-    first: int
-    count: int
-    files: tuple[str, ...] = ()  # the member files' names
-    missing: tuple[int, ...] = ()  # numbers absent between the first and the last
-
-
-def image_sequence(folder: str | Path, *, gaps_ok: bool = False) -> ImageSequence | None:
-    """The numbered image sequence a folder holds - the largest group of at least 2 picture files
-    sharing a name prefix, extension and digit count - or None. Raises ``InputError`` naming the
-    first missing frame when the numbering has gaps (FFmpeg's reader stops at a gap, which would
-    end the film there without a word), unless ``gaps_ok`` (then ``missing`` lists them)."""
-    folder = Path(folder)
-    groups: dict[tuple[str, str], list[str]] = {}
-    for entry in folder.iterdir():
-        m = _NUMBERED.match(entry.name)
-        if m and m[3].lower() in SEQUENCE_EXTENSIONS and not entry.name.startswith(".") and entry.is_file():
-            groups.setdefault((m[1], m[3]), []).append(m[2])
-    if not groups:
-        return None
-    (prefix, ext), found = max(groups.items(), key=lambda kv: len(kv[1]))
-    lengths = {len(d) for d in found}
-    if len(lengths) == 1:  # zero-padded (0001 ...) or all of one magnitude (86400 ...)
-        width = lengths.pop()
-    elif not any(d.startswith("0") and d != "0" for d in found):  # 1, 2, ... 10, 11: unpadded
-        width = 0
-    else:  # stray files beside a padded sequence: keep the padded ones
-        width = max(lengths, key=lambda n: sum(len(d) == n for d in found))
-        found = [d for d in found if len(d) == width]
-    numbers = sorted(int(d) for d in found)
-    if len(numbers) < 2:
-        return None
-    missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
-    digits = f"%0{width}d" if width else "%d"
-    shown = f"{prefix}{digits}{ext}"
-    if missing and not gaps_ok:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise InputError(folder, f"image sequence {shown} has gaps: frame {missing[0]}{more} missing "
-                                 "(fill or renumber them: the film would stop there)")
-    return ImageSequence(folder, prefix.replace("%", "%%") + digits + ext.replace("%", "%%"), numbers[0],
-                         len(numbers), tuple(f"{prefix}{d}{ext}" for d in sorted(found, key=int)), tuple(missing))
-
-
-def sequence_in(folder: str | Path) -> ImageSequence:
-    """``image_sequence(folder)``, or ``InputError`` when the folder holds none (or one with gaps)."""
-    seq = image_sequence(folder)
-    if seq is None:
-        raise InputError(folder, "is a directory without an image sequence (`filmcolor batch` colours "
-                                 "folders of films and photos)")
-    return seq
-
-
-def open_input(path: str | Path, fps: str | None = None) -> av.container.InputContainer:
+def open_input(path: str | Path, fps: str | None = None,
+               sequence: ImageSequence | None = None) -> av.container.InputContainer:
     """The demuxer for a film or photo file, or for a folder's image sequence (read at ``fps``
-    frames a second, a number or a ratio like ``24000/1001``; :data:`SEQUENCE_FPS` when None)."""
+    frames a second, a number or a ratio like ``24000/1001``; when None, the rate its first frame's
+    DPX header states, else :data:`SEQUENCE_FPS`). ``sequence``: the folder's, when already listed."""
     p = Path(path)
     if p.is_dir():
-        seq = sequence_in(p)
+        seq = sequence or sequence_in(p)
+        rate = fps or scan_header(seq.folder / seq.files[0]).fps or SEQUENCE_FPS
         folder = str(seq.folder).replace("%", "%%")
         return av.open(f"{folder}/{seq.pattern}", "r", format="image2",
                        options={"start_number": str(seq.first), "start_number_range": "1",
-                                "framerate": str(fps or SEQUENCE_FPS)})
+                                "framerate": str(rate)})
     return av.open(str(p), "r", metadata_errors="ignore")
 
 
@@ -334,8 +269,8 @@ def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
     p = Path(path)
     if not p.exists():
         raise InputError(p, "no such file")
-    sequence = p.is_dir()
-    if not sequence:
+    sequence = sequence_in(p) if p.is_dir() else None
+    if sequence is None:
         try:
             size = p.stat().st_size
         except OSError as e:
@@ -343,7 +278,7 @@ def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
         if size == 0:
             raise InputError(p, "empty file (0 bytes)")
     try:
-        container = open_input(p, fps)
+        container = open_input(p, fps, sequence)
     except PermissionError as e:
         raise InputError(p, "cannot read: permission denied") from e
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
@@ -390,7 +325,8 @@ def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
             start_time=float(stream.start_time * tb) if stream.start_time is not None else None,
             field_order=_field_order(first, cc),
             timecode=next((labels[key] for labels in (stream.metadata, container.metadata)
-                           if (key := tags.timecode_key(labels or {}))), None),
+                           if (key := tags.timecode_key(labels or {}))), None)
+            or (scan_header(p / sequence.files[0]).timecode if sequence else None),
         )
 
 

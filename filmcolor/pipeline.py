@@ -42,7 +42,7 @@ import av
 import cv2
 import numpy as np
 
-from . import color, compose, media, stills, temporal
+from . import color, compose, media, sequences, stills, temporal
 from .config import RunConfig
 from .errors import FilmcolorError, InputError, OutputError, ProcessingError
 from .inference import Colorizer, cpu_threads
@@ -421,6 +421,8 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     if not still:
         info = media.probe(src, config.sequence_fps)
         still = bool(info.is_still)
+        if src.is_dir():
+            _warn_scan_transfer(src, warn)
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
@@ -450,6 +452,15 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         # a failure part-way (exit 1), not a usage error: the same command may work with more room
         raise ProcessingError(dst, f"cannot write: {getattr(exc, 'strerror', None) or exc}") from exc
     return RunResult(src, dst, frames, time.perf_counter() - t0, "still" if still else "video")
+
+
+def _warn_scan_transfer(folder: Path, warn: Warn | None) -> None:
+    """Say when a sequence's scans are log-coded or linear (their DPX/Cineon header says so): they are
+    coloured as stored, but the network learnt colour from video-level pictures."""
+    transfer = sequences.scan_header(folder / sequences.sequence_in(folder).files[0]).transfer
+    if transfer and warn is not None:
+        warn(f"{folder}: the scans are coded as {transfer}, not video levels; coloured as stored (the "
+             "colour comes out weaker): convert them to Rec.709 video levels first for the model's best colour")
 
 
 def _compose_frame(item: temporal.FrameItem, pix_fmt: str, turns: int, colorizer: Colorizer) -> object:
