@@ -158,7 +158,8 @@ def _label(dst, src, *, reencoded: bool) -> None:
 
 class Carried:
     """See the module docstring. ``video`` is the output's picture stream (it takes the film's own
-    stream tags and flags); ``start``/``end`` are seconds on the source's timeline (None: open)."""
+    stream tags and flags; None for a file of sound and subtitles alone, beside an image sequence);
+    ``start``/``end`` are seconds on the source's timeline (None: open)."""
 
     def __init__(self, src: str | Path, info, out, video, start: Fraction | None, end: Fraction | None,
                  warn: Callable[[str], None]) -> None:
@@ -236,7 +237,7 @@ class Carried:
         fmt = out.format.name
         video_in = next((s for s in src.streams.video if s.index == info.stream_index), None)
         out.metadata.update(tags.carried_tags(src.metadata))
-        if video_in is not None:
+        if video_in is not None and self._vs is not None:
             _label(self._vs, video_in, reencoded=True)
         self._carry_timecode()
         chapters = tags.carried_chapters(src.chapters(), self._start, self._t1)
@@ -258,9 +259,10 @@ class Carried:
         out, info = self._out, self.info
         fmt = out.format.name
         skipped = tags.frames_before(self._t0, info.start_time, info.fps) if self._start and info.fps else 0
-        if info.timecode and not any(tags.timecode_key(labels) for labels in (out.metadata, self._vs.metadata)):
-            self._vs.metadata["timecode"] = info.timecode
-        for labels in (out.metadata, self._vs.metadata):
+        places = [out.metadata] + ([self._vs.metadata] if self._vs is not None else [])
+        if info.timecode and not any(tags.timecode_key(labels) for labels in places):
+            places[-1]["timecode"] = info.timecode
+        for labels in places:
             key = tags.timecode_key(labels)
             if key is None:
                 continue
@@ -338,6 +340,11 @@ class Carried:
             self._out.mux(packet)
         else:
             self._out.mux(target.packets(packet, self._t0))
+
+    @property
+    def streams(self) -> int:
+        """How many audio and subtitle streams go into the output (copied or converted)."""
+        return len(self._map)
 
     def pump(self, until: Fraction | None) -> None:
         """Mux side-stream packets up to ``until`` seconds (all when None)."""

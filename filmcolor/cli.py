@@ -32,7 +32,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from . import __version__
-from .config import CODECS, DEVICES, MAX_SATURATION, PRECISIONS, SMOOTHERS, RunConfig
+from .config import CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PRECISIONS, SMOOTHERS, RunConfig
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, Terminated
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
@@ -199,8 +199,8 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Output file. [default: <stem>.color<ext> beside INPUT; stills: .png; "
-                   "--preview: <stem>.preview.png]")
+              help="Output file (with --frames-as, a folder). [default: <stem>.color<ext> beside INPUT; "
+                   "stills: .png; --preview: <stem>.preview.png]")
 @click.option("--model", default=_DEFAULTS.model, metavar="NAME|PATH",
               help="Model: 'default', a genre model's name, or a .safetensors file.")
 @click.option("--genre", default=None, metavar="NAME",
@@ -227,6 +227,10 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @click.option("--duration", type=LENGTH_OR_TIMECODE, default=None,
               help="Colour only this long a stretch (seconds, H:MM:SS or HH:MM:SS:FF).")
 @fps_option
+@click.option("--frames-as", type=click.Choice(FRAME_FORMATS), default=None,
+              help="Write the film as numbered pictures (an image sequence, for grading or a DI conform) into "
+                   "the folder -o names [default: <name>.color]: 10/16-bit where the source is deeper than "
+                   "8; sound and subtitles go beside them into <stem>.mka.")
 @click.option("--preview", type=click.IntRange(1, 100), default=None, metavar="N",
               help="Write a PNG of N frames (B&W | colour) instead of the film.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the input).")
@@ -235,8 +239,8 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @quiet_option
 @traceback_option
 @click.pass_context
-def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, preview: int | None,
-        preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
+def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, frames_as: str | None,
+        preview: int | None, preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
     """Colour the film or photo INPUT (or a folder of numbered scans: one film).
 
     A film keeps its own luminance, size, frame timing and every audio and subtitle stream; a photo
@@ -251,11 +255,14 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
         _place_timecodes(ctx, input)
         config = build_run_config(ctx, preset_name, genre)
         if preview is not None:
+            if frames_as is not None:
+                raise click.UsageError("give --preview or --frames-as, not both")
             with progress_bar(console, f"preview {input.name}", quiet) as progress:
                 result = pipeline.preview(input, output, preview, config, progress=progress, warn=warn)
         else:
             with progress_bar(console, input.name, quiet) as progress:
-                result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn)
+                result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn,
+                                                frames_as=frames_as)
     if not quiet:
         click.echo(summary_line(result), err=True)
 
@@ -299,7 +306,8 @@ def summary_line(result) -> str:
     frames = f"{result.frames} frame{'' if result.frames == 1 else 's'}"
     if result.kind == "preview":
         return f"filmcolor: wrote {result.dst}: {frames}, B&W | colour ({result.seconds:.1f} s)"
-    return f"filmcolor: wrote {result.dst}: {frames} in {result.seconds:.1f} s ({result.fps:.1f} fps)"
+    where = f"{result.dst}/" if result.kind == "frames" else result.dst
+    return f"filmcolor: wrote {where}: {frames} in {result.seconds:.1f} s ({result.fps:.1f} fps)"
 
 
 # --- eval --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SMOOTHERS = ("off", "ema", "flow")
 CODECS = ("h264", "ffv1", "prores")
+FRAME_FORMATS = ("dpx", "tiff", "png")  # run --frames-as: a film as numbered pictures
 MAX_SATURATION = 3.0  # the a/b gain `--saturation` allows (1 = the model's own colours)
 
 

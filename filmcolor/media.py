@@ -60,7 +60,8 @@ class MediaWarning(UserWarning):
     """A recoverable media problem (concealed damage, a stream transcoded or dropped)."""
 
 
-def _default_warn(message: str) -> None:
+def default_warn(message: str) -> None:
+    """Where a warning goes when the caller gives no ``warn``: Python's warnings, as a MediaWarning."""
     warnings.warn(message, MediaWarning, stacklevel=3)
 
 
@@ -365,7 +366,7 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
     concealed are yielded as they are. ``InputError`` is raised when the demuxer cannot read on, or
     after ``MAX_CONSECUTIVE_ERRORS`` rejected packets in a row.
     """
-    warn = warn or _default_warn
+    warn = warn or default_warn
     p = Path(path)
     t0, dur = _to_fraction(start), _to_fraction(duration)
     t1 = None if dur is None else (t0 or Fraction(0)) + dur
@@ -778,7 +779,7 @@ class VideoWriter:
                  warn: Callable[[str], None] | None = None) -> None:
         self.src, self.dst, self.info = Path(src), Path(dst), info
         self.codec = codec
-        self._warn = warn or _default_warn
+        self._warn = warn or default_warn
         self.pix_fmt = writer_pix_fmt(codec, info)
         self._start = _to_fraction(start)  # None: no lower bound (keeps pre-roll packets at t < 0)
         self._t0 = self._start or Fraction(0)

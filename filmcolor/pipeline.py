@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import queue
 import secrets
+import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -59,7 +60,8 @@ PREVIEW_PANEL_HEIGHT = 360  # px: preview panels taller than this are shrunk
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one call wrote: ``kind`` is ``"video"``, ``"still"`` or ``"preview"``."""
+    """What one call wrote: ``kind`` is ``"video"``, ``"still"``, ``"preview"`` or ``"frames"`` (a
+    folder of numbered pictures)."""
 
     src: Path
     dst: Path
@@ -87,6 +89,12 @@ def default_output(src: str | Path, *, still: bool | None = None, codec: str = "
     else:
         suffix = ".mkv"
     return src.with_name(f"{src.stem}.color{suffix}")
+
+
+def default_frames_output(src: str | Path) -> Path:
+    """``<name>.color`` beside the input: the folder a film's pictures go into (``--frames-as``)."""
+    src = Path(src)
+    return src.with_name(f"{src.name if src.is_dir() else src.stem}.color")
 
 
 def default_preview_output(src: str | Path) -> Path:
@@ -135,6 +143,33 @@ def check_output(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputError(dst, "already exists (use --overwrite to replace it)")
 
 
+def check_frames_output(src: Path, dst: Path, overwrite: bool, fmt: str) -> None:
+    """Refuse a picture folder that is (or is inside) the input, whose parent is missing or read-only,
+    or that exists and is not empty - unless ``overwrite`` and it holds only the pictures and sound
+    file filmcolor writes there (a folder of anything else is never replaced)."""
+    if _same_file(src, dst) or (src.is_dir() and dst.resolve().is_relative_to(src.resolve())):
+        raise OutputError(dst, "is the input folder; filmcolor never writes into its input")
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(dst, f"folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(dst, f"folder {parent} is not writable")
+    if not dst.exists():
+        return
+    if not dst.is_dir():
+        raise OutputError(dst, "is a file; --frames-as writes a folder of pictures")
+    entries = list(dst.iterdir())
+    if not entries:
+        return
+    if not overwrite:
+        raise OutputError(dst, "already exists (use --overwrite to replace it)")
+    ours = sequences.names_pattern(sequences.frame_names(src, fmt)[0])
+    others = [e.name for e in entries if not (e.is_file() and (ours.match(e.name) or e.name == f"{src.stem}.mka"))]
+    if others:
+        raise OutputError(dst, f"holds other files ({', '.join(sorted(others)[:3])}); --overwrite replaces only "
+                               "a folder of filmcolor's own pictures")
+
+
 def temp_path(dst: Path) -> Path:
     """A hidden, unique temporary name beside ``dst`` with the same extension (the muxer and image
     writer pick the format from it)."""
@@ -156,6 +191,33 @@ def atomic_output(dst: Path) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+        raise
+
+
+@contextmanager
+def atomic_folder(dst: Path) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``dst``; when the block succeeds it takes ``dst``'s place (an
+    old ``dst`` is moved aside first and deleted after), when it raises it is deleted with what it holds."""
+    tmp = dst.with_name(f".{dst.name}.filmcolor-{os.getpid()}-{secrets.token_hex(4)}.part")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if not any(tmp.iterdir()):
+            raise OutputError(dst, "nothing was written")
+        old = None
+        if dst.exists():
+            old = dst.with_name(f".{dst.name}.filmcolor-{os.getpid()}-{secrets.token_hex(4)}.old")
+            os.rename(dst, old)
+        try:
+            os.rename(tmp, dst)
+        except BaseException:
+            if old is not None:
+                os.rename(old, dst)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -408,11 +470,13 @@ def expected_frames(info, config: RunConfig) -> int | None:
 # --- entry points ----------------------------------------------------------------------------------
 def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunConfig | None = None, *,
                   colorizer: Colorizer | None = None, progress: Progress | None = None,
-                  warn: Warn | None = None, pipelined: bool = True) -> RunResult:
+                  warn: Warn | None = None, pipelined: bool = True, frames_as: str | None = None) -> RunResult:
     """Colour one film or still photo; see the module docstring. Raises a ``FilmcolorError``
     (InputError, OutputError, ModelError, ProcessingError) naming the file on failure, leaving no
     output behind. ``pipelined=False`` runs decode, inference and encode one after another in the
-    calling thread (same output; a reference for tests and benchmarks)."""
+    calling thread (same output; a reference for tests and benchmarks). ``frames_as`` (``"dpx"``,
+    ``"tiff"``, ``"png"``) writes the film as numbered pictures into the folder ``dst`` instead
+    (``sequences.SequenceWriter``; default ``<name>.color``), which appears whole or not at all."""
     config = config or RunConfig()
     src = Path(src)
     check_input(src)
@@ -426,24 +490,30 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
-    dst = Path(dst) if dst is not None else default_output(src, still=still, codec=config.codec)
-    check_output(src, dst, config.overwrite)
-    problem = stills.output_problem(dst) if still else media.film_output_problem(dst, config.codec)
-    if problem:
-        raise OutputError(dst, problem)
+    if frames_as is not None:
+        if still:
+            raise OutputError(src, "is a photo; --frames-as writes the pictures of a film")
+        dst = Path(dst) if dst is not None else default_frames_output(src)
+        check_frames_output(src, dst, config.overwrite, frames_as)
+    else:
+        dst = Path(dst) if dst is not None else default_output(src, still=still, codec=config.codec)
+        check_output(src, dst, config.overwrite)
+        problem = stills.output_problem(dst) if still else media.film_output_problem(dst, config.codec)
+        if problem:
+            raise OutputError(dst, problem)
     if colorizer is None:
         colorizer = Colorizer.from_config(config)
         if warn is not None:
             colorizer.on_oom = lambda old, new: warn(f"out of memory at batch size {old}; retrying at {new}")
     t0 = time.perf_counter()
     try:
-        with atomic_output(dst) as tmp:
+        with (atomic_folder(dst) if frames_as else atomic_output(dst)) as tmp:
             if still:
                 frames = _colorize_still(src, tmp, dst, colorizer, warn)
                 if progress is not None:
                     progress(1, 1)
             else:
-                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined)
+                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined, frames_as)
     except FilmcolorError as exc:
         if exc.path is None:  # e.g. out of memory at batch 1: say which film
             raise type(exc)(src, exc.cause) from exc
@@ -451,7 +521,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     except (OSError, av.FFmpegError) as exc:  # disk full, folder gone, the encoder or muxer refusing...
         # a failure part-way (exit 1), not a usage error: the same command may work with more room
         raise ProcessingError(dst, f"cannot write: {getattr(exc, 'strerror', None) or exc}") from exc
-    return RunResult(src, dst, frames, time.perf_counter() - t0, "still" if still else "video")
+    return RunResult(src, dst, frames, time.perf_counter() - t0, "still" if still else "frames" if frames_as else "video")
 
 
 def _warn_scan_transfer(folder: Path, warn: Warn | None) -> None:
@@ -481,10 +551,11 @@ def _compose_frame(item: temporal.FrameItem, pix_fmt: str, turns: int, colorizer
 
 
 def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Colorizer,
-                    progress: Progress | None, warn: Warn | None, pipelined: bool = True) -> int:
+                    progress: Progress | None, warn: Warn | None, pipelined: bool = True,
+                    frames_as: str | None = None) -> int:
     total = expected_frames(info, config)
     turns = quarter_turns(info.rotation)
-    if info.interlaced and config.codec == "prores" and warn is not None:
+    if info.interlaced and config.codec == "prores" and warn is not None and not frames_as:
         warn(f"{src}: interlaced video: the ProRes copy keeps both fields line for line but is coded progressive "
              "(prores_ks takes the field order from frame flags PyAV cannot set); use --codec h264 or ffv1 "
              "to keep it interlaced")
@@ -492,9 +563,13 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
     if on_device:  # size the batch from free device memory before batching starts
         h, w = (info.height, info.width) if turns % 2 == 0 else (info.width, info.height)
         colorizer.plan_batch(*colorizer.render_shape(h, w))
-    with media.VideoWriter(src, tmp, info, codec=config.codec, crf=config.crf, preset=config.preset,
-                           start=config.start, duration=config.duration, container_format=None,
-                           warn=warn) as writer:
+    if frames_as:
+        writer_cm = sequences.SequenceWriter(src, tmp, info, frames_as, start=config.start, duration=config.duration,
+                                             warn=warn or media.default_warn)
+    else:
+        writer_cm = media.VideoWriter(src, tmp, info, codec=config.codec, crf=config.crf, preset=config.preset,
+                                      start=config.start, duration=config.duration, container_format=None, warn=warn)
+    with writer_cm as writer:
         pix_fmt = writer.pix_fmt
         ahead = 2 * colorizer.batch_size + 2
 

@@ -16,7 +16,12 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
+import av
+import numpy as np
+
+from .config import FRAME_FORMATS
 from .errors import InputError
 
 # photos OpenCV reads (JPEG 2000 and PNM too: scans come in both); media.py judges stills by these
@@ -161,3 +166,133 @@ def scan_header(path: str | Path) -> ScanHeader:
     fps = _header_rate(real(_DPX_TV_FPS)) or _header_rate(real(_DPX_FILM_FPS))
     return ScanHeader(fps=fps, timecode=_bcd_timecode(word(_DPX_TIMECODE), fps),
                       transfer=_DPX_TRANSFERS.get(head[801]))
+
+
+# --- writing: a coloured film as numbered pictures (for grading, conform, a DI pipeline) ----------
+_FRAME_EXT = {"dpx": ".dpx", "tiff": ".tif", "png": ".png"}
+# the RGB layout each picture format is written in, by the source's bit depth (8, 10, 12, 16)
+_FRAME_PIX_FMT = {
+    "dpx": {8: "rgb24", 10: "gbrp10le", 12: "gbrp12le", 16: "rgb48le"},
+    "tiff": {8: "rgb24", 10: "rgb48le", 12: "rgb48le", 16: "rgb48le"},
+    "png": {8: "rgb24", 10: "rgb48be", 12: "rgb48be", 16: "rgb48be"},
+}
+_RANGE_PC, _RANGE_TV = 2, 1  # AVColorRange: full, limited
+_SIDE_SUFFIX = ".mka"  # the film's sound and subtitles, beside its frames
+
+
+def _depth(bit_depth: int) -> int:
+    return bit_depth if bit_depth in (8, 10, 12, 16) else 16
+
+
+def frame_names(src: str | Path, fmt: str) -> tuple[str, int]:
+    """The image2 pattern and first number of the pictures a ``SequenceWriter`` writes for ``src``:
+    a sequence keeps its own names and numbers (in ``fmt``'s extension), a film file becomes
+    ``<stem>.0000001.<ext>`` on."""
+    src, ext = Path(src), _FRAME_EXT[fmt]
+    if src.is_dir():
+        seq = sequence_in(src)
+        pattern = seq.pattern
+        return pattern[: len(pattern) - len(Path(seq.files[0]).suffix)] + ext, seq.first
+    return src.stem.replace("%", "%%") + ".%07d" + ext, 1
+
+
+def names_pattern(pattern: str) -> re.Pattern:
+    """A regular expression matching the file names of image2 ``pattern`` (``%07d``, ``%d``, ``%%``)."""
+    parts = re.split(r"(%%|%0?\d*d)", pattern)
+    return re.compile("".join("%" if x == "%%" else r"\d+" if x.startswith("%") else re.escape(x)
+                              for x in parts if x) + "$")
+
+
+class SequenceWriter:
+    """Write coloured frames as numbered DPX, TIFF or PNG pictures into the folder ``dst`` (created
+    by the caller), named as ``frame_names`` says; the film's sound, subtitles and labels go beside
+    them into ``<stem>.mka`` (``carry.Carried``), timed from the first picture written.
+
+    Frames given to ``write`` are planar YUV in ``pix_fmt`` (4:4:4 at the source's depth), tagged
+    with their matrix and range; each is turned to full-range RGB at the source's depth (8-bit RGB,
+    or 10/12-bit DPX, 16-bit TIFF/PNG/DPX above 8 bits) and upright when the film is rotated.
+    ``start`` numbers an excerpt's pictures by their place in the film.
+    """
+
+    def __init__(self, src: str | Path, dst: str | Path, info, fmt: str, *, start: float | None = None,
+                 duration: float | None = None, warn: Callable[[str], None]) -> None:
+        if fmt not in FRAME_FORMATS:
+            raise ValueError(f"picture format must be one of {', '.join(FRAME_FORMATS)}, got {fmt!r}")
+        from . import carry, tags  # carry -> (subtitles, tags): no cycle, but keeps the reader light
+
+        self.src, self.dst, self.info, self.fmt = Path(src), Path(dst), info, fmt
+        depth = _depth(info.bit_depth)
+        self.pix_fmt = "yuv444p" if depth == 8 else f"yuv444p{depth}le"
+        self._rgb = _FRAME_PIX_FMT[fmt][depth]
+        pattern, first = frame_names(self.src, fmt)
+        t0 = Fraction(start).limit_denominator(1_000_000) if start else None
+        if t0 and info.fps:
+            first += tags.frames_before(t0, info.start_time, info.fps)
+        self.pattern, self.first = pattern, first
+        self.frames_written = 0
+        rotation = int(round(info.rotation or 0)) % 360  # counter-clockwise quarter turns that show it upright
+        self._turns = rotation // 90 if rotation % 90 == 0 else 0
+        self._pictures = av.open(str(self.dst).replace("%", "%%") + "/" + pattern, "w", format="image2",
+                                 options={"start_number": str(first)})
+        rate = info.fps if info.fps and info.fps > 0 else Fraction(24)
+        self._vs = self._pictures.add_stream(fmt, rate=rate)
+        w, h = (info.width, info.height) if self._turns % 2 == 0 else (info.height, info.width)
+        self._vs.width, self._vs.height, self._vs.pix_fmt = w, h, self._rgb
+        self._vs.codec_context.time_base = self._tb = 1 / rate
+        if fmt == "tiff":
+            self._vs.options = {"compression_algo": "deflate"}
+        sar = info.sample_aspect_ratio
+        if sar and abs(sar - 1) > Fraction(1, 100):  # (1280:1281 is a scaler's rounding, not anamorphic)
+            warn(f"{self.src}: its pixels are not square (aspect {sar.numerator}:{sar.denominator}); the "
+                 f"pictures keep the stored {info.width}x{info.height}: scale them for display")
+        self._side = self._carried = None
+        if not self.src.is_dir() and (info.audio_streams or info.subtitle_streams):
+            side = self._side_path = self.dst / (self.src.stem + _SIDE_SUFFIX)
+            self._side = av.open(str(side), "w", format="matroska",
+                                 options={"avoid_negative_ts": "disabled", "fflags": "+bitexact"})
+            t1 = None if duration is None else (t0 or Fraction(0)) + Fraction(duration).limit_denominator(1_000_000)
+            self._carried = carry.Carried(self.src, info, self._side, None, t0, t1, warn)
+
+    def write(self, frame: av.VideoFrame) -> None:
+        """One coloured frame -> the next numbered picture."""
+        rgb = frame.reformat(format=self._rgb, src_colorspace="itu709" if frame.colorspace == 1 else "itu601",
+                             dst_colorspace="itu709" if frame.colorspace == 1 else "itu601",
+                             src_color_range=frame.color_range or _RANGE_TV, dst_color_range=_RANGE_PC)
+        if self._turns:  # a picture file has no rotation flag: turn the pixels upright
+            packed = "rgb24" if self._rgb == "rgb24" else "rgb48le"
+            upright = np.ascontiguousarray(np.rot90(rgb.reformat(format=packed).to_ndarray(), self._turns))
+            rgb = av.VideoFrame.from_ndarray(upright, format=packed).reformat(format=self._rgb)
+        rgb.pts, rgb.time_base = self.frames_written, self._tb
+        self._pictures.mux(self._vs.encode(rgb))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the picture encoder; write the sound and subtitles file (none when nothing went in)."""
+        self._pictures.mux(self._vs.encode(None))
+        self._pictures.close()
+        if self._side is not None:
+            try:
+                self._carried.finish()
+                carried = self._carried.streams
+            finally:
+                self._side.close()
+                self._carried.close()
+            if not carried:
+                self._side_path.unlink(missing_ok=True)
+
+    def _abort(self) -> None:
+        for c in (self._pictures, self._side, self._carried):
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001 - already failing; the folder is deleted by the caller
+                    pass
+
+    def __enter__(self) -> "SequenceWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._abort()
+        else:
+            self.close()

@@ -126,3 +126,110 @@ def test_a_coloured_dpx_reel_keeps_its_rate_and_timecode_and_log_scans_are_named
     # an excerpt from the reel's own timecode carries the timecode of its first frame
     r = pipeline.colorize_file(reel, tmp_path / "tail.mkv", config.with_overrides(start=4 / 25), warn=said.append)
     assert r.frames == 4 and read_labels(tmp_path / "tail.mkv")["timecode"] == "01:00:00:04"
+
+
+# --- a film written as numbered pictures (--frames-as) ----------------------------------------------
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from filmcolor.cli import main
+
+    return CliRunner().invoke(main, ["run", *map(str, args)], catch_exceptions=False)
+
+
+def _luma601(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        rgb = next(c.decode(video=0)).reformat(format="rgb48le").to_ndarray().astype(np.float64) / 64  # 10-bit
+    return rgb @ np.array([0.299, 0.587, 0.114]), rgb
+
+
+def test_a_dpx_reel_comes_back_as_dpx_under_its_own_names_with_its_own_luminance(tmp_path):
+    from helpers import tiny_model
+
+    model = tiny_model(tmp_path / "tiny.safetensors")
+    reel = _dpx_reel(tmp_path / "reel1", 6, fps=25.0, timecode=0x01000000)
+    r = _cli(reel, "--frames-as", "dpx", "--model", model, "--render-size", "48")
+    assert r.exit_code == 0, r.output
+    assert f"wrote {tmp_path / 'reel1.color'}/: 6 frames" in r.stderr
+    out = tmp_path / "reel1.color"
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reel.iterdir())  # conform by name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reel1", "reel1.color", "tiny.safetensors"]
+    with av.open(str(out / "reel.0086403.dpx")) as c:
+        assert next(c.decode(video=0)).format.name == "gbrp10le"  # 10-bit stays 10-bit
+    y_out, rgb = _luma601(out / "reel.0086403.dpx")
+    y_in, _ = _luma601(reel / "reel.0086403.dpx")
+    assert np.abs(y_out - y_in).max() <= 1.5  # the scan's own luminance, within a 10-bit code
+    assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 4  # and coloured
+
+
+def test_a_film_as_pictures_keeps_its_sound_and_subtitles_beside_them(tmp_path):
+    from filmcolor import pipeline
+    from filmcolor.config import RunConfig
+    from helpers import tiny_model
+
+    model = tiny_model(tmp_path / "tiny.safetensors")
+    film = synth.make_clip(tmp_path / "reel.mp4", frames=25, width=64, height=48, fps=25, rotation=90,
+                           subtitles=True, color=False)
+    config = RunConfig(model=str(model), render_size=48, start=0.4, duration=0.4)
+    said: list[str] = []
+    r = pipeline.colorize_file(film, None, config, frames_as="tiff", warn=said.append)
+    assert said == [f"{film}: subtitle stream 2 (mov_text) cannot go into matroska; converted to subrip (the text "
+                    "and timing; not the styling)"]
+    out = tmp_path / "reel.color"
+    assert (r.dst, r.frames, r.kind) == (out, 10, "frames")
+    # an excerpt's pictures are numbered by their place in the film (frame 11 is 0.4 s in)
+    assert sorted(p.name for p in out.iterdir()) == [f"reel.{n:07d}.tif" for n in range(11, 21)] + ["reel.mka"]
+    import tifffile
+
+    picture = tifffile.imread(out / "reel.0000011.tif")
+    assert picture.shape == (64, 48, 3) and picture.dtype == np.uint8  # turned upright: no rotation flag
+    with av.open(str(out / "reel.mka")) as c:
+        kinds = sorted(s.type for s in c.streams)
+        audio = [p for p in c.demux(audio=0) if p.pts is not None]
+    assert kinds == ["audio", "subtitle"]
+    assert float(audio[-1].pts * audio[-1].time_base) == pytest.approx(0.4, abs=0.05)  # the excerpt's sound
+    assert float(audio[0].pts * audio[0].time_base) <= 0.03  # from the first picture on
+
+
+def test_a_picture_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    from helpers import tiny_model
+
+    model = tiny_model(tmp_path / "tiny.safetensors")
+    reel = _dpx_reel(tmp_path / "reel1", 6)
+    args = ("--frames-as", "png", "--model", model, "--render-size", "48")
+    out = tmp_path / "graded"
+    writes = 0
+    real_write = sequences.SequenceWriter.write
+
+    def fail_part_way(self, frame):
+        nonlocal writes
+        writes += 1
+        if writes == 4:
+            raise OSError(28, "No space left on device")
+        real_write(self, frame)
+
+    monkeypatch.setattr(sequences.SequenceWriter, "write", fail_part_way)
+    r = _cli(reel, "-o", out, *args)
+    assert r.exit_code == 1 and "No space left on device" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reel1", "tiny.safetensors"]  # no half folder
+    monkeypatch.undo()
+
+    assert _cli(reel, "-o", out, *args).exit_code == 0 and len(list(out.iterdir())) == 6
+    r = _cli(reel, "-o", out, *args)
+    assert r.exit_code == 2 and "already exists (use --overwrite" in r.stderr
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert _cli(reel, "-o", out, "--overwrite", *args).exit_code == 0  # its own pictures: replaced
+    assert sorted(before) == sorted(p.name for p in out.iterdir())
+    (out / "notes.txt").write_text("grading notes")
+    r = _cli(reel, "-o", out, "--overwrite", *args)
+    assert r.exit_code == 2 and "holds other files (notes.txt)" in r.stderr and (out / "notes.txt").is_file()
+    r = _cli(reel, "-o", reel / "sub", *args)
+    assert r.exit_code == 2 and "never writes into its input" in r.stderr
+    photo = tmp_path / "still.png"
+    import cv2
+
+    cv2.imwrite(str(photo), np.full((32, 32), 90, np.uint8))
+    r = _cli(photo, *args)
+    assert r.exit_code == 2 and "is a photo; --frames-as writes the pictures of a film" in r.stderr
+    assert _cli(reel, "--preview", "2", *args).exit_code == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
