@@ -21,6 +21,7 @@ from typing import Callable
 import av
 import numpy as np
 
+from . import carry, tags
 from .config import FRAME_FORMATS
 from .errors import InputError
 
@@ -203,6 +204,42 @@ def names_pattern(pattern: str) -> re.Pattern:
                               for x in parts if x) + "$")
 
 
+_TIMECODE = re.compile(r"^(\d\d):(\d\d):(\d\d)([:;.,])(\d\d)$")
+
+
+def _bcd_word(timecode: str | None) -> int | None:
+    """``"HH:MM:SS:FF"`` (``;`` before the frames: drop-frame) -> SMPTE 12M BCD ``0xHHMMSSFF`` with
+    the drop-frame bit; None for anything else."""
+    m = _TIMECODE.match(timecode or "")
+    if m is None:
+        return None
+    word = 0
+    for digits in (m[1], m[2], m[3], m[5]):
+        word = (word << 8) | (int(digits[0]) << 4) | int(digits[1])
+    return word | (0x40 if m[4] != ":" else 0)
+
+
+def _dpx_with_film_headers(data: bytes, fps: Fraction | None, timecode: str | None) -> bytes:
+    """A DPX file as FFmpeg writes it (the picture at byte 1664, no film or television header) ->
+    the same with both headers, stating ``fps`` and ``timecode``, every other field unset."""
+    order = _DPX_MAGIC.get(data[:4])
+    if order is None or len(data) < 1664 or struct.unpack_from(order + "I", data, 4)[0] != 1664 \
+            or struct.unpack_from(order + "I", data, 808)[0] != 1664:
+        return data  # not the layout expected: written as it is
+    head, industry = bytearray(data[:1664]), bytearray(b"\xff" * 384)
+    struct.pack_into(order + "I", head, 4, 2048)  # offset to the picture
+    struct.pack_into(order + "I", head, 16, len(data) + 384)  # file size
+    struct.pack_into(order + "I", head, 28, 384)  # industry header length
+    struct.pack_into(order + "I", head, 808, 2048)  # image element 1's data offset
+    if fps:
+        for offset in (_DPX_FILM_FPS, _DPX_TV_FPS):
+            struct.pack_into(order + "f", industry, offset - 1664, float(fps))
+    word = _bcd_word(timecode)
+    if word is not None:
+        struct.pack_into(order + "I", industry, _DPX_TIMECODE - 1664, word)
+    return bytes(head + industry) + data[1664:]
+
+
 class SequenceWriter:
     """Write coloured frames as numbered DPX, TIFF or PNG pictures into the folder ``dst`` (created
     by the caller), named as ``frame_names`` says; the film's sound, subtitles and labels go beside
@@ -218,7 +255,6 @@ class SequenceWriter:
                  duration: float | None = None, warn: Callable[[str], None]) -> None:
         if fmt not in FRAME_FORMATS:
             raise ValueError(f"picture format must be one of {', '.join(FRAME_FORMATS)}, got {fmt!r}")
-        from . import carry, tags  # carry -> (subtitles, tags): no cycle, but keeps the reader light
 
         self.src, self.dst, self.info, self.fmt = Path(src), Path(dst), info, fmt
         depth = _depth(info.bit_depth)
@@ -226,21 +262,21 @@ class SequenceWriter:
         self._rgb = _FRAME_PIX_FMT[fmt][depth]
         pattern, first = frame_names(self.src, fmt)
         t0 = Fraction(start).limit_denominator(1_000_000) if start else None
-        if t0 and info.fps:
-            first += tags.frames_before(t0, info.start_time, info.fps)
-        self.pattern, self.first = pattern, first
+        self._skipped = tags.frames_before(t0, info.start_time, info.fps) if t0 and info.fps else 0
+        self.pattern, self.first = pattern, first + self._skipped
         self.frames_written = 0
         rotation = int(round(info.rotation or 0)) % 360  # counter-clockwise quarter turns that show it upright
         self._turns = rotation // 90 if rotation % 90 == 0 else 0
-        self._pictures = av.open(str(self.dst).replace("%", "%%") + "/" + pattern, "w", format="image2",
-                                 options={"start_number": str(first)})
         rate = info.fps if info.fps and info.fps > 0 else Fraction(24)
-        self._vs = self._pictures.add_stream(fmt, rate=rate)
+        self._rate, self._tb = rate, 1 / rate
+        self._encoder = av.CodecContext.create(fmt, "w")
         w, h = (info.width, info.height) if self._turns % 2 == 0 else (info.height, info.width)
-        self._vs.width, self._vs.height, self._vs.pix_fmt = w, h, self._rgb
-        self._vs.codec_context.time_base = self._tb = 1 / rate
+        self._encoder.width, self._encoder.height, self._encoder.pix_fmt = w, h, self._rgb
+        self._encoder.time_base = self._tb
         if fmt == "tiff":
-            self._vs.options = {"compression_algo": "deflate"}
+            self._encoder.options = {"compression_algo": "deflate"}
+        # a DPX picture states the film's rate and its own timecode, as a scanner's do (conform reads them)
+        self._timecode = info.timecode if fmt == "dpx" else None
         sar = info.sample_aspect_ratio
         if sar and abs(sar - 1) > Fraction(1, 100):  # (1280:1281 is a scaler's rounding, not anamorphic)
             warn(f"{self.src}: its pixels are not square (aspect {sar.numerator}:{sar.denominator}); the "
@@ -263,13 +299,18 @@ class SequenceWriter:
             upright = np.ascontiguousarray(np.rot90(rgb.reformat(format=packed).to_ndarray(), self._turns))
             rgb = av.VideoFrame.from_ndarray(upright, format=packed).reformat(format=self._rgb)
         rgb.pts, rgb.time_base = self.frames_written, self._tb
-        self._pictures.mux(self._vs.encode(rgb))
+        data = b"".join(bytes(packet) for packet in self._encoder.encode(rgb))
+        if self.fmt == "dpx":
+            timecode = None
+            if self._timecode:
+                timecode = tags.shift_timecode(self._timecode, self._skipped + self.frames_written, self._rate)
+            data = _dpx_with_film_headers(data, self._rate, timecode)
+        with open(self.dst / (self.pattern % (self.first + self.frames_written)), "wb") as f:
+            f.write(data)
         self.frames_written += 1
 
     def close(self) -> None:
-        """Flush the picture encoder; write the sound and subtitles file (none when nothing went in)."""
-        self._pictures.mux(self._vs.encode(None))
-        self._pictures.close()
+        """Write the sound and subtitles file (none when nothing went in)."""
         if self._side is not None:
             try:
                 self._carried.finish()
@@ -281,7 +322,7 @@ class SequenceWriter:
                 self._side_path.unlink(missing_ok=True)
 
     def _abort(self) -> None:
-        for c in (self._pictures, self._side, self._carried):
+        for c in (self._side, self._carried):
             if c is not None:
                 try:
                     c.close()

@@ -97,6 +97,7 @@ def test_a_dpx_header_gives_the_frame_rate_timecode_and_transfer(tmp_path):
         write_grey_frames(out, vs, 1)
     assert sequences.scan_header(tmp_path / "ff.dpx") == sequences.ScanHeader()
     assert sequences.scan_header(big / "missing.dpx") == sequences.ScanHeader()
+    assert sequences._bcd_word("10:00:05;01") == 0x10000541 and sequences._bcd_word("1:00:00:00") is None
 
 
 def test_a_dpx_reel_plays_at_its_stated_rate_from_its_stated_timecode(tmp_path):
@@ -160,6 +161,14 @@ def test_a_dpx_reel_comes_back_as_dpx_under_its_own_names_with_its_own_luminance
     y_in, _ = _luma601(reel / "reel.0086403.dpx")
     assert np.abs(y_out - y_in).max() <= 1.5  # the scan's own luminance, within a 10-bit code
     assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 4  # and coloured
+    # each coloured scan states the rate and its own timecode, as its scan did (conform reads them)
+    assert sequences.scan_header(out / "reel.0086403.dpx") == sequences.ScanHeader(Fraction(25), "01:00:00:03")
+    info = media.probe(out)
+    assert (info.fps, info.timecode, info.bit_depth) == (25, "01:00:00:00", 10)
+    r = _cli(reel, "--frames-as", "dpx", "--model", model, "--render-size", "48", "--start", "01:00:00:02",
+             "-o", tmp_path / "tail")
+    assert r.exit_code == 0 and sorted(p.name for p in (tmp_path / "tail").iterdir())[0] == "reel.0086402.dpx"
+    assert sequences.scan_header(tmp_path / "tail" / "reel.0086402.dpx").timecode == "01:00:00:02"
 
 
 def test_a_film_as_pictures_keeps_its_sound_and_subtitles_beside_them(tmp_path):
