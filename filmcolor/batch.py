@@ -40,7 +40,8 @@ GPU each where the cluster has GPUs, else one CPU); the driver alone writes the 
 output paths must be visible to the Ray workers (shared storage). ``segments=N`` colours each film
 in N parallel segments joined into one output (see :mod:`filmcolor.segments`). ``sequences=True``
 makes a folder's numbered pictures (film scans) one reel, coloured as a film (not cut into
-segments); its fingerprint is the folder's listing (names, sizes, mtimes).
+segments); its fingerprint is the folder's listing (names, sizes, mtimes). ``config.frames_as``
+writes films and sequences as folders of numbered pictures (``<name>.color/``); photos stay photos.
 
 No click, no rich: this module is called from the CLI, from Python and from Ray tasks.
 """
@@ -72,7 +73,7 @@ VIDEO_SUFFIXES = frozenset({
 # RunConfig fields that do not change the output pixels: they do not invalidate finished reels.
 # (``model`` is covered by the model file's own hash, so a name and a path to the same file match.)
 _SETTINGS_EXCLUDED = frozenset({"model", "device", "batch_size", "overwrite", "threads"})
-_NEUTRAL = {"saturation": 1.0, "sequence_fps": None}  # later fields: the value that leaves the output as before
+_NEUTRAL = {"saturation": 1.0, "sequence_fps": None, "frames_as": None}  # later fields: the value that leaves the output as before
 _HEAD_TAIL = 1 << 20
 
 
@@ -158,12 +159,14 @@ class BatchReport:
 # Discovery, fingerprints, hashes
 
 
-def output_name(src: Path, kind: str, codec: str = "h264") -> str:
+def output_name(src: Path, kind: str, codec: str = "h264", frames_as: str | None = None) -> str:
     """``reel.mp4`` -> ``reel.color.mp4``, a still -> ``photo.color.png``, a sequence folder
     ``reel1`` -> ``reel1.color.mkv`` (the pipeline's naming: a container that cannot hold ``codec``
-    video becomes ``.mkv``)."""
-    from .pipeline import default_output
+    video becomes ``.mkv``); with ``frames_as``, a film or sequence -> the folder ``reel.color``."""
+    from .pipeline import default_frames_output, default_output
 
+    if frames_as and kind != "still":
+        return default_frames_output(src).name
     return default_output(src, still=kind == "still", codec=codec).name
 
 
@@ -179,12 +182,13 @@ def classify(path: Path) -> str | None:
 
 
 def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264",
-             sequences: bool = False) -> tuple[list[Reel], list[str]]:
+             sequences: bool = False, frames_as: str | None = None) -> tuple[list[Reel], list[str]]:
     """Inputs under ``in_dir`` (recursive, sorted, hidden files and ``out_dir`` excluded; outputs
     named for ``codec`` video) and the relative paths of the other files found (ignored). Files
     that are our own outputs (``*.color.*``) are never inputs. With ``sequences``, a folder's
     numbered pictures (see ``sequences.image_sequence``) are one reel of kind ``"sequence"``, coloured
-    as a film into ``<folder>.color.mkv``; its other files are taken one by one as usual."""
+    as a film into ``<folder>.color.mkv``; its other files are taken one by one as usual. With
+    ``frames_as`` films and sequences are written as folders of pictures (``output_name``)."""
     from .sequences import image_sequence
 
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
@@ -197,7 +201,7 @@ def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264",
         if sequences and (seq := image_sequence(root_path, gaps_ok=True)) is not None:
             frames = set(seq.files)  # a gap fails the reel when it is coloured, with the gap named
             rel = root_path.relative_to(in_dir) if root_path != in_dir else Path(in_dir.name)
-            dst = out_dir / rel.parent / output_name(root_path, "sequence", codec)
+            dst = out_dir / rel.parent / output_name(root_path, "sequence", codec, frames_as)
             reels.append(Reel(src=root_path, rel=rel.as_posix(), dst=dst, kind="sequence"))
         for name in sorted(files):
             if name.startswith(".") or name in frames:
@@ -208,7 +212,7 @@ def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264",
             if kind is None or ".color." in name or not src.is_file():
                 ignored.append(rel.as_posix())
                 continue
-            dst = out_dir / rel.parent / output_name(src, kind, codec)
+            dst = out_dir / rel.parent / output_name(src, kind, codec, frames_as)
             reels.append(Reel(src=src, rel=rel.as_posix(), dst=dst, kind=kind))
     return _distinct_outputs(reels), ignored
 
@@ -229,10 +233,11 @@ def _distinct_outputs(reels: list[Reel]) -> list[Reel]:
             reel = reels[i]
             if reel.src.suffix.lower() == dst.suffix.lower():
                 continue
-            new, n = dst.with_name(f"{reel.src.name}.color{dst.suffix}"), 1
+            ext = "" if dst.suffix == ".color" else dst.suffix  # a folder of pictures has none
+            new, n = dst.with_name(f"{reel.src.name}.color{ext}"), 1
             while new in taken:  # a file really named like that too
                 n += 1
-                new = dst.with_name(f"{reel.src.name}.color{n}{dst.suffix}")
+                new = dst.with_name(f"{reel.src.name}.color{n}{ext}")
             taken.add(new)
             reels[i] = dataclasses.replace(reel, dst=new)
     return reels
@@ -322,19 +327,22 @@ def write_manifest(path: str | Path, entries: dict[str, dict[str, Any]]) -> None
 
 
 def is_up_to_date(entry: dict[str, Any] | None, reel: Reel, fp: dict[str, Any], settings: str, model: str) -> bool:
-    return (entry is not None and entry.get("status") == "ok" and reel.dst.is_file()
+    return (entry is not None and entry.get("status") == "ok" and reel.dst.exists()  # a file, or a picture folder
             and entry.get("fingerprint") == fp and entry.get("settings") == settings and entry.get("model") == model)
 
 
 def is_stale_temp(name: str, output_names: Iterable[str]) -> bool:
     """Is ``name`` a hidden temp entry that a run writing one of ``output_names`` leaves when killed?
-    The pipeline writes ``.<stem>.filmcolor-<pid>-<hex>.part<ext>``, the segment joiner
-    ``.<name>.segtmp<pid>/`` folders."""
+    The pipeline writes ``.<stem>.filmcolor-<pid>-<hex>.part<ext>`` (a picture folder:
+    ``.<name>.filmcolor-<pid>-<hex>.part/``, and ``.old/`` for the one it replaces), the segment
+    joiner ``.<name>.segtmp<pid>/`` folders."""
     if not name.startswith("."):
         return False
     for out in output_names:
         stem = Path(out).stem
         if name.startswith(f".{stem}.filmcolor-") and ".part" in name:
+            return True
+        if name.startswith(f".{out}.filmcolor-") and (name.endswith(".part") or name.endswith(".old")):
             return True
         if name.startswith(f".{out}.") and "tmp" in name:
             return True
@@ -435,12 +443,15 @@ def colorize_reel(src: str, dst: str, config: RunConfig) -> dict[str, Any]:
     """Colour one reel into ``dst`` (overwriting). Never raises for a bad input: returns a dict with
     ``status`` ok/failed, ``frames``, ``seconds``, ``error`` and ``warnings``. ``KeyboardInterrupt``
     propagates after the pipeline removed its temp file."""
+    from .media import is_still_path
     from .pipeline import colorize_file
 
     warnings: list[str] = []
     t0 = time.perf_counter()
     try:
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        if config.frames_as and is_still_path(src):  # photos stay photos in a --frames-as batch
+            config = dataclasses.replace(config, frames_as=None)
         result = colorize_file(Path(src), Path(dst), dataclasses.replace(config, overwrite=True),
                                colorizer=build_colorizer(config), warn=warnings.append)
     except Exception as exc:  # noqa: BLE001 - isolation: every failure of one reel is reported, not raised
@@ -599,12 +610,14 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
         raise FilmcolorError(in_dir, "not a folder")
     if jobs < 1 or segments < 1:
         raise ValueError("jobs and segments must be >= 1")
+    if segments > 1 and config.frames_as:
+        raise ValueError("segments join into one film file; a film written as pictures is not cut into segments")
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / MANIFEST_NAME
     rep = BatchReport(in_dir=in_dir, out_dir=out_dir, manifest=manifest_path)
 
     with _Lock(out_dir):
-        reels, rep.ignored = discover(in_dir, out_dir, config.codec, sequences)
+        reels, rep.ignored = discover(in_dir, out_dir, config.codec, sequences, config.frames_as)
         settings, model = settings_hash(config), model_hash(config)
         entries = read_manifest(manifest_path)
         for p in clean_stale_temps(reels):

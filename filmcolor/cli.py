@@ -86,6 +86,11 @@ fps_option = click.option(
     "--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE",
     help="Frame rate of an image sequence (a folder of numbered scans): 24, 25, 24000/1001.  "
          "[default: the rate its DPX header states, else 24]")
+frames_as_option = click.option(
+    "--frames-as", type=click.Choice(FRAME_FORMATS), default=None,
+    help="Write each film as numbered pictures (an image sequence, for grading or a DI conform) into a folder "
+         "[default: <name>.color]: 10/16-bit where the source is deeper than 8; sound and subtitles go beside "
+         "them into <stem>.mka.")
 saturation_option = click.option(
     "--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
     help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
@@ -193,7 +198,8 @@ def _quiet_libraries() -> None:
 
 # --- run ---------------------------------------------------------------------------------------------
 _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smooth", "smooth_strength",
-               "saturation", "deflicker", "codec", "crf", "start", "duration", "overwrite", "sequence_fps")
+               "saturation", "deflicker", "codec", "crf", "start", "duration", "overwrite", "sequence_fps",
+               "frames_as")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -227,10 +233,7 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @click.option("--duration", type=LENGTH_OR_TIMECODE, default=None,
               help="Colour only this long a stretch (seconds, H:MM:SS or HH:MM:SS:FF).")
 @fps_option
-@click.option("--frames-as", type=click.Choice(FRAME_FORMATS), default=None,
-              help="Write the film as numbered pictures (an image sequence, for grading or a DI conform) into "
-                   "the folder -o names [default: <name>.color]: 10/16-bit where the source is deeper than "
-                   "8; sound and subtitles go beside them into <stem>.mka.")
+@frames_as_option
 @click.option("--preview", type=click.IntRange(1, 100), default=None, metavar="N",
               help="Write a PNG of N frames (B&W | colour) instead of the film.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the input).")
@@ -239,8 +242,8 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @quiet_option
 @traceback_option
 @click.pass_context
-def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, frames_as: str | None,
-        preview: int | None, preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
+def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, preview: int | None,
+        preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
     """Colour the film or photo INPUT (or a folder of numbered scans: one film).
 
     A film keeps its own luminance, size, frame timing and every audio and subtitle stream; a photo
@@ -255,14 +258,13 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
         _place_timecodes(ctx, input)
         config = build_run_config(ctx, preset_name, genre)
         if preview is not None:
-            if frames_as is not None:
+            if config.frames_as is not None:
                 raise click.UsageError("give --preview or --frames-as, not both")
             with progress_bar(console, f"preview {input.name}", quiet) as progress:
                 result = pipeline.preview(input, output, preview, config, progress=progress, warn=warn)
         else:
             with progress_bar(console, input.name, quiet) as progress:
-                result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn,
-                                                frames_as=frames_as)
+                result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn)
     if not quiet:
         click.echo(summary_line(result), err=True)
 
@@ -396,6 +398,7 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
               help="A folder's numbered pictures (scans: reel1/0001.dpx ...) are one film, <folder>.color.mkv "
                    "at --fps, not separate photos.")
 @fps_option
+@frames_as_option
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the outcome of every reel to this JSON file.")
 @click.option("--preset", "preset_name", default="run", metavar="NAME",
@@ -415,6 +418,8 @@ def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, j
     from .sequences import STILL_EXTENSIONS
 
     config = build_run_config(ctx, preset_name, genre)
+    if segments > 1 and config.frames_as:
+        raise click.UsageError("give --segments or --frames-as, not both (segments join into one film file)")
     console = stderr_console()
     warn = warn_printer(console)
     with cli_errors(in_dir, show_traceback):

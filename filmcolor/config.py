@@ -44,6 +44,7 @@ class RunConfig:
     threads: int = 0                  # torch CPU threads (0 = let filmcolor choose)
     sequence_fps: str | None = None   # frame rate of an image sequence ("24", "24000/1001"); None: its DPX
                                       # header's rate, else 24
+    frames_as: str | None = None      # dpx | tiff | png: write a film as numbered pictures into a folder
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("device", self.device, DEVICES), ("precision", self.precision, PRECISIONS),
@@ -60,6 +61,8 @@ class RunConfig:
             raise ValueError(f"saturation must be in [0, {MAX_SATURATION:g}], got {self.saturation}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in 0..51, got {self.crf}")
+        if self.frames_as is not None and self.frames_as not in FRAME_FORMATS:
+            raise ValueError(f"frames_as must be one of {', '.join(FRAME_FORMATS)}, got {self.frames_as!r}")
         for name in ("start", "duration"):
             v = getattr(self, name)
             if v is not None and v < 0:

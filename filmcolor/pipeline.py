@@ -470,14 +470,15 @@ def expected_frames(info, config: RunConfig) -> int | None:
 # --- entry points ----------------------------------------------------------------------------------
 def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunConfig | None = None, *,
                   colorizer: Colorizer | None = None, progress: Progress | None = None,
-                  warn: Warn | None = None, pipelined: bool = True, frames_as: str | None = None) -> RunResult:
+                  warn: Warn | None = None, pipelined: bool = True) -> RunResult:
     """Colour one film or still photo; see the module docstring. Raises a ``FilmcolorError``
     (InputError, OutputError, ModelError, ProcessingError) naming the file on failure, leaving no
     output behind. ``pipelined=False`` runs decode, inference and encode one after another in the
-    calling thread (same output; a reference for tests and benchmarks). ``frames_as`` (``"dpx"``,
-    ``"tiff"``, ``"png"``) writes the film as numbered pictures into the folder ``dst`` instead
+    calling thread (same output; a reference for tests and benchmarks). ``config.frames_as``
+    (``"dpx"``, ``"tiff"``, ``"png"``) writes the film as numbered pictures into the folder ``dst`` instead
     (``sequences.SequenceWriter``; default ``<name>.color``), which appears whole or not at all."""
     config = config or RunConfig()
+    frames_as = config.frames_as
     src = Path(src)
     check_input(src)
     still = media.is_still_path(src)
@@ -513,7 +514,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
                 if progress is not None:
                     progress(1, 1)
             else:
-                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined, frames_as)
+                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined)
     except FilmcolorError as exc:
         if exc.path is None:  # e.g. out of memory at batch 1: say which film
             raise type(exc)(src, exc.cause) from exc
@@ -551,10 +552,10 @@ def _compose_frame(item: temporal.FrameItem, pix_fmt: str, turns: int, colorizer
 
 
 def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Colorizer,
-                    progress: Progress | None, warn: Warn | None, pipelined: bool = True,
-                    frames_as: str | None = None) -> int:
+                    progress: Progress | None, warn: Warn | None, pipelined: bool = True) -> int:
     total = expected_frames(info, config)
     turns = quarter_turns(info.rotation)
+    frames_as = config.frames_as
     if info.interlaced and config.codec == "prores" and warn is not None and not frames_as:
         warn(f"{src}: interlaced video: the ProRes copy keeps both fields line for line but is coded progressive "
              "(prores_ks takes the field order from frame flags PyAV cannot set); use --codec h264 or ffv1 "

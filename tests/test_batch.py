@@ -147,10 +147,12 @@ def test_settings_hash_keeps_earlier_manifests_and_counts_a_changed_saturation()
 
     cfg = RunConfig()
     before = {k: v for k, v in dataclasses.asdict(cfg).items()  # what the hash read before these fields existed
-              if k not in {"model", "device", "batch_size", "overwrite", "threads", "saturation", "sequence_fps"}}
+              if k not in {"model", "device", "batch_size", "overwrite", "threads", "saturation", "sequence_fps",
+                           "frames_as"}}
     assert settings_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
     assert settings_hash(dataclasses.replace(cfg, saturation=1.3)) != settings_hash(cfg)
     assert settings_hash(dataclasses.replace(cfg, sequence_fps="25")) != settings_hash(cfg)
+    assert settings_hash(dataclasses.replace(cfg, frames_as="dpx")) != settings_hash(cfg)
 
 
 def test_ctrl_c_stops_after_the_reel_and_resumes(tmp_path, tiny_model):
@@ -221,6 +223,10 @@ def test_stale_temp_names():
     assert not is_stale_temp("reel.color.mp4", outs)
     assert not is_stale_temp(".other.color.filmcolor-1-ab.part.mp4", outs)
     assert not is_stale_temp(".filmcolor-batch.lock", outs)
+    folders = ["reel.color"]  # --frames-as: a hidden folder being written, and the old one it replaces
+    assert is_stale_temp(".reel.color.filmcolor-123-abcd1234.part", folders)
+    assert is_stale_temp(".reel.color.filmcolor-123-abcd1234.old", folders)
+    assert not is_stale_temp(".reel.colour.filmcolor-123-abcd1234.part", folders)
 
 
 def test_missing_ray_names_the_extra(monkeypatch):
@@ -300,3 +306,27 @@ def test_sequences_option_colours_a_folder_of_scans_as_one_film(tmp_path, tiny_m
     (failed,) = gap.failed
     assert failed.rel == "scans/reel1" and "frame 1004 missing" in failed.error
     assert len(gap.done) == 2
+
+
+def test_frames_as_writes_each_film_and_scanned_reel_as_a_folder_of_pictures(tmp_path, tiny_model):
+    src, out = tmp_path / "in", tmp_path / "out"
+    scans = src / "reel1"
+    scans.mkdir(parents=True)
+    for n in range(1, 6):
+        synth.make_photo(scans / f"reel1_{n:04d}.png", width=64, height=48)
+    synth.make_clip(src / "film.mp4", frames=6, color=False)
+    synth.make_clip(src / "film.mkv", frames=4, color=False, audio=())  # same name, another container
+    synth.make_photo(src / "photo.jpg", width=64, height=48)
+    cfg = _config(tiny_model).with_overrides(frames_as="tiff")
+    rep = batch(src, out, cfg, sequences=True)
+    assert rep.exit_code == 0, [r.error for r in rep.failed]
+    assert {r.rel: (r.dst.name, r.frames) for r in rep.results} == {
+        "film.mkv": ("film.mkv.color", 4), "film.mp4": ("film.mp4.color", 6), "reel1": ("reel1.color", 5),
+        "photo.jpg": ("photo.color.png", 1)}  # a photo stays a photo
+    assert sorted(p.name for p in (out / "film.mp4.color").iterdir()) == \
+        [f"film.{n:07d}.tif" for n in range(1, 7)] + ["film.mka"]  # its sound beside the pictures
+    assert sorted(p.name for p in (out / "reel1.color").iterdir()) == [f"reel1_{n:04d}.tif" for n in range(1, 6)]
+    assert {r.status for r in batch(src, out, cfg, sequences=True).results} == {"skipped"}
+    assert {r.status for r in batch(src, out, _config(tiny_model), sequences=True).results} == {"ok"}  # as films
+    with pytest.raises(ValueError, match="not cut into segments"):
+        batch(src, out, cfg, segments=2)

@@ -179,9 +179,9 @@ def test_a_film_as_pictures_keeps_its_sound_and_subtitles_beside_them(tmp_path):
     model = tiny_model(tmp_path / "tiny.safetensors")
     film = synth.make_clip(tmp_path / "reel.mp4", frames=25, width=64, height=48, fps=25, rotation=90,
                            subtitles=True, color=False)
-    config = RunConfig(model=str(model), render_size=48, start=0.4, duration=0.4)
+    config = RunConfig(model=str(model), render_size=48, start=0.4, duration=0.4, frames_as="tiff")
     said: list[str] = []
-    r = pipeline.colorize_file(film, None, config, frames_as="tiff", warn=said.append)
+    r = pipeline.colorize_file(film, None, config, warn=said.append)
     assert said == [f"{film}: subtitle stream 2 (mov_text) cannot go into matroska; converted to subrip (the text "
                     "and timing; not the styling)"]
     out = tmp_path / "reel.color"
