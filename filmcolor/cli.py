@@ -318,7 +318,7 @@ _EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smoot
 
 
 @main.command("eval", context_settings=CONTEXT_SETTINGS)
-@click.argument("references", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("references", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option("--model", default=_DEFAULTS.model, metavar="NAME|PATH", help="Model name or .safetensors path.")
 @click.option("--genre", default=None, metavar="NAME", help="Use this genre's model (instead of --model).")
 @click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, help="Where the network runs.")
@@ -339,7 +339,8 @@ _EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smoot
 @click.pass_context
 def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, max_frames: int | None,
           as_json: bool, preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
-    """Score the current settings on colour REFERENCE clips: each is made B&W, coloured, and compared
+    """Score the current settings on colour REFERENCE clips (or folders of numbered colour scans): each is
+    made B&W, coloured, and compared
     with itself (PSNR, SSIM, CIEDE2000, colourfulness, CDC, warp error in RGB and in a/b alone; grey input
     and reference beside; the grey input's a/b warp error is 0 by definition)."""
     from .config import run_config_from_preset

@@ -242,3 +242,23 @@ def test_a_picture_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "is a photo; --frames-as writes the pictures of a film" in r.stderr
     assert _cli(reel, "--preview", "2", *args).exit_code == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_eval_scores_a_folder_of_colour_scans_like_a_film(tmp_path):
+    import cv2
+    from click.testing import CliRunner
+
+    from filmcolor.cli import main
+    from helpers import tiny_model
+
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(folder / f"c_{i:03d}.png"), synth.synthetic_frame(i, 64, 48, color=True)[..., ::-1])
+    r = CliRunner().invoke(main, ["eval", str(folder), "--model", str(tiny_model(tmp_path / "t.safetensors")),
+                                  "--render-size", "48", "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    clip = json.loads(r.stdout)["clips"][0]
+    assert clip["frames"] == 6 and clip["reference"]["colourfulness"] > 20 and clip["grey"]["colourfulness"] < 0.01
