@@ -486,8 +486,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     if not still:
         info = media.probe(src, config.sequence_fps)
         still = bool(info.is_still)
-        if src.is_dir():
-            _warn_scan_transfer(src, warn)
+        _warn_transfer(src, info, warn)
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
@@ -525,12 +524,20 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     return RunResult(src, dst, frames, time.perf_counter() - t0, "still" if still else "frames" if frames_as else "video")
 
 
-def _warn_scan_transfer(folder: Path, warn: Warn | None) -> None:
-    """Say when a sequence's scans are log-coded or linear (their DPX/Cineon header says so): they are
-    coloured as stored, but the network learnt colour from video-level pictures."""
-    transfer = sequences.scan_header(folder / sequences.sequence_in(folder).files[0]).transfer
+_TRC_LINEAR = 8  # AVColorTransferCharacteristic: linear light (OpenEXR, some TIFF and DPX)
+
+
+def _warn_transfer(src: Path, info, warn: Warn | None) -> None:
+    """Say when a film's pictures are log-coded or linear light (a DPX/Cineon header or the decoder
+    says so, as for OpenEXR): they are coloured as stored, but the network learnt colour from
+    video-level pictures."""
+    transfer = None
+    if src.is_dir():
+        transfer = sequences.scan_header(src / sequences.sequence_in(src).files[0]).transfer
+    if transfer is None and info.color_trc == _TRC_LINEAR:
+        transfer = "linear light"
     if transfer and warn is not None:
-        warn(f"{folder}: the scans are coded as {transfer}, not video levels; coloured as stored (the "
+        warn(f"{src}: the pictures are coded as {transfer}, not video levels; coloured as stored (the "
              "colour comes out weaker): convert them to Rec.709 video levels first for the model's best colour")
 
 

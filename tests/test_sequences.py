@@ -123,7 +123,7 @@ def test_a_coloured_dpx_reel_keeps_its_rate_and_timecode_and_log_scans_are_named
     assert r.frames == 8 and read_labels(tmp_path / "reel.mov")["timecode"] == "01:00:00:00"
     with av.open(str(tmp_path / "reel.mov")) as c:
         assert c.streams.video[0].average_rate == 25
-    assert len(said) == 1 and "coded as printing density (log), not video levels" in said[0]
+    assert len(said) == 1 and "the pictures are coded as printing density (log), not video levels" in said[0]
     # an excerpt from the reel's own timecode carries the timecode of its first frame
     r = pipeline.colorize_file(reel, tmp_path / "tail.mkv", config.with_overrides(start=4 / 25), warn=said.append)
     assert r.frames == 4 and read_labels(tmp_path / "tail.mkv")["timecode"] == "01:00:00:04"
@@ -262,3 +262,26 @@ def test_eval_scores_a_folder_of_colour_scans_like_a_film(tmp_path):
 
     clip = json.loads(r.stdout)["clips"][0]
     assert clip["frames"] == 6 and clip["reference"]["colourfulness"] > 20 and clip["grey"]["colourfulness"] < 0.01
+
+
+def test_openexr_scans_are_named_as_linear_light(tmp_path):
+    from filmcolor import pipeline
+    from filmcolor.config import RunConfig
+    from helpers import tiny_model
+
+    folder = tmp_path / "vfx"
+    folder.mkdir()
+    with av.open(str(folder / "shot.%04d.exr"), "w", format="image2") as out:
+        vs = out.add_stream("exr", rate=24)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrpf32le"
+        for i in range(3):
+            grey = synth.synthetic_frame(i, 64, 48, color=False).astype(np.float32) / 255
+            frame = av.VideoFrame.from_ndarray(grey ** 2.2, format="rgbf32le").reformat(format="gbrpf32le")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+    said: list[str] = []
+    config = RunConfig(model=str(tiny_model(tmp_path / "t.safetensors")), render_size=48)
+    assert pipeline.colorize_file(folder, None, config, warn=said.append).frames == 3
+    assert said == [f"{folder}: the pictures are coded as linear light, not video levels; coloured as stored (the "
+                    "colour comes out weaker): convert them to Rec.709 video levels first for the model's best colour"]
