@@ -1,6 +1,7 @@
 """Training data: colour photos and frames of colour films, as RGB uint8 crops.
 
-Sources are image files, video files, or folders holding either (searched recursively).
+Sources are image files, video files, or folders holding either (searched recursively); a folder of
+numbered DPX, Cineon or OpenEXR scans is a film.
 - Photos are loaded at a bounded size (short side ``max_side``, uint8).
 - Films are sampled evenly across their length (PyAV decode, frames converted only when kept),
   skipping near-black frames, frames that are already B&W (:func:`is_greyscale`) and
@@ -38,7 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
-from .media import STILL_EXTENSIONS, film_stream, frame_rate
+from .media import film_stream, frame_rate, open_input
+from .sequences import SCAN_EXTENSIONS, STILL_EXTENSIONS, image_sequence
 
 IMAGE_EXTENSIONS = tuple(sorted(STILL_EXTENSIONS))
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf", ".wmv", ".flv")
@@ -64,8 +66,28 @@ def list_images(sources: Iterable[str | Path]) -> list[Path]:
 
 
 def list_films(sources: Iterable[str | Path]) -> list[Path]:
-    """Video files named directly or found (recursively, sorted) under the given folders."""
-    return _list(sources, VIDEO_EXTENSIONS)
+    """Video files named directly or found (recursively, sorted) under the given folders, and the
+    folders of film scans among them (see :func:`scan_folders`)."""
+    return sorted(_list(sources, VIDEO_EXTENSIONS) + scan_folders(sources))
+
+
+def scan_folders(sources: Iterable[str | Path]) -> list[Path]:
+    """Folders (given, or found under the given ones) holding numbered DPX, Cineon or OpenEXR scans:
+    each is one film (a reel scanned frame by frame), sampled like a film file. Numbered PNG/TIFF/JPEG
+    files stay photos: a folder of numbered camera photos is not a film."""
+    found: list[Path] = []
+    for src in sources:
+        if not Path(src).is_dir():
+            continue
+        for root, dirs, _files in os.walk(src):
+            dirs.sort()
+            try:
+                seq = image_sequence(root, gaps_ok=True)
+            except OSError:
+                continue
+            if seq is not None and Path(seq.files[0]).suffix.lower() in SCAN_EXTENSIONS:
+                found.append(Path(root))
+    return found
 
 
 def split_by_film(films: Sequence[Path], fraction: float = 0.2, seed: int = 0) -> tuple[list[Path], list[Path]]:
@@ -143,7 +165,7 @@ def sample_film(path: str | Path, max_frames: int = 300, max_side: int = 256,
     counted). Every frame is decoded (PyAV, threaded) but only the candidates are converted."""
     path = Path(path)
     out = FilmSample(path, [])
-    with av.open(str(path)) as container:
+    with open_input(path) as container:  # a film file, or a folder of scans
         stream = film_stream(container)
         if stream is None:
             raise InputError(path, "no video stream")
@@ -184,11 +206,13 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(files: Sequence[Path], settings: dict[str, Any]) -> str:
-    """A digest of the files (resolved path, size, mtime) and the settings that shape the data."""
+    """A digest of the files (resolved path, size, mtime; a folder of scans: each scan's) and the
+    settings that shape the data."""
     h = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "settings": settings}, sort_keys=True).encode())
     for f in files:
-        st = f.stat()
-        h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        for member in sorted(f.iterdir()) if f.is_dir() else [f]:
+            st = member.stat()
+            h.update(f"{member.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:20]
 
 

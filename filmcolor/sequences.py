@@ -29,7 +29,8 @@ from .errors import InputError
 STILL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".jp2", ".j2k",
                               ".pgm", ".ppm", ".pbm", ".pnm"})
 SEQUENCE_FPS = "24"  # frames a second of an image sequence unless told (film is shot at 24)
-SEQUENCE_EXTENSIONS = STILL_EXTENSIONS | {".dpx", ".cin", ".exr"}
+SCAN_EXTENSIONS = frozenset({".dpx", ".cin", ".exr"})  # film-scan formats that are never a photo here
+SEQUENCE_EXTENSIONS = STILL_EXTENSIONS | SCAN_EXTENSIONS
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
 
 

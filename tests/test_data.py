@@ -126,3 +126,30 @@ def test_film_damage_changes_only_l_and_is_deterministic():
     assert d1.min() >= -1 and d1.max() <= 1
     assert (d1 - L).abs().mean() > 0.01
     assert not torch.equal(data.film_damage(L, 1.0, 8), d1)
+
+
+def test_a_folder_of_colour_dpx_scans_is_a_film_to_train_on(tmp_path):
+    import cv2
+
+    reel = tmp_path / "technicolor" / "reel2"
+    reel.mkdir(parents=True)
+    with av.open(str(reel / "r2.%06d.dpx"), "w", format="image2", options={"start_number": "1001"}) as out:
+        vs = out.add_stream("dpx", rate=24)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "gbrp10le"
+        for i in range(12):
+            f = av.VideoFrame.from_ndarray(synthetic_frame(i, 96, 64), format="rgb24").reformat(format="gbrp10le")
+            f.pts = i
+            out.mux(vs.encode(f))
+        out.mux(vs.encode())
+    numbered_photos = tmp_path / "stills"  # numbered PNGs are photos (camera rolls are numbered too)
+    numbered_photos.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(numbered_photos / f"IMG_{i:04d}.png"), synthetic_frame(3 * i, 80, 60)[..., ::-1])
+    assert data.list_films([tmp_path]) == [reel] and len(data.list_images([tmp_path])) == 3
+    cache = tmp_path / "cache"
+    got = data.load_sources([tmp_path], max_side=48, film_frames=4, cache=cache)
+    assert len(got) == 3 + 4 and got.origins.count(str(reel)) == 4
+    assert got.films[str(reel)]["kept"] == 4 and not got.unreadable
+    assert not data.is_greyscale(got.images[-1])
+    (reel / "r2.001005.dpx").write_bytes((reel / "r2.001006.dpx").read_bytes())  # a scan redone
+    assert not data.load_sources([tmp_path], max_side=48, film_frames=4, cache=cache).cached
