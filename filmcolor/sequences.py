@@ -11,8 +11,12 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import struct
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -270,12 +274,17 @@ class SequenceWriter:
         self._turns = rotation // 90 if rotation % 90 == 0 else 0
         rate = info.fps if info.fps and info.fps > 0 else Fraction(24)
         self._rate, self._tb = rate, 1 / rate
-        self._encoder = av.CodecContext.create(fmt, "w")
-        w, h = (info.width, info.height) if self._turns % 2 == 0 else (info.height, info.width)
-        self._encoder.width, self._encoder.height, self._encoder.pix_fmt = w, h, self._rgb
-        self._encoder.time_base = self._tb
-        if fmt == "tiff":
-            self._encoder.options = {"compression_algo": "deflate"}
+        self._size = (info.width, info.height) if self._turns % 2 == 0 else (info.height, info.width)
+        # PNG at zlib's default level: 88.7 ms an 854x480 photo, at level 3 32.1 ms for as many bytes
+        # (scripts/bench_pieces.py --only pictures)
+        self._options = {"compression_algo": "deflate"} if fmt == "tiff" else \
+            {"compression_level": "3"} if fmt == "png" else {}
+        # pictures are encoded and written by a few threads (FFmpeg's encoders release the GIL; one
+        # thread of PNG or deflate TIFF was slower than the network), each with its own encoder
+        self._workers = min(4, os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="filmcolor-pictures")
+        self._local = threading.local()
+        self._pending: deque[Future] = deque()
         # a DPX picture states the film's rate and its own timecode, as a scanner's do (conform reads them)
         self._timecode = info.timecode if fmt == "dpx" else None
         sar = info.sample_aspect_ratio
@@ -291,27 +300,48 @@ class SequenceWriter:
             self._carried = carry.Carried(self.src, info, self._side, None, t0, t1, warn)
 
     def write(self, frame: av.VideoFrame) -> None:
-        """One coloured frame -> the next numbered picture."""
-        rgb = frame.reformat(format=self._rgb, src_colorspace="itu709" if frame.colorspace == 1 else "itu601",
-                             dst_colorspace="itu709" if frame.colorspace == 1 else "itu601",
+        """One coloured frame -> the next numbered picture (written by a worker thread; an error there
+        is raised by a later ``write`` or by ``close``)."""
+        timecode = None
+        if self._timecode:
+            timecode = tags.shift_timecode(self._timecode, self._skipped + self.frames_written, self._rate)
+        number = self.first + self.frames_written
+        self._pending.append(self._pool.submit(self._picture, frame, number, timecode))
+        while len(self._pending) > 2 * self._workers or (self._pending and self._pending[0].done()):
+            self._pending.popleft().result()
+        self.frames_written += 1
+
+    def _encoder(self):
+        cc = getattr(self._local, "encoder", None)
+        if cc is None:
+            cc = self._local.encoder = av.CodecContext.create(self.fmt, "w")
+            cc.width, cc.height = self._size
+            cc.pix_fmt, cc.time_base, cc.options = self._rgb, self._tb, dict(self._options)
+        return cc
+
+    def _picture(self, frame: av.VideoFrame, number: int, timecode: str | None) -> None:
+        """In a worker: one frame -> RGB, upright -> encoded -> its file."""
+        space = "itu709" if frame.colorspace == 1 else "itu601"
+        rgb = frame.reformat(format=self._rgb, src_colorspace=space, dst_colorspace=space,
                              src_color_range=frame.color_range or _RANGE_TV, dst_color_range=_RANGE_PC)
         if self._turns:  # a picture file has no rotation flag: turn the pixels upright
             packed = "rgb24" if self._rgb == "rgb24" else "rgb48le"
             upright = np.ascontiguousarray(np.rot90(rgb.reformat(format=packed).to_ndarray(), self._turns))
             rgb = av.VideoFrame.from_ndarray(upright, format=packed).reformat(format=self._rgb)
-        rgb.pts, rgb.time_base = self.frames_written, self._tb
-        data = b"".join(bytes(packet) for packet in self._encoder.encode(rgb))
+        rgb.pts, rgb.time_base = number, self._tb
+        data = b"".join(bytes(packet) for packet in self._encoder().encode(rgb))
         if self.fmt == "dpx":
-            timecode = None
-            if self._timecode:
-                timecode = tags.shift_timecode(self._timecode, self._skipped + self.frames_written, self._rate)
             data = _dpx_with_film_headers(data, self._rate, timecode)
-        with open(self.dst / (self.pattern % (self.first + self.frames_written)), "wb") as f:
+        with open(self.dst / (self.pattern % number), "wb") as f:
             f.write(data)
-        self.frames_written += 1
 
     def close(self) -> None:
-        """Write the sound and subtitles file (none when nothing went in)."""
+        """Wait for the last pictures; write the sound and subtitles file (none when nothing went in)."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         if self._side is not None:
             try:
                 self._carried.finish()
@@ -323,6 +353,7 @@ class SequenceWriter:
                 self._side_path.unlink(missing_ok=True)
 
     def _abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)  # before the caller deletes the folder
         for c in (self._side, self._carried):
             if c is not None:
                 try:

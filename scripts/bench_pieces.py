@@ -12,6 +12,9 @@
   ``--repeats`` times: how many distinct files and decoded pictures come out; then the same frames
   through plain PyAV with x264's own CPU detection and with ``media.x264_params()`` (the writer's
   cap at AVX2 on AVX-512 CPUs), with the median encode time of each.
+- ``pictures``: one 854x480 photo encoded as PNG (zlib default vs level 3, the writer's), deflate
+  TIFF and DPX, 8 and 16 bit, ms and kB; then the sample film coloured end to end as H.264 and as
+  each ``--frames-as`` format (one model, same run), seconds and the ratio to H.264.
 """
 
 from __future__ import annotations
@@ -138,15 +141,49 @@ def bench_encode_repeat(repeats: int) -> None:
               f"{n_files} distinct files, {n_pictures} distinct decoded pictures, median {sec * 1000:.0f} ms")
 
 
+def bench_pictures() -> None:
+    from fractions import Fraction
+
+    from filmcolor.config import RunConfig
+    from filmcolor.inference import Colorizer
+    from filmcolor.pipeline import colorize_file
+
+    photo = sorted((ROOT.parent / "shared" / "data" / "photos" / "val").glob("*.jpg"))
+    rgb = cv2.imread(str(photo[0]))[..., ::-1] if photo else synth.synthetic_frame(0, 854, 480)
+    rgb = np.ascontiguousarray(cv2.resize(np.ascontiguousarray(rgb), (854, 480)))
+    for codec, pix_fmt, options in (("png", "rgb24", {}), ("png", "rgb24", {"compression_level": "3"}),
+                                    ("png", "rgb48be", {"compression_level": "3"}),
+                                    ("tiff", "rgb24", {"compression_algo": "deflate"}),
+                                    ("tiff", "rgb48le", {"compression_algo": "deflate"}), ("dpx", "rgb24", {}),
+                                    ("dpx", "gbrp10le", {})):
+        cc = av.CodecContext.create(codec, "w")
+        cc.width, cc.height, cc.pix_fmt, cc.time_base, cc.options = 854, 480, pix_fmt, Fraction(1, 24), options
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+        size = sum(p.size for p in cc.encode(frame))
+        print(f"{codec} {pix_fmt} {options or ''}: {ms(lambda: cc.encode(frame), 10):.1f} ms, {size / 1000:.0f} kB")
+    sample = ROOT / "samples" / "steamboat_willie_1928.mp4"
+    config = RunConfig()
+    colorizer = Colorizer.from_config(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        colorize_file(sample, Path(tmp) / "warm.mp4", config, colorizer=colorizer)
+        times = {}
+        for fmt in (None, "dpx", "tiff", "png"):
+            t0 = time.perf_counter()
+            r = colorize_file(sample, Path(tmp) / (fmt or "h264.mp4"), RunConfig(frames_as=fmt), colorizer=colorizer)
+            times[fmt or "h264"] = time.perf_counter() - t0
+        print(f"{sample.name} ({r.frames} frames) end to end: " + ", ".join(
+            f"{k} {v:.2f} s ({v / times['h264']:.2f}x)" for k, v in times.items()))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", nargs="+", choices=("resize", "lab", "batch", "encode-repeat"),
-                    default=("resize", "lab", "batch", "encode-repeat"))
+    ap.add_argument("--only", nargs="+", choices=("resize", "lab", "batch", "encode-repeat", "pictures"),
+                    default=("resize", "lab", "batch", "encode-repeat", "pictures"))
     ap.add_argument("--repeats", type=int, default=25, help="encodes for encode-repeat")
     args = ap.parse_args()
     for name in args.only:
         {"resize": bench_resize, "lab": bench_lab, "batch": bench_batch,
-         "encode-repeat": lambda: bench_encode_repeat(args.repeats)}[name]()
+         "encode-repeat": lambda: bench_encode_repeat(args.repeats), "pictures": bench_pictures}[name]()
     return 0
 
 

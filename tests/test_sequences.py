@@ -207,17 +207,14 @@ def test_a_picture_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     reel = _dpx_reel(tmp_path / "reel1", 6)
     args = ("--frames-as", "png", "--model", model, "--render-size", "48")
     out = tmp_path / "graded"
-    writes = 0
-    real_write = sequences.SequenceWriter.write
+    real_picture = sequences.SequenceWriter._picture
 
-    def fail_part_way(self, frame):
-        nonlocal writes
-        writes += 1
-        if writes == 4:
+    def fail_part_way(self, frame, number, timecode):  # in a picture-writing thread
+        if number == 86403:
             raise OSError(28, "No space left on device")
-        real_write(self, frame)
+        real_picture(self, frame, number, timecode)
 
-    monkeypatch.setattr(sequences.SequenceWriter, "write", fail_part_way)
+    monkeypatch.setattr(sequences.SequenceWriter, "_picture", fail_part_way)
     r = _cli(reel, "-o", out, *args)
     assert r.exit_code == 1 and "No space left on device" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reel1", "tiny.safetensors"]  # no half folder
