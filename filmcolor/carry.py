@@ -12,10 +12,12 @@ the output's header is written, adds to ``out``:
   chapters, attachments; see ``tags``), cut to the written stretch ``[start, end)``;
 - its cover picture (Matroska: an attachment; MP4: a cover stream).
 
+``write_covers()`` muxes the cover (once every stream of the output exists: it writes the header);
 ``pump(until)`` then muxes the copied packets up to ``until`` seconds on the output's timeline (the
 writer calls it before each frame, so streams interleave by time); ``finish()`` muxes the rest and
 flushes the transcoders; ``close()`` closes the demuxer. A second picture stream is not carried
-(only one is coloured), which ``warn`` says.
+(only one is coloured), which ``warn`` says. ``tracks_only=True`` carries just the sound and
+subtitle streams of an added file (a scanned optical track, an .srt), none of its labels.
 """
 
 from __future__ import annotations
@@ -162,10 +164,12 @@ class Carried:
     ``start``/``end`` are seconds on the source's timeline (None: open)."""
 
     def __init__(self, src: str | Path, info, out, video, start: Fraction | None, end: Fraction | None,
-                 warn: Callable[[str], None]) -> None:
+                 warn: Callable[[str], None], *, tracks_only: bool = False) -> None:
         self.src, self.info, self._out, self._vs, self._warn = Path(src), info, out, video, warn
         self._start, self._t0, self._t1 = start, start or Fraction(0), end
+        self._tracks_only = tracks_only  # an added sound or subtitle file: its streams, not its labels
         self._in = None
+        self._covers: list[tuple[object, bytes]] = []
         self._setup()
 
     def _setup(self) -> None:
@@ -176,28 +180,26 @@ class Carried:
             self._carry_timecode()
             return
         self._in = av.open(str(self.src), "r", metadata_errors="ignore")
-        self._carry_labels()
-        pics = [s for s in self._in.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+        if not self._tracks_only:
+            self._carry_labels()
+        pics = [] if self._tracks_only else \
+            [s for s in self._in.streams.video if s.disposition & av.stream.Disposition.attached_pic]
         samples = _first_packets(self.src, [s for s in self._in.streams if s.type in ("audio", "subtitle")] + pics)
         for s in self._in.streams:
-            if s.type == "video" and s.index != self.info.stream_index \
+            if s.type == "video" and s.index != self.info.stream_index and not self._tracks_only \
                     and not s.disposition & av.stream.Disposition.attached_pic:
                 self._warn(f"{self.src}: video stream {s.index} ({s.codec_context.name}, {s.codec_context.width}x"
                            f"{s.codec_context.height}) is a second picture; only stream {self.info.stream_index} "
                            "is coloured, the other is left out")
             elif s.type in ("audio", "subtitle"):
                 self._carry_stream(s, samples.get(s.index))
-        covers = self._cover_art(pics, samples)
+        self._covers = self._cover_art(pics, samples)
         self._mov_text_gaps = {
             i for i, (kind, _) in self._map.items()
             if kind == "copy" and self._in.streams[i].codec_context is not None
             and self._in.streams[i].codec_context.name == "mov_text"
             and self._out.format.name in ("mp4", "mov", "ipod", "3gp")
         }
-        for stream, data in covers:  # after every stream is added: this writes the header
-            packet = av.Packet(data)
-            packet.stream, packet.time_base, packet.pts, packet.dts = stream, stream.time_base, 0, 0
-            self._out.mux(packet)
         if self._map:
             if self._t0 > 0:
                 self._in.seek(max(0, int((self._t0 - 1) * 1_000_000)), backward=True, any_frame=True)
@@ -340,6 +342,14 @@ class Carried:
             self._out.mux(packet)
         else:
             self._out.mux(target.packets(packet, self._t0))
+
+    def write_covers(self) -> None:
+        """Mux the cover pictures: once every stream of the output is added, since it writes the header."""
+        for stream, data in self._covers:
+            packet = av.Packet(data)
+            packet.stream, packet.time_base, packet.pts, packet.dts = stream, stream.time_base, 0, 0
+            self._out.mux(packet)
+        self._covers = []
 
     @property
     def streams(self) -> int:

@@ -234,6 +234,9 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
               help="Colour only this long a stretch (seconds, H:MM:SS or HH:MM:SS:FF).")
 @fps_option
 @frames_as_option
+@click.option("--add-track", "tracks", multiple=True, type=click.Path(path_type=Path), metavar="FILE",
+              help="A sound or subtitle file to add after the film's own tracks (a scanned optical track, an "
+                   ".srt); repeatable. A folder of scans adds the sound files (WAV/BWF, AIFF, FLAC) inside it.")
 @click.option("--preview", type=click.IntRange(1, 100), default=None, metavar="N",
               help="Write a PNG of N frames (B&W | colour) instead of the film.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the input).")
@@ -242,8 +245,8 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @quiet_option
 @traceback_option
 @click.pass_context
-def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, preview: int | None,
-        preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
+def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, tracks: tuple[Path, ...],
+        preview: int | None, preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
     """Colour the film or photo INPUT (or a folder of numbered scans: one film).
 
     A film keeps its own luminance, size, frame timing and every audio and subtitle stream; a photo
@@ -264,7 +267,7 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
                 result = pipeline.preview(input, output, preview, config, progress=progress, warn=warn)
         else:
             with progress_bar(console, input.name, quiet) as progress:
-                result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn)
+                result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn, tracks=tracks)
     if not quiet:
         click.echo(summary_line(result), err=True)
 

@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -764,6 +764,8 @@ class VideoWriter:
     subtitle streams copied packet for packet from a second demuxer on ``src`` and interleaved with
     the video by timestamp, its labels and cover - is :class:`filmcolor.carry.Carried`'s work (a
     stream the container cannot hold is transcoded, converted or dropped there, with a ``warn``).
+    ``tracks``: sound or subtitle files whose streams are added after the film's own (a scanned
+    optical track beside an image sequence, an .srt), timed from the film's start.
     With ``start``/``duration`` only packets in
     ``[start, start + duration)`` are copied and every timestamp is shifted by ``-start``
     (frames passed to ``write`` come from ``decode(src, start, duration)`` with source timestamps).
@@ -776,7 +778,7 @@ class VideoWriter:
     def __init__(self, src: str | Path, dst: str | Path, info: VideoInfo, *, codec: str = "h264",
                  crf: int = 18, preset: str = "veryfast", start: float | None = None,
                  duration: float | None = None, container_format: str | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, tracks: Sequence[str | Path] = ()) -> None:
         self.src, self.dst, self.info = Path(src), Path(dst), info
         self.codec = codec
         self._warn = warn or default_warn
@@ -786,7 +788,7 @@ class VideoWriter:
         dur = _to_fraction(duration)
         self._t1 = None if dur is None else self._t0 + dur
         self._closed = False
-        self._carried: carry.Carried | None = None
+        self._carried: list[carry.Carried] = []
         fmt = container_for(dst, container_format)
         # Matroska stores pts; FFmpeg's default "shift so dts >= 0" would move every stream by the
         # encoder's B-frame delay (or Opus pre-skip), so keep the source timestamps as they are.
@@ -796,7 +798,12 @@ class VideoWriter:
         self._out = av.open(str(self.dst), "w", format=fmt, options=options)
         try:
             self._setup_video(crf, preset)
-            self._carried = carry.Carried(self.src, info, self._out, self._vs, self._start, self._t1, self._warn)
+            self._carried.append(carry.Carried(self.src, info, self._out, self._vs, self._start, self._t1, self._warn))
+            for track in tracks:  # added sound/subtitle files, after the film's own streams
+                self._carried.append(carry.Carried(track, info, self._out, None, self._start, self._t1, self._warn,
+                                                   tracks_only=True))
+            for carried in self._carried:
+                carried.write_covers()
         except BaseException:
             self._abort()
             raise
@@ -860,7 +867,8 @@ class VideoWriter:
                 self._warn(f"{self.src}: the picture is {size[0]}x{size[1]} from {float(t):.2f} s on, the film "
                            f"{w}x{h}; those frames are scaled to {w}x{h}")
             self._size = size
-        self._carried.pump(t)
+        for carried in self._carried:
+            carried.pump(t)
         pts = round(t / self._v_tb)
         old_pts, old_tb = frame.pts, frame.time_base
         frame.pts, frame.time_base = pts, self._v_tb
@@ -878,16 +886,18 @@ class VideoWriter:
         self._closed = True
         try:
             self._out.mux(self._vs.encode(None))
-            self._carried.finish()
+            for carried in self._carried:
+                carried.finish()
         finally:
             try:
                 self._out.close()
             finally:
-                self._carried.close()
+                for carried in self._carried:
+                    carried.close()
 
     def _abort(self) -> None:
         self._closed = True
-        for c in (self._out, self._carried):
+        for c in (self._out, *self._carried):
             if c is not None:
                 try:
                     c.close()

@@ -37,7 +37,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import av
 import cv2
@@ -118,6 +118,18 @@ def check_input(src: Path) -> None:
         raise InputError(src, "empty file")
 
 
+def check_track(track: Path) -> None:
+    """An added sound or subtitle file must exist and hold a sound or subtitle stream."""
+    if not track.is_file():
+        raise InputError(track, "no such file" if not track.exists() else "not a regular file")
+    try:
+        with av.open(str(track), "r", metadata_errors="ignore") as c:
+            if not any(s.type in ("audio", "subtitle") for s in c.streams):
+                raise InputError(track, "holds no sound or subtitle stream to add")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(track, "not a sound or subtitle file FFmpeg can read") from exc
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
@@ -164,7 +176,8 @@ def check_frames_output(src: Path, dst: Path, overwrite: bool, fmt: str) -> None
     if not overwrite:
         raise OutputError(dst, "already exists (use --overwrite to replace it)")
     ours = sequences.names_pattern(sequences.frame_names(src, fmt)[0])
-    others = [e.name for e in entries if not (e.is_file() and (ours.match(e.name) or e.name == f"{src.stem}.mka"))]
+    side = sequences.side_name(src)
+    others = [e.name for e in entries if not (e.is_file() and (ours.match(e.name) or e.name == side))]
     if others:
         raise OutputError(dst, f"holds other files ({', '.join(sorted(others)[:3])}); --overwrite replaces only "
                                "a folder of filmcolor's own pictures")
@@ -470,13 +483,15 @@ def expected_frames(info, config: RunConfig) -> int | None:
 # --- entry points ----------------------------------------------------------------------------------
 def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunConfig | None = None, *,
                   colorizer: Colorizer | None = None, progress: Progress | None = None,
-                  warn: Warn | None = None, pipelined: bool = True) -> RunResult:
+                  warn: Warn | None = None, pipelined: bool = True, tracks: Sequence[str | Path] = ()) -> RunResult:
     """Colour one film or still photo; see the module docstring. Raises a ``FilmcolorError``
     (InputError, OutputError, ModelError, ProcessingError) naming the file on failure, leaving no
     output behind. ``pipelined=False`` runs decode, inference and encode one after another in the
     calling thread (same output; a reference for tests and benchmarks). ``config.frames_as``
     (``"dpx"``, ``"tiff"``, ``"png"``) writes the film as numbered pictures into the folder ``dst`` instead
-    (``sequences.SequenceWriter``; default ``<name>.color``), which appears whole or not at all."""
+    (``sequences.SequenceWriter``; default ``<name>.color``), which appears whole or not at all.
+    ``tracks``: sound or subtitle files added after the film's own streams; a folder of scans adds
+    the sound files inside it (``sequences.sound_files``) by itself."""
     config = config or RunConfig()
     frames_as = config.frames_as
     src = Path(src)
@@ -490,6 +505,11 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
+        tracks = [Path(t) for t in tracks] + (sequences.sound_files(src) if src.is_dir() else [])
+        for track in tracks:
+            check_track(track)
+    elif tracks:
+        raise OutputError(src, "is a photo; a photo takes no sound or subtitle track")
     if frames_as is not None:
         if still:
             raise OutputError(src, "is a photo; --frames-as writes the pictures of a film")
@@ -513,7 +533,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
                 if progress is not None:
                     progress(1, 1)
             else:
-                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined)
+                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined, tracks)
     except FilmcolorError as exc:
         if exc.path is None:  # e.g. out of memory at batch 1: say which film
             raise type(exc)(src, exc.cause) from exc
@@ -559,7 +579,8 @@ def _compose_frame(item: temporal.FrameItem, pix_fmt: str, turns: int, colorizer
 
 
 def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Colorizer,
-                    progress: Progress | None, warn: Warn | None, pipelined: bool = True) -> int:
+                    progress: Progress | None, warn: Warn | None, pipelined: bool = True,
+                    tracks: Sequence[Path] = ()) -> int:
     total = expected_frames(info, config)
     turns = quarter_turns(info.rotation)
     frames_as = config.frames_as
@@ -573,10 +594,11 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
         colorizer.plan_batch(*colorizer.render_shape(h, w))
     if frames_as:
         writer_cm = sequences.SequenceWriter(src, tmp, info, frames_as, start=config.start, duration=config.duration,
-                                             warn=warn or media.default_warn)
+                                             warn=warn or media.default_warn, tracks=tracks)
     else:
         writer_cm = media.VideoWriter(src, tmp, info, codec=config.codec, crf=config.crf, preset=config.preset,
-                                      start=config.start, duration=config.duration, container_format=None, warn=warn)
+                                      start=config.start, duration=config.duration, container_format=None, warn=warn,
+                                      tracks=tracks)
     with writer_cm as writer:
         pix_fmt = writer.pix_fmt
         ahead = 2 * colorizer.batch_size + 2

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import av
 import numpy as np
@@ -184,6 +184,7 @@ _FRAME_PIX_FMT = {
 }
 _RANGE_PC, _RANGE_TV = 2, 1  # AVColorRange: full, limited
 _SIDE_SUFFIX = ".mka"  # the film's sound and subtitles, beside its frames
+SOUND_EXTENSIONS = frozenset({".wav", ".bwf", ".w64", ".rf64", ".aif", ".aiff", ".flac"})
 
 
 def _depth(bit_depth: int) -> int:
@@ -200,6 +201,20 @@ def frame_names(src: str | Path, fmt: str) -> tuple[str, int]:
         pattern = seq.pattern
         return pattern[: len(pattern) - len(Path(seq.files[0]).suffix)] + ext, seq.first
     return src.stem.replace("%", "%%") + ".%07d" + ext, 1
+
+
+def side_name(src: str | Path) -> str:
+    """The file beside a film's pictures that holds its sound and subtitles: ``<stem>.mka`` (a
+    sequence folder: ``<folder name>.mka``)."""
+    src = Path(src)
+    return (src.name if src.is_dir() else src.stem) + _SIDE_SUFFIX
+
+
+def sound_files(folder: str | Path) -> list[Path]:
+    """The sound files inside a folder of scans (a scanned optical or magnetic track, as archives
+    deliver it beside the pictures: WAV/BWF, AIFF, FLAC), sorted: the film's sound."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.suffix.lower() in SOUND_EXTENSIONS and p.is_file() and not p.name.startswith("."))
 
 
 def names_pattern(pattern: str) -> re.Pattern:
@@ -247,8 +262,9 @@ def _dpx_with_film_headers(data: bytes, fps: Fraction | None, timecode: str | No
 
 class SequenceWriter:
     """Write coloured frames as numbered DPX, TIFF or PNG pictures into the folder ``dst`` (created
-    by the caller), named as ``frame_names`` says; the film's sound, subtitles and labels go beside
-    them into ``<stem>.mka`` (``carry.Carried``), timed from the first picture written.
+    by the caller), named as ``frame_names`` says; the film's sound, subtitles and labels, and those
+    of the added ``tracks``, go beside them into ``<stem>.mka`` (``carry.Carried``), timed from the
+    first picture written.
 
     Frames given to ``write`` are planar YUV in ``pix_fmt`` (4:4:4 at the source's depth), tagged
     with their matrix and range; each is turned to full-range RGB at the source's depth (8-bit RGB,
@@ -257,7 +273,8 @@ class SequenceWriter:
     """
 
     def __init__(self, src: str | Path, dst: str | Path, info, fmt: str, *, start: float | None = None,
-                 duration: float | None = None, warn: Callable[[str], None]) -> None:
+                 duration: float | None = None, warn: Callable[[str], None],
+                 tracks: Sequence[str | Path] = ()) -> None:
         if fmt not in FRAME_FORMATS:
             raise ValueError(f"picture format must be one of {', '.join(FRAME_FORMATS)}, got {fmt!r}")
 
@@ -291,13 +308,19 @@ class SequenceWriter:
         if sar and abs(sar - 1) > Fraction(1, 100):  # (1280:1281 is a scaler's rounding, not anamorphic)
             warn(f"{self.src}: its pixels are not square (aspect {sar.numerator}:{sar.denominator}); the "
                  f"pictures keep the stored {info.width}x{info.height}: scale them for display")
-        self._side = self._carried = None
-        if not self.src.is_dir() and (info.audio_streams or info.subtitle_streams):
-            side = self._side_path = self.dst / (self.src.stem + _SIDE_SUFFIX)
+        self._side, self._carried = None, []
+        own = not self.src.is_dir() and (info.audio_streams or info.subtitle_streams)
+        if own or tracks:
+            side = self._side_path = self.dst / side_name(self.src)
             self._side = av.open(str(side), "w", format="matroska",
                                  options={"avoid_negative_ts": "disabled", "fflags": "+bitexact"})
             t1 = None if duration is None else (t0 or Fraction(0)) + Fraction(duration).limit_denominator(1_000_000)
-            self._carried = carry.Carried(self.src, info, self._side, None, t0, t1, warn)
+            if own:
+                self._carried.append(carry.Carried(self.src, info, self._side, None, t0, t1, warn))
+            self._carried += [carry.Carried(track, info, self._side, None, t0, t1, warn, tracks_only=True)
+                              for track in tracks]
+            for carried in self._carried:
+                carried.write_covers()
 
     def write(self, frame: av.VideoFrame) -> None:
         """One coloured frame -> the next numbered picture (written by a worker thread; an error there
@@ -344,17 +367,19 @@ class SequenceWriter:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self._side is not None:
             try:
-                self._carried.finish()
-                carried = self._carried.streams
+                for carried in self._carried:
+                    carried.finish()
+                streams = sum(carried.streams for carried in self._carried)
             finally:
                 self._side.close()
-                self._carried.close()
-            if not carried:
+                for carried in self._carried:
+                    carried.close()
+            if not streams:
                 self._side_path.unlink(missing_ok=True)
 
     def _abort(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)  # before the caller deletes the folder
-        for c in (self._side, self._carried):
+        for c in (self._side, *self._carried):
             if c is not None:
                 try:
                     c.close()

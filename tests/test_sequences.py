@@ -282,3 +282,68 @@ def test_openexr_scans_are_named_as_linear_light(tmp_path):
     assert pipeline.colorize_file(folder, None, config, warn=said.append).frames == 3
     assert said == [f"{folder}: the pictures are coded as linear light, not video levels; coloured as stored (the "
                     "colour comes out weaker): convert them to Rec.709 video levels first for the model's best colour"]
+
+
+# --- sound beside the scans, and added tracks ---------------------------------------------------------
+def _wav(path: Path, seconds: float, rate: int = 48000) -> Path:
+    """A mono 16-bit WAV tone (how a scanned optical track is delivered)."""
+    import wave
+
+    t = np.arange(int(seconds * rate)) / rate
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def _sound(path: Path) -> tuple[list[str], float]:
+    """The audio codecs of a file and how long its first audio stream lasts (last packet's end)."""
+    with av.open(str(path)) as c:
+        codecs = [s.codec_context.name for s in c.streams.audio]
+        if not codecs:
+            return [], 0.0
+        end = max(float((p.pts + (p.duration or 0)) * p.time_base) for p in c.demux(audio=0) if p.pts is not None)
+    return codecs, end
+
+
+def test_a_scanned_reel_keeps_the_sound_file_delivered_inside_its_folder(tmp_path):
+    from helpers import tiny_model
+
+    model = tiny_model(tmp_path / "tiny.safetensors")
+    reel = _dpx_reel(tmp_path / "reel1", 12, fps=24.0)
+    _wav(reel / "reel1_optical.wav", 0.5)  # 12 frames at 24 fps: half a second
+    args = ("--model", model, "--render-size", "48")
+    assert _cli(reel, *args).exit_code == 0
+    assert _sound(tmp_path / "reel1.color.mkv") == (["pcm_s16le"], pytest.approx(0.5, abs=0.01))
+    assert _cli(reel, "--start", "0.25", "-o", tmp_path / "tail.mkv", *args).exit_code == 0
+    assert _sound(tmp_path / "tail.mkv")[1] == pytest.approx(0.25, abs=0.03)  # the excerpt's own sound
+    assert _cli(reel, "--frames-as", "dpx", *args).exit_code == 0
+    assert _sound(tmp_path / "reel1.color" / "reel1.mka") == (["pcm_s16le"], pytest.approx(0.5, abs=0.01))
+
+
+def test_add_track_adds_a_sound_or_subtitle_file_after_the_films_own(tmp_path):
+    from helpers import tiny_model
+
+    model = tiny_model(tmp_path / "tiny.safetensors")
+    film = synth.make_clip(tmp_path / "reel.mp4", frames=25, fps=25, color=False)  # with its own AAC
+    (tmp_path / "reel.en.srt").write_text("1\n00:00:00,100 --> 00:00:00,600\nA title card\n", encoding="utf-8")
+    wav = _wav(tmp_path / "commentary.wav", 1.0)
+    args = ("--model", model, "--render-size", "48")
+    r = _cli(film, "--add-track", wav, "--add-track", tmp_path / "reel.en.srt", *args)
+    assert r.exit_code == 0, r.output
+    with av.open(str(tmp_path / "reel.color.mp4")) as c:
+        streams = [(s.type, s.codec_context.name) for s in c.streams]
+        cue = next(bytes(p) for p in c.demux(subtitles=0) if p.size > 2)
+    # the film's own sound first, then the added PCM as it is; the SubRip cue as MP4's mov_text
+    assert streams == [("video", "h264"), ("audio", "aac"), ("audio", "pcm_s16le"), ("subtitle", "mov_text")]
+    assert b"A title card" in cue
+    r = _cli(film, "--add-track", tmp_path / "missing.wav", "-o", tmp_path / "x.mkv", *args)
+    assert r.exit_code == 1 and "missing.wav: no such file" in r.stderr
+    r = _cli(film, "--add-track", film.with_suffix(".srt"), "-o", tmp_path / "x.mkv", *args)
+    assert r.exit_code == 1
+    silent = synth.make_clip(tmp_path / "silent.mkv", frames=3, audio=())
+    r = _cli(film, "--add-track", silent, "-o", tmp_path / "x.mkv", *args)
+    assert r.exit_code == 1 and "silent.mkv: holds no sound or subtitle stream to add" in r.stderr
+    assert not (tmp_path / "x.mkv").exists()
