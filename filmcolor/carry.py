@@ -149,6 +149,7 @@ def _first_packets(path: Path, streams) -> dict[int, object]:
     return found
 
 
+MAX_SOUND_LEAD = 600  # s: a BWF time reference further than this from the picture's timecode is ignored
 _PICTURE_TYPES = {"mjpeg": (".jpg", "image/jpeg"), "png": (".png", "image/png"), "bmp": (".bmp", "image/bmp")}
 
 
@@ -182,6 +183,8 @@ class Carried:
         self._in = av.open(str(self.src), "r", metadata_errors="ignore")
         if not self._tracks_only:
             self._carry_labels()
+        else:
+            self._align_to_timecode()
         pics = [] if self._tracks_only else \
             [s for s in self._in.streams.video if s.disposition & av.stream.Disposition.attached_pic]
         samples = _first_packets(self.src, [s for s in self._in.streams if s.type in ("audio", "subtitle")] + pics)
@@ -204,6 +207,22 @@ class Carried:
             if self._t0 > 0:
                 self._in.seek(max(0, int((self._t0 - 1) * 1_000_000)), backward=True, any_frame=True)
             self._side_iter = self._side_packets([self._in.streams[i] for i in self._map])
+
+    def _align_to_timecode(self) -> None:
+        """An added Broadcast WAV whose time reference and the film's timecode say where the sound
+        starts against the picture (a scanner's pre-roll, say) is laid there, not at frame one."""
+        audio = self._in.streams.audio
+        lead = tags.sound_lead(self._in.metadata.get("time_reference"),
+                               audio[0].codec_context.sample_rate if audio else None, self.info.timecode, self.info.fps)
+        if lead is None or lead == 0:
+            return
+        if abs(lead) > MAX_SOUND_LEAD:
+            self._warn(f"{self.src}: its time reference puts the sound {float(lead):+.2f} s from the picture's "
+                       f"timecode {self.info.timecode}; not believed: laid from the first frame")
+            return
+        self._start = self._t0 = self._t0 + lead
+        if self._t1 is not None:
+            self._t1 += lead
 
     def _carry_stream(self, s, sample) -> None:
         """One audio or subtitle stream: a packet copy where the output takes it, else AAC (audio),

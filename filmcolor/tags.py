@@ -130,3 +130,22 @@ def carried_chapters(chapters: list[dict[str, Any]], t0: Fraction | None = None,
         out.append({"id": len(out) + 1, "start": start, "end": end, "time_base": tb,
                     "metadata": dict(ch.get("metadata") or {})})
     return out
+
+
+def sound_lead(time_reference: str | None, sample_rate: int | None, timecode: str | None,
+               fps: Fraction | float | None) -> Fraction | None:
+    """Seconds by which a Broadcast WAV's sound starts before the picture, from its ``time_reference``
+    (samples since midnight, as a scanner or recorder writes it) and the picture's first-frame SMPTE
+    ``timecode`` at ``fps``; negative when the sound starts later. None when either is unstated (a
+    time reference of 0 is the usual unset value) or unreadable."""
+    try:
+        samples = int(time_reference or 0)
+    except ValueError:
+        return None
+    if samples <= 0 or not sample_rate or not timecode or not fps:
+        return None
+    try:
+        frames = timecode_to_frames(timecode, nominal_rate(fps))
+    except ValueError:
+        return None
+    return Fraction(frames) / Fraction(fps).limit_denominator(1_000_000) - Fraction(samples, sample_rate)

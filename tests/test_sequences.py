@@ -347,3 +347,34 @@ def test_add_track_adds_a_sound_or_subtitle_file_after_the_films_own(tmp_path):
     r = _cli(film, "--add-track", silent, "-o", tmp_path / "x.mkv", *args)
     assert r.exit_code == 1 and "silent.mkv: holds no sound or subtitle stream to add" in r.stderr
     assert not (tmp_path / "x.mkv").exists()
+
+
+def _bwf(path: Path, seconds: float, time_reference: int, rate: int = 48000) -> Path:
+    """A Broadcast WAV (bext chunk) whose sound starts ``time_reference`` samples after midnight."""
+    with av.open(str(path), "w", format="wav", options={"write_bext": "1"}) as out:
+        out.metadata["time_reference"] = str(time_reference)
+        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, int(seconds * rate)), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = rate, 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+def test_a_broadcast_wav_is_laid_against_the_pictures_timecode(tmp_path):
+    from helpers import tiny_model
+
+    model = tiny_model(tmp_path / "tiny.safetensors")
+    reel = _dpx_reel(tmp_path / "reel1", 12, fps=24.0, timecode=0x01000000)  # 01:00:00:00, half a second
+    _bwf(reel / "reel1.wav", 1.0, 3600 * 48000 - 24000)  # the recorder ran half a second before frame one
+    assert _cli(reel, "--model", model, "--render-size", "48").exit_code == 0
+    with av.open(str(tmp_path / "reel1.color.mkv")) as c:
+        packets = [p for p in c.demux(audio=0) if p.pts is not None]
+        first = float(packets[0].pts * packets[0].time_base)
+    # the pre-roll is cut (packet by packet: the first whole packet after frame one keeps its own time)
+    assert 0 <= first < 0.1
+    assert _sound(tmp_path / "reel1.color.mkv")[1] == pytest.approx(0.5, abs=0.03)
+    (reel / "reel1.wav").unlink()
+    _bwf(reel / "reel1.wav", 1.0, 0)  # no time reference: laid from the first frame, all of it
+    assert _cli(reel, "--model", model, "--render-size", "48", "--overwrite").exit_code == 0
+    assert _sound(tmp_path / "reel1.color.mkv")[1] == pytest.approx(1.0, abs=0.03)

@@ -69,3 +69,15 @@ def test_carried_chapters_cut_to_the_written_stretch():
     cut = tags.carried_chapters(chapters, Fraction(3, 2), Fraction(3))
     assert [(c["start"], c["end"], c["metadata"]["title"]) for c in cut] == [(0, 1500, "Harbour")]
     assert [c["metadata"]["title"] for c in tags.carried_chapters(chapters, Fraction(1))] == ["Harbour", "End"]
+
+
+def test_sound_lead_from_a_broadcast_wav_time_reference():
+    from fractions import Fraction
+
+    assert tags.sound_lead("172752000", 48000, "01:00:00:00", 24) == 1  # recorder rolled 1 s before frame one
+    assert tags.sound_lead("172848000", 48000, "01:00:00:00", 25) == -1  # the sound starts 1 s in
+    assert tags.sound_lead("0", 48000, "01:00:00:00", 24) is None  # unset
+    assert tags.sound_lead("172800000", 48000, None, 24) is None
+    assert tags.sound_lead("x", 48000, "01:00:00:00", 24) is None
+    # 23.976: timecode runs slow against the clock, so 01:00:00:00 is 3603.6 s after midnight
+    assert tags.sound_lead(str(3600 * 48000), 48000, "01:00:00:00", Fraction(24000, 1001)) == Fraction(18, 5)
