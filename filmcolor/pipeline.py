@@ -183,6 +183,28 @@ def check_frames_output(src: Path, dst: Path, overwrite: bool, fmt: str) -> None
                                "a folder of filmcolor's own pictures")
 
 
+def check_room_for_pictures(dst: Path, info, config: RunConfig, warn: Warn | None) -> None:
+    """Refuse a DPX run that cannot fit on its disk before hours of colouring (DPX sizes are exact;
+    a 2K 10-bit reel takes about 12 MB a frame), and warn when TIFF or PNG pictures might not fit
+    uncompressed."""
+    total = expected_frames(info, config)
+    if not total:
+        return
+    turned = quarter_turns(info.rotation) % 2
+    w, h = (info.height, info.width) if turned else (info.width, info.height)
+    need = total * sequences.picture_bytes(config.frames_as, w, h, info.bit_depth)
+    parent = dst.parent if str(dst.parent) else Path(".")
+    free = shutil.disk_usage(parent).free
+    if need <= free:
+        return
+    gb = lambda n: f"{n / 1e9:.1f} GB"  # noqa: E731
+    if config.frames_as == "dpx":
+        raise OutputError(dst, f"{total} DPX pictures need {gb(need)}; {parent} has {gb(free)} free")
+    if warn is not None:
+        warn(f"{dst}: {total} {config.frames_as.upper()} pictures take up to {gb(need)} uncompressed; "
+             f"{parent} has {gb(free)} free")
+
+
 def temp_path(dst: Path) -> Path:
     """A hidden, unique temporary name beside ``dst`` with the same extension (the muxer and image
     writer pick the format from it)."""
@@ -515,6 +537,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
             raise OutputError(src, "is a photo; --frames-as writes the pictures of a film")
         dst = Path(dst) if dst is not None else default_frames_output(src)
         check_frames_output(src, dst, config.overwrite, frames_as)
+        check_room_for_pictures(dst, info, config, warn)
     else:
         dst = Path(dst) if dst is not None else default_output(src, still=still, codec=config.codec)
         check_output(src, dst, config.overwrite)

@@ -203,6 +203,19 @@ def frame_names(src: str | Path, fmt: str) -> tuple[str, int]:
     return src.stem.replace("%", "%%") + ".%07d" + ext, 1
 
 
+def picture_bytes(fmt: str, width: int, height: int, bit_depth: int) -> int:
+    """The size of one picture a ``SequenceWriter`` writes, uncompressed: exact for DPX (its header,
+    rows padded to 32 bits, 10-bit samples packed three to a word), an upper bound for TIFF and PNG
+    (what deflate saves depends on the picture)."""
+    rgb = _FRAME_PIX_FMT[fmt][_depth(bit_depth)]
+    if rgb == "gbrp10le":
+        row = 4 * width
+    else:
+        row = 3 * width * (1 if rgb == "rgb24" else 2)
+        row = -(-row // 4) * 4 if fmt == "dpx" else row
+    return row * height + (2048 if fmt == "dpx" else 0)
+
+
 def side_name(src: str | Path) -> str:
     """The file beside a film's pictures that holds its sound and subtitles: ``<stem>.mka`` (a
     sequence folder: ``<folder name>.mka``)."""

@@ -378,3 +378,30 @@ def test_a_broadcast_wav_is_laid_against_the_pictures_timecode(tmp_path):
     _bwf(reel / "reel1.wav", 1.0, 0)  # no time reference: laid from the first frame, all of it
     assert _cli(reel, "--model", model, "--render-size", "48", "--overwrite").exit_code == 0
     assert _sound(tmp_path / "reel1.color.mkv")[1] == pytest.approx(1.0, abs=0.03)
+
+
+def test_a_dpx_run_that_cannot_fit_on_its_disk_is_refused_before_colouring(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from filmcolor import pipeline
+    from filmcolor.config import RunConfig
+    from filmcolor.errors import OutputError
+    from helpers import tiny_model
+
+    reel = _dpx_reel(tmp_path / "reel1", 6)
+    one = sequences.picture_bytes("dpx", 64, 48, 10)
+    assert one == 2048 + 4 * 64 * 48  # header, then three 10-bit samples to a 32-bit word
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 5 * one))  # room for 5 of 6
+    config = RunConfig(model=str(tiny_model(tmp_path / "t.safetensors")), render_size=48)
+    with pytest.raises(OutputError, match=r"6 DPX pictures need 0\.0 GB; .* has 0\.0 GB free"):
+        pipeline.colorize_file(reel, tmp_path / "out", config.with_overrides(frames_as="dpx"))
+    said: list[str] = []  # TIFF: deflate may well fit it, so it only warns
+    r = pipeline.colorize_file(reel, tmp_path / "out", config.with_overrides(frames_as="tiff"), warn=said.append)
+    assert r.frames == 6 and len(said) == 1 and "6 TIFF pictures take up to" in said[0]
+    with av.open(str(tmp_path / "out" / "reel.0086400.tif")) as c:  # and the picture sizes were right
+        assert next(c.decode(video=0)).format.name == "rgb48le"
+    monkeypatch.undo()
+    pipeline.colorize_file(reel, tmp_path / "dpx", config.with_overrides(frames_as="dpx"))
+    assert {p.stat().st_size for p in (tmp_path / "dpx").iterdir()} == {one}  # the estimate is exact
