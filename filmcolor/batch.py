@@ -189,7 +189,7 @@ def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264",
     numbered pictures (see ``sequences.image_sequence``) are one reel of kind ``"sequence"``, coloured
     as a film into ``<folder>.color.mkv``; its other files are taken one by one as usual. With
     ``frames_as`` films and sequences are written as folders of pictures (``output_name``)."""
-    from .sequences import image_sequence
+    from .sequences import image_sequence, sound_files
 
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
     reels: list[Reel] = []
@@ -200,6 +200,7 @@ def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264",
         frames: set[str] = set()
         if sequences and (seq := image_sequence(root_path, gaps_ok=True)) is not None:
             frames = set(seq.files)  # a gap fails the reel when it is coloured, with the gap named
+            frames |= {p.name for p in sound_files(root_path)}  # its sound, delivered beside the scans
             rel = root_path.relative_to(in_dir) if root_path != in_dir else Path(in_dir.name)
             dst = out_dir / rel.parent / output_name(root_path, "sequence", codec, frames_as)
             reels.append(Reel(src=root_path, rel=rel.as_posix(), dst=dst, kind="sequence"))

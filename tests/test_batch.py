@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -287,6 +288,7 @@ def test_sequences_option_colours_a_folder_of_scans_as_one_film(tmp_path, tiny_m
     for n in range(1000, 1010):
         synth.make_photo(scans / f"reel1_{n:05d}.png", width=64, height=48)
     synth.make_photo(scans / "slate.png", width=64, height=48)  # not a frame: a photo as before
+    (scans / "reel1.wav").write_bytes(_wav_bytes(0.4))  # the reel's sound, delivered beside the scans
     synth.make_clip(src / "film.mp4", frames=6, color=False)
     cfg = _config(tiny_model).with_overrides(sequence_fps="25")
     plain = batch(src, tmp_path / "plain", cfg)  # without the option every frame is a photo
@@ -295,7 +297,9 @@ def test_sequences_option_colours_a_folder_of_scans_as_one_film(tmp_path, tiny_m
     assert rep.exit_code == 0
     assert {r.rel: (r.kind, r.frames) for r in rep.results} == {
         "film.mp4": ("video", 6), "scans/reel1": ("sequence", 10), "scans/reel1/slate.png": ("still", 1)}
+    assert "scans/reel1/reel1.wav" in plain.ignored and rep.ignored == []  # part of the reel, not left out
     with av.open(str(out / "scans" / "reel1.color.mkv")) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == ["pcm_s16le"]
         assert c.streams.video[0].average_rate == 25 and sum(1 for _ in c.decode(video=0)) == 10
     assert {r.status for r in batch(src, out, cfg, sequences=True).results} == {"skipped"}
     synth.make_photo(scans / "reel1_01010.png", width=64, height=48)  # a frame added: the reel is redone
@@ -330,3 +334,16 @@ def test_frames_as_writes_each_film_and_scanned_reel_as_a_folder_of_pictures(tmp
     assert {r.status for r in batch(src, out, _config(tiny_model), sequences=True).results} == {"ok"}  # as films
     with pytest.raises(ValueError, match="not cut into segments"):
         batch(src, out, cfg, segments=2)
+
+
+def _wav_bytes(seconds: float, rate: int = 8000) -> bytes:
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.zeros(int(seconds * rate), "<i2").tobytes())
+    return buf.getvalue()
