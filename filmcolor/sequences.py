@@ -1,11 +1,16 @@
-"""Image sequences: film scans, one picture file per frame, read as one film.
+"""Image sequences: film scans, one picture file per frame, read as one film and written as one.
 
 - ``image_sequence(folder) -> ImageSequence`` (``sequence_in`` when one must be there) finds a
   folder's numbered frames; ``media.open_input`` reads them through FFmpeg's image2 demuxer.
+  ``sound_files(folder)`` are the reel's sound, delivered beside the scans (WAV/BWF, AIFF, FLAC).
 - ``scan_header(path) -> ScanHeader`` reads what a DPX (or Cineon) frame's header states about the
   film: its frame rate, its SMPTE timecode and its transfer (log / printing density, linear or video
   levels). FFmpeg's DPX reader exports none of them, so a 25 fps reel would otherwise play at the
   ``--fps`` default and lose its timecode.
+- ``SequenceWriter`` writes a coloured film as numbered DPX, TIFF or PNG pictures (``run
+  --frames-as``; names from ``frame_names``, sizes from ``picture_bytes``), DPX with the film's
+  rate and each frame's timecode in its header, and the sound and subtitles beside them in
+  ``side_name(src)`` (Matroska audio).
 """
 
 from __future__ import annotations
