@@ -286,7 +286,8 @@ class SequenceWriter:
 
     Frames given to ``write`` are planar YUV in ``pix_fmt`` (4:4:4 at the source's depth), tagged
     with their matrix and range; each is turned to full-range RGB at the source's depth (8-bit RGB,
-    or 10/12-bit DPX, 16-bit TIFF/PNG/DPX above 8 bits) and upright when the film is rotated.
+    or 10/12-bit DPX, 16-bit TIFF/PNG/DPX above 8 bits), upright when the film is rotated, with the
+    film's pixel aspect ratio.
     ``start`` numbers an excerpt's pictures by their place in the film.
     """
 
@@ -322,10 +323,10 @@ class SequenceWriter:
         self._pending: deque[Future] = deque()
         # a DPX picture states the film's rate and its own timecode, as a scanner's do (conform reads them)
         self._timecode = info.timecode if fmt == "dpx" else None
+        # non-square pixels (an anamorphic scan): each format states the aspect (DPX header, TIFF
+        # resolution, PNG pHYs); turned a quarter, the picture's aspect turns too
         sar = info.sample_aspect_ratio
-        if sar and abs(sar - 1) > Fraction(1, 100):  # (1280:1281 is a scaler's rounding, not anamorphic)
-            warn(f"{self.src}: its pixels are not square (aspect {sar.numerator}:{sar.denominator}); the "
-                 f"pictures keep the stored {info.width}x{info.height}: scale them for display")
+        self._sar = (1 / sar if self._turns % 2 else sar) if sar and sar != 1 else None
         self._side, self._carried = None, []
         own = not self.src.is_dir() and (info.audio_streams or info.subtitle_streams)
         if own or tracks:
@@ -358,6 +359,8 @@ class SequenceWriter:
             cc = self._local.encoder = av.CodecContext.create(self.fmt, "w")
             cc.width, cc.height = self._size
             cc.pix_fmt, cc.time_base, cc.options = self._rgb, self._tb, dict(self._options)
+            if self._sar:
+                cc.sample_aspect_ratio = self._sar
         return cc
 
     def _picture(self, frame: av.VideoFrame, number: int, timecode: str | None) -> None:

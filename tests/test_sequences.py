@@ -405,3 +405,22 @@ def test_a_dpx_run_that_cannot_fit_on_its_disk_is_refused_before_colouring(tmp_p
     monkeypatch.undo()
     pipeline.colorize_file(reel, tmp_path / "dpx", config.with_overrides(frames_as="dpx"))
     assert {p.stat().st_size for p in (tmp_path / "dpx").iterdir()} == {one}  # the estimate is exact
+
+
+def test_an_anamorphic_scan_keeps_its_pixel_aspect_in_and_out(tmp_path):
+    from helpers import tiny_model
+
+    reel = tmp_path / "scope"
+    reel.mkdir()
+    with av.open(str(reel / "s.%04d.dpx"), "w", format="image2") as out:
+        vs = out.add_stream("dpx", rate=24)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp10le"
+        vs.codec_context.sample_aspect_ratio = Fraction(2, 1)  # CinemaScope: squeezed 2:1 on the film
+        write_grey_frames(out, vs, 3)
+    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    assert _cli(reel, *args).exit_code == 0
+    assert media.probe(tmp_path / "scope.color.mkv").sample_aspect_ratio == 2
+    for fmt, name in (("dpx", "s.0001.dpx"), ("png", "s.0001.png")):
+        r = _cli(reel, "--frames-as", fmt, "-o", tmp_path / fmt, *args)
+        assert r.exit_code == 0 and "not square" not in r.stderr
+        assert media.probe(tmp_path / fmt / name).sample_aspect_ratio == 2
