@@ -301,15 +301,19 @@ class SequenceWriter:
         depth = _depth(info.bit_depth)
         self.pix_fmt = "yuv444p" if depth == 8 else f"yuv444p{depth}le"
         self._rgb = _FRAME_PIX_FMT[fmt][depth]
-        pattern, first = frame_names(self.src, fmt)
+        self.pattern, self._base = frame_names(self.src, fmt)
         t0 = Fraction(start).limit_denominator(1_000_000) if start else None
-        self._skipped = tags.frames_before(t0, info.start_time, info.fps) if t0 and info.fps else 0
-        self.pattern, self.first = pattern, first + self._skipped
         self.frames_written = 0
         rotation = int(round(info.rotation or 0)) % 360  # counter-clockwise quarter turns that show it upright
         self._turns = rotation // 90 if rotation % 90 == 0 else 0
         rate = info.fps if info.fps and info.fps > 0 else Fraction(24)
         self._rate, self._tb = rate, 1 / rate
+        # a picture's number is its place in the film (its time at the film's rate), so an excerpt
+        # and a frame lost to damage keep every other picture under its own number
+        self._origin = Fraction(info.start_time or 0).limit_denominator(1_000_000)
+        self.first = self._base + (tags.frames_before(t0, self._origin, rate) if t0 else 0)
+        self._last: tuple[int, av.VideoFrame] | None = None
+        self.held = 0  # pictures written again for frames the source lacks
         self._size = (info.width, info.height) if self._turns % 2 == 0 else (info.height, info.width)
         # PNG at zlib's default level: 88.7 ms an 854x480 photo, at level 3 32.1 ms for as many bytes
         # (scripts/bench_pieces.py --only pictures)
@@ -342,16 +346,25 @@ class SequenceWriter:
                 carried.write_covers()
 
     def write(self, frame: av.VideoFrame) -> None:
-        """One coloured frame -> the next numbered picture (written by a worker thread; an error there
-        is raised by a later ``write`` or by ``close``)."""
-        timecode = None
-        if self._timecode:
-            timecode = tags.shift_timecode(self._timecode, self._skipped + self.frames_written, self._rate)
-        number = self.first + self.frames_written
+        """One coloured frame -> the picture numbered by its time (written by a worker thread; an error
+        there is raised by a later ``write`` or by ``close``). Numbers the source skips (a damaged
+        frame) get the previous picture again, as a player holds it in the film."""
+        number = self.first if self._last is None else self._last[0] + 1
+        if frame.pts is not None and frame.time_base is not None:
+            number = max(number, self._base + round((frame.pts * frame.time_base - self._origin) * self._rate))
+        if self._last is not None:
+            for held in range(self._last[0] + 1, number):
+                self._submit(self._last[1], held)
+                self.held += 1
+        self._submit(frame, number)
+        self._last = (number, frame)
+        self.frames_written += 1
+
+    def _submit(self, frame: av.VideoFrame, number: int) -> None:
+        timecode = tags.shift_timecode(self._timecode, number - self._base, self._rate) if self._timecode else None
         self._pending.append(self._pool.submit(self._picture, frame, number, timecode))
         while len(self._pending) > 2 * self._workers or (self._pending and self._pending[0].done()):
             self._pending.popleft().result()
-        self.frames_written += 1
 
     def _encoder(self):
         cc = getattr(self._local, "encoder", None)

@@ -424,3 +424,26 @@ def test_an_anamorphic_scan_keeps_its_pixel_aspect_in_and_out(tmp_path):
         r = _cli(reel, "--frames-as", fmt, "-o", tmp_path / fmt, *args)
         assert r.exit_code == 0 and "not square" not in r.stderr
         assert media.probe(tmp_path / fmt / name).sample_aspect_ratio == 2
+
+
+def test_a_damaged_scan_keeps_every_other_picture_under_its_own_number(tmp_path):
+    from helpers import tiny_model
+
+    reel = _dpx_reel(tmp_path / "reel1", 10, fps=24.0, timecode=0x01000000)
+    torn = reel / "reel.0086404.dpx"
+    torn.write_bytes(torn.read_bytes()[:3000])  # a scan cut short: FFmpeg cannot decode it
+    r = _cli(reel, "--frames-as", "dpx", "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    assert r.exit_code == 0 and "damaged" in r.stderr
+    out = tmp_path / "reel1.color"
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reel.iterdir())  # none shifted
+
+    def picture(n: int) -> np.ndarray:
+        with av.open(str(out / f"reel.{n:07d}.dpx")) as c:
+            return next(c.decode(video=0)).to_ndarray(format="rgb48le")
+
+    np.testing.assert_array_equal(picture(86404), picture(86403))  # the previous picture, held
+    assert not np.array_equal(picture(86405), picture(86404))
+    y_in, _ = _luma601(reel / "reel.0086407.dpx")
+    y_out, _ = _luma601(out / "reel.0086407.dpx")
+    assert np.abs(y_out - y_in).max() <= 1.5  # scan 86407 under 86407, not 86406's picture
+    assert sequences.scan_header(out / "reel.0086404.dpx").timecode == "01:00:00:04"
