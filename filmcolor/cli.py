@@ -32,7 +32,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from . import __version__
-from .config import CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PRECISIONS, SMOOTHERS, RunConfig
+from .config import (CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PRECISIONS, SCAN_TRANSFERS, SMOOTHERS,
+                     RunConfig)
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, Terminated
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
@@ -86,6 +87,10 @@ fps_option = click.option(
     "--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE",
     help="Frame rate of an image sequence (a folder of numbered scans): 24, 25, 24000/1001.  "
          "[default: the rate its DPX header states, else 24]")
+scan_transfer_option = click.option(
+    "--scan-transfer", type=click.Choice(SCAN_TRANSFERS), default=None,
+    help="Scans coded as log (Cineon/DPX printing density) or linear light (OpenEXR): shown at video levels "
+         "before colouring, so the film comes out as a video-level (sRGB-coded) film.")
 frames_as_option = click.option(
     "--frames-as", type=click.Choice(FRAME_FORMATS), default=None,
     help="Write each film as numbered pictures (an image sequence, for grading or a DI conform) into a folder "
@@ -199,7 +204,7 @@ def _quiet_libraries() -> None:
 # --- run ---------------------------------------------------------------------------------------------
 _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smooth", "smooth_strength",
                "saturation", "deflicker", "codec", "crf", "start", "duration", "overwrite", "sequence_fps",
-               "frames_as")
+               "frames_as", "scan_transfer")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -233,6 +238,7 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @click.option("--duration", type=LENGTH_OR_TIMECODE, default=None,
               help="Colour only this long a stretch (seconds, H:MM:SS or HH:MM:SS:FF).")
 @fps_option
+@scan_transfer_option
 @frames_as_option
 @click.option("--add-track", "tracks", multiple=True, type=click.Path(path_type=Path), metavar="FILE",
               help="A sound or subtitle file to add after the film's own tracks (a scanned optical track, an "
@@ -402,6 +408,7 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
               help="A folder's numbered pictures (scans: reel1/0001.dpx ...) are one film, <folder>.color.mkv "
                    "at --fps, not separate photos.")
 @fps_option
+@scan_transfer_option
 @frames_as_option
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the outcome of every reel to this JSON file.")

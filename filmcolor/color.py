@@ -170,3 +170,37 @@ def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str = "bt601
     b = yy + 2 * (1 - kb) * pb
     g = (yy - kr * r - kb * b) / kg
     return np.clip(np.stack([r, g, b], axis=-1), 0, 1)
+
+
+# --- film scans coded as log or linear light -> video levels ----------------------------------------
+# Kodak's Cineon conversion (the DPX "printing density" coding of film scanners): 10-bit code 685 is
+# diffuse white and 95 black, 0.002 density a code, negative gamma 0.6
+CINEON_WHITE, CINEON_BLACK, CINEON_CODES_PER_DECADE = 685, 95, 0.6 / 0.002
+def cineon_to_linear(code: np.ndarray) -> np.ndarray:
+    """10-bit Cineon/DPX printing-density code values (float) -> linear light, 0 at the reference
+    black and 1 at the reference white (brighter film highlights above 1)."""
+    black = 10.0 ** ((CINEON_BLACK - CINEON_WHITE) / CINEON_CODES_PER_DECADE)
+    lin = 10.0 ** ((np.asarray(code, dtype=np.float64) - CINEON_WHITE) / CINEON_CODES_PER_DECADE)
+    return (lin - black) / (1.0 - black)
+
+
+def linear_to_srgb(lin: np.ndarray) -> np.ndarray:
+    """Linear light -> sRGB-coded values (IEC 61966-2-1) in [0, 1]; above 1 is clipped."""
+    x = np.clip(np.asarray(lin, dtype=np.float64), 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
+def scan_to_video(values: np.ndarray, transfer: str) -> np.ndarray:
+    """RGB of a scan coded as ``transfer`` (``"log"``: Cineon code values scaled to [0, 1] from 10
+    bits; ``"linear"``: linear light) -> sRGB-coded video levels in [0, 1], as filmcolor's
+    colour maths reads video (a grey code value is an sRGB grey)."""
+    if transfer not in ("log", "linear"):
+        raise ValueError(f"transfer must be 'log' or 'linear', got {transfer!r}")
+    lin = cineon_to_linear(np.asarray(values, dtype=np.float64) * 1023.0) if transfer == "log" else values
+    return linear_to_srgb(lin)
+
+
+@lru_cache(maxsize=2)
+def scan_to_video_lut16(transfer: str) -> np.ndarray:
+    """:func:`scan_to_video` as a table over 16-bit code values (uint16 in, uint16 out)."""
+    return np.round(scan_to_video(np.arange(65536) / 65535.0, transfer) * 65535).astype(np.uint16)

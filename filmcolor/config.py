@@ -18,6 +18,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SMOOTHERS = ("off", "ema", "flow")
 CODECS = ("h264", "ffv1", "prores")
 FRAME_FORMATS = ("dpx", "tiff", "png")  # run --frames-as: a film as numbered pictures
+SCAN_TRANSFERS = ("log", "linear")  # run --scan-transfer: how scans are coded (color.scan_to_video)
 MAX_SATURATION = 3.0  # the a/b gain `--saturation` allows (1 = the model's own colours)
 
 
@@ -45,6 +46,7 @@ class RunConfig:
     sequence_fps: str | None = None   # frame rate of an image sequence ("24", "24000/1001"); None: its DPX
                                       # header's rate, else 24
     frames_as: str | None = None      # dpx | tiff | png: write a film as numbered pictures into a folder
+    scan_transfer: str | None = None  # log | linear: scans coded so, shown at video levels before colouring
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("device", self.device, DEVICES), ("precision", self.precision, PRECISIONS),
@@ -61,6 +63,8 @@ class RunConfig:
             raise ValueError(f"saturation must be in [0, {MAX_SATURATION:g}], got {self.saturation}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in 0..51, got {self.crf}")
+        if self.scan_transfer is not None and self.scan_transfer not in SCAN_TRANSFERS:
+            raise ValueError(f"scan_transfer must be one of {', '.join(SCAN_TRANSFERS)}, got {self.scan_transfer!r}")
         if self.frames_as is not None and self.frames_as not in FRAME_FORMATS:
             raise ValueError(f"frames_as must be one of {', '.join(FRAME_FORMATS)}, got {self.frames_as!r}")
         for name in ("start", "duration"):

@@ -28,6 +28,7 @@ This module never imports click or rich, so it runs the same from the CLI, Pytho
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import secrets
@@ -411,14 +412,36 @@ class _Source:
 
 
 def _decoded(src: Path, config: RunConfig, warn: Warn | None = None) -> Iterator[object]:
-    """``media.decode`` with decoder failures reported as an :class:`InputError` naming ``src``."""
+    """``media.decode`` with decoder failures reported as an :class:`InputError` naming ``src``; with
+    ``config.scan_transfer``, each frame shown at video levels first (:func:`to_video_levels`)."""
     try:
-        yield from media.decode(src, start=config.start, duration=config.duration, warn=warn,
-                                fps=config.sequence_fps)
+        frames = media.decode(src, start=config.start, duration=config.duration, warn=warn, fps=config.sequence_fps)
+        if config.scan_transfer:
+            frames = (to_video_levels(frame, config.scan_transfer) for frame in frames)
+        yield from frames
     except FilmcolorError:
         raise
     except (av.FFmpegError, EOFError) as exc:
         raise InputError(src, f"cannot decode video: {exc}") from exc
+
+
+_FLOAT_FORMATS = ("f32", "f16")
+
+
+def to_video_levels(frame: av.VideoFrame, transfer: str) -> av.VideoFrame:
+    """A scan coded as ``transfer`` (``"log"``: Cineon printing density; ``"linear"``: linear light)
+    -> the same picture at video levels, as 16-bit RGB with the frame's timestamps
+    (``color.scan_to_video``: a table for integer scans, the formula for floating-point ones)."""
+    if any(tag in frame.format.name for tag in _FLOAT_FORMATS):
+        values = frame.reformat(format="gbrpf32le").to_ndarray()  # (H, W, 3) RGB, linear floats
+        if transfer == "log":
+            values = np.clip(values, 0.0, 1.0)
+        video = np.round(color.scan_to_video(values, transfer) * 65535).astype(np.uint16)
+    else:
+        video = color.scan_to_video_lut16(transfer)[frame.reformat(format="rgb48le").to_ndarray()]
+    out = av.VideoFrame.from_ndarray(np.ascontiguousarray(video), format="rgb48le")
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out
 
 
 def _with_chroma(planes, u: np.ndarray, v: np.ndarray):
@@ -523,7 +546,10 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     if not still:
         info = media.probe(src, config.sequence_fps)
         still = bool(info.is_still)
-        _warn_transfer(src, info, warn)
+        _warn_transfer(src, info, config.scan_transfer, warn)
+        if config.scan_transfer:  # what the writer gets: 16-bit RGB at video levels, sRGB-coded
+            info = dataclasses.replace(info, pix_fmt="rgb48le", bit_depth=max(10, min(16, info.bit_depth)),
+                                       color_trc=_TRC_SRGB)
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
@@ -567,21 +593,27 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     return RunResult(src, dst, frames, time.perf_counter() - t0, "still" if still else "frames" if frames_as else "video")
 
 
-_TRC_LINEAR = 8  # AVColorTransferCharacteristic: linear light (OpenEXR, some TIFF and DPX)
+_TRC_LINEAR, _TRC_SRGB = 8, 13  # AVColorTransferCharacteristic: linear light (OpenEXR...), IEC 61966-2-1
 
 
-def _warn_transfer(src: Path, info, warn: Warn | None) -> None:
+def _warn_transfer(src: Path, info, asked: str | None, warn: Warn | None) -> None:
     """Say when a film's pictures are log-coded or linear light (a DPX/Cineon header or the decoder
-    says so, as for OpenEXR): they are coloured as stored, but the network learnt colour from
-    video-level pictures."""
+    says so, as for OpenEXR) and ``--scan-transfer`` does not convert them: they would be coloured as
+    stored, but the network learnt colour from video-level pictures. Also say when ``asked`` differs
+    from what the pictures state."""
     transfer = None
     if src.is_dir():
         transfer = sequences.scan_header(src / sequences.sequence_in(src).files[0]).transfer
     if transfer is None and info.color_trc == _TRC_LINEAR:
         transfer = "linear light"
-    if transfer and warn is not None:
-        warn(f"{src}: the pictures are coded as {transfer}, not video levels; coloured as stored (the "
-             "colour comes out weaker): convert them to Rec.709 video levels first for the model's best colour")
+    if warn is None or not transfer and not asked:
+        return
+    stated = "linear" if transfer == "linear light" else "log" if transfer else None
+    if asked is None:
+        warn(f"{src}: the pictures are coded as {transfer}, not video levels, and are coloured as stored (the "
+             f"colour comes out weak); --scan-transfer {stated} shows them at video levels first")
+    elif stated is not None and stated != asked:
+        warn(f"{src}: the pictures say they are coded as {transfer}; converted as {asked}, as asked")
 
 
 def _compose_frame(item: temporal.FrameItem, pix_fmt: str, turns: int, colorizer: Colorizer) -> object:
@@ -709,7 +741,8 @@ def _sample_frames(src: Path, info, n: int, config: RunConfig, warn: Warn | None
     upright = (lambda a: np.ascontiguousarray(np.rot90(a, turns))) if turns else (lambda a: a)
     if span > 0:
         for k in range(n):
-            frames = _decoded(src, RunConfig(start=t0 + span * (k + 0.5) / n, sequence_fps=config.sequence_fps), warn)
+            at = dataclasses.replace(config, start=t0 + span * (k + 0.5) / n, duration=None)
+            frames = _decoded(src, at, warn)
             try:
                 for frame in frames:
                     images.append(upright(frame.to_ndarray(format="rgb24")))

@@ -124,6 +124,7 @@ def test_a_coloured_dpx_reel_keeps_its_rate_and_timecode_and_log_scans_are_named
     with av.open(str(tmp_path / "reel.mov")) as c:
         assert c.streams.video[0].average_rate == 25
     assert len(said) == 1 and "the pictures are coded as printing density (log), not video levels" in said[0]
+    assert said[0].endswith("--scan-transfer log shows them at video levels first")
     # an excerpt from the reel's own timecode carries the timecode of its first frame
     r = pipeline.colorize_file(reel, tmp_path / "tail.mkv", config.with_overrides(start=4 / 25), warn=said.append)
     assert r.frames == 4 and read_labels(tmp_path / "tail.mkv")["timecode"] == "01:00:00:04"
@@ -280,8 +281,8 @@ def test_openexr_scans_are_named_as_linear_light(tmp_path):
     said: list[str] = []
     config = RunConfig(model=str(tiny_model(tmp_path / "t.safetensors")), render_size=48)
     assert pipeline.colorize_file(folder, None, config, warn=said.append).frames == 3
-    assert said == [f"{folder}: the pictures are coded as linear light, not video levels; coloured as stored (the "
-                    "colour comes out weaker): convert them to Rec.709 video levels first for the model's best colour"]
+    assert said == [f"{folder}: the pictures are coded as linear light, not video levels, and are coloured as "
+                    "stored (the colour comes out weak); --scan-transfer linear shows them at video levels first"]
 
 
 # --- sound beside the scans, and added tracks ---------------------------------------------------------
@@ -447,3 +448,48 @@ def test_a_damaged_scan_keeps_every_other_picture_under_its_own_number(tmp_path)
     y_out, _ = _luma601(out / "reel.0086407.dpx")
     assert np.abs(y_out - y_in).max() <= 1.5  # scan 86407 under 86407, not 86406's picture
     assert sequences.scan_header(out / "reel.0086404.dpx").timecode == "01:00:00:04"
+
+
+def test_log_scans_are_shown_at_video_levels_before_colouring_when_asked(tmp_path):
+    from filmcolor import color
+    from helpers import tiny_model
+
+    # a grey wedge in Cineon code values, black (95) to white (685), as a film scanner writes it
+    codes = np.repeat(np.linspace(95, 685, 64).round().astype(np.uint16)[None, :], 48, axis=0)
+    reel = tmp_path / "log"
+    reel.mkdir()
+    with av.open(str(reel / "w.%04d.dpx"), "w", format="image2") as out:
+        vs = out.add_stream("dpx", rate=24)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp10le"
+        for i in range(3):
+            rgb16 = np.repeat((codes << 6 | codes >> 4)[..., None], 3, axis=2)  # 10 -> 16 bit
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb16), format="rgb48le").reformat(format="gbrp10le")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48", "--codec", "ffv1")
+    r = _cli(reel, "--scan-transfer", "log", "-o", tmp_path / "video.mkv", *args)
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.output
+    with av.open(str(tmp_path / "video.mkv")) as c:
+        frame = next(c.decode(video=0))
+        assert frame.color_trc == 13  # tagged as what it now is: sRGB-coded video
+        luma = frame.reformat(format="gray16le").to_ndarray()[24].astype(np.float64) / 65535
+    want = color.scan_to_video(codes[24] / 1023, "log")
+    assert np.abs(luma - want).max() < 0.01  # the wedge at video levels: black at 0, white at 1
+    assert luma[0] < 0.01 and luma[-1] > 0.99 and abs(luma[32] - want[32]) < 0.01
+    r = _cli(reel, "-o", tmp_path / "stored.mkv", *args)  # as stored: the wedge stays flat (95..685)
+    with av.open(str(tmp_path / "stored.mkv")) as c:
+        flat = next(c.decode(video=0)).reformat(format="gray16le").to_ndarray()[24].astype(np.float64) / 65535
+    assert flat[0] > 0.05 and flat[-1] < 0.7
+
+
+def test_scan_to_video_maps_the_cineon_references_and_linear_light():
+    from filmcolor import color
+
+    log = color.scan_to_video(np.array([95, 685, 1023]) / 1023, "log")
+    assert log[0] == pytest.approx(0, abs=1e-9) and log[1] == pytest.approx(1) and log[2] == pytest.approx(1)  # clipped
+    grey_card = color.cineon_to_linear(np.array([470.0]))[0]  # Kodak's 18% grey sits at code 470
+    assert grey_card == pytest.approx(0.18, abs=0.01)
+    assert color.scan_to_video(np.array([0.18]), "linear")[0] == pytest.approx(0.4614, abs=1e-3)
+    lut = color.scan_to_video_lut16("log")
+    assert lut.dtype == np.uint16 and lut.shape == (65536,) and np.all(np.diff(lut.astype(int)) >= 0)
