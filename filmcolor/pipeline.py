@@ -596,16 +596,23 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
 _TRC_LINEAR, _TRC_SRGB = 8, 13  # AVColorTransferCharacteristic: linear light (OpenEXR...), IEC 61966-2-1
 
 
-def _warn_transfer(src: Path, info, asked: str | None, warn: Warn | None) -> None:
-    """Say when a film's pictures are log-coded or linear light (a DPX/Cineon header or the decoder
-    says so, as for OpenEXR) and ``--scan-transfer`` does not convert them: they would be coloured as
-    stored, but the network learnt colour from video-level pictures. Also say when ``asked`` differs
-    from what the pictures state."""
+def stated_transfer(src: Path, info) -> str | None:
+    """How a film's pictures say they are coded when not at video levels (``ScanHeader.transfer``
+    names: a DPX/Cineon header's, or "linear light" from the decoder's tag, as for OpenEXR)."""
     transfer = None
     if src.is_dir():
         transfer = sequences.scan_header(src / sequences.sequence_in(src).files[0]).transfer
     if transfer is None and info.color_trc == _TRC_LINEAR:
         transfer = "linear light"
+    return transfer
+
+
+def _warn_transfer(src: Path, info, asked: str | None, warn: Warn | None) -> None:
+    """Say when a film's pictures are log-coded or linear light (a DPX/Cineon header or the decoder
+    says so, as for OpenEXR) and ``--scan-transfer`` does not convert them: they would be coloured as
+    stored, but the network learnt colour from video-level pictures. Also say when ``asked`` differs
+    from what the pictures state."""
+    transfer = stated_transfer(src, info)
     if warn is None or not transfer and not asked:
         return
     stated = "linear" if transfer == "linear light" else "log" if transfer else None
@@ -648,8 +655,9 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
         h, w = (info.height, info.width) if turns % 2 == 0 else (info.width, info.height)
         colorizer.plan_batch(*colorizer.render_shape(h, w))
     if frames_as:
+        kept = None if config.scan_transfer else stated_transfer(src, info)  # a log scan coloured as stored
         writer_cm = sequences.SequenceWriter(src, tmp, info, frames_as, start=config.start, duration=config.duration,
-                                             warn=warn or media.default_warn, tracks=tracks)
+                                             warn=warn or media.default_warn, tracks=tracks, transfer=kept)
     else:
         writer_cm = media.VideoWriter(src, tmp, info, codec=config.codec, crf=config.crf, preset=config.preset,
                                       start=config.start, duration=config.duration, container_format=None, warn=warn,

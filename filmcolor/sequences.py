@@ -274,9 +274,17 @@ def _bcd_word(timecode: str | None) -> int | None:
     return word | (0x40 if m[4] != ":" else 0)
 
 
-def _dpx_with_film_headers(data: bytes, fps: Fraction | None, timecode: str | None) -> bytes:
+def dpx_transfer_code(transfer: str | None) -> int | None:
+    """The DPX transfer characteristic code of a ``ScanHeader.transfer`` name ("linear light" -> 2)."""
+    return next((code for code, name in _DPX_TRANSFERS.items() if name == transfer), None)
+
+
+def _dpx_with_film_headers(data: bytes, fps: Fraction | None, timecode: str | None,
+                           transfer: int | None = None) -> bytes:
     """A DPX file as FFmpeg writes it (the picture at byte 1664, no film or television header) ->
-    the same with both headers, stating ``fps`` and ``timecode``, every other field unset."""
+    the same with both headers, stating ``fps`` and ``timecode``, every other field unset; and
+    ``transfer`` (a DPX code) as its picture's transfer characteristic instead of FFmpeg's
+    "unspecified video", where the pictures keep a log or linear coding."""
     order = _DPX_MAGIC.get(data[:4])
     if order is None or len(data) < 1664 or struct.unpack_from(order + "I", data, 4)[0] != 1664 \
             or struct.unpack_from(order + "I", data, 808)[0] != 1664:
@@ -286,6 +294,8 @@ def _dpx_with_film_headers(data: bytes, fps: Fraction | None, timecode: str | No
     struct.pack_into(order + "I", head, 16, len(data) + 384)  # file size
     struct.pack_into(order + "I", head, 28, 384)  # industry header length
     struct.pack_into(order + "I", head, 808, 2048)  # image element 1's data offset
+    if transfer is not None:
+        head[801] = transfer
     if fps:
         for offset in (_DPX_FILM_FPS, _DPX_TV_FPS):
             struct.pack_into(order + "f", industry, offset - 1664, float(fps))
@@ -305,12 +315,14 @@ class SequenceWriter:
     with their matrix and range; each is turned to full-range RGB at the source's depth (8-bit RGB,
     or 10/12-bit DPX, 16-bit TIFF/PNG/DPX above 8 bits), upright when the film is rotated, with the
     film's pixel aspect ratio.
-    ``start`` numbers an excerpt's pictures by their place in the film.
+    ``start`` numbers an excerpt's pictures by their place in the film. ``transfer`` (a
+    ``ScanHeader.transfer`` name) is the log or linear coding the pictures keep, stated in each
+    DPX header so a grading tool reads them right.
     """
 
     def __init__(self, src: str | Path, dst: str | Path, info, fmt: str, *, start: float | None = None,
                  duration: float | None = None, warn: Callable[[str], None],
-                 tracks: Sequence[str | Path] = ()) -> None:
+                 tracks: Sequence[str | Path] = (), transfer: str | None = None) -> None:
         if fmt not in FRAME_FORMATS:
             raise ValueError(f"picture format must be one of {', '.join(FRAME_FORMATS)}, got {fmt!r}")
 
@@ -344,6 +356,7 @@ class SequenceWriter:
         self._pending: deque[Future] = deque()
         # a DPX picture states the film's rate and its own timecode, as a scanner's do (conform reads them)
         self._timecode = info.timecode if fmt == "dpx" else None
+        self._transfer = dpx_transfer_code(transfer)  # what log/linear coding the pictures keep
         # non-square pixels (an anamorphic scan): each format states the aspect (DPX header, TIFF
         # resolution, PNG pHYs); turned a quarter, the picture's aspect turns too
         sar = info.sample_aspect_ratio
@@ -405,7 +418,7 @@ class SequenceWriter:
         rgb.pts, rgb.time_base = number, self._tb
         data = b"".join(bytes(packet) for packet in self._encoder().encode(rgb))
         if self.fmt == "dpx":
-            data = _dpx_with_film_headers(data, self._rate, timecode)
+            data = _dpx_with_film_headers(data, self._rate, timecode, self._transfer)
         with open(self.dst / (self.pattern % number), "wb") as f:
             f.write(data)
 

@@ -493,3 +493,14 @@ def test_scan_to_video_maps_the_cineon_references_and_linear_light():
     assert color.scan_to_video(np.array([0.18]), "linear")[0] == pytest.approx(0.4614, abs=1e-3)
     lut = color.scan_to_video_lut16("log")
     assert lut.dtype == np.uint16 and lut.shape == (65536,) and np.all(np.diff(lut.astype(int)) >= 0)
+
+
+def test_log_scans_coloured_as_stored_still_say_log_in_their_dpx_headers(tmp_path):
+    from helpers import tiny_model
+
+    reel = _dpx_reel(tmp_path / "reel1", 3, fps=24.0, transfer=1)  # printing density
+    args = ("--frames-as", "dpx", "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    assert _cli(reel, "-o", tmp_path / "stored", *args).exit_code == 0
+    assert sequences.scan_header(tmp_path / "stored" / "reel.0086400.dpx").transfer == "printing density (log)"
+    assert _cli(reel, "-o", tmp_path / "video", "--scan-transfer", "log", *args).exit_code == 0
+    assert sequences.scan_header(tmp_path / "video" / "reel.0086400.dpx").transfer is None  # video levels now
