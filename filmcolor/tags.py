@@ -4,7 +4,8 @@ Pure functions on plain values; ``media.VideoWriter`` applies them to the output
 
 - :func:`carried_tags`: a container's or stream's metadata minus the tags a muxer or an encoder
   writes about *its own* file (``encoder``, MP4 brands, Matroska's ``DURATION`` and mkvmerge's
-  statistics such as ``BPS``), which would be wrong once the picture is re-encoded or cut. Title,
+  statistics such as ``BPS``, MXF's writing application and UMIDs), which would be wrong once the
+  picture is re-encoded or cut. Title,
   language, comment, date, handler name, timecode and any user tag pass unchanged.
 - :func:`shift_timecode`: SMPTE timecode ``HH:MM:SS:FF`` (``;`` or ``.`` before the frames means
   drop-frame) moved on by a number of frames, so an excerpt from ``--start`` carries the timecode of
@@ -21,7 +22,13 @@ from fractions import Fraction
 from typing import Any, Mapping
 
 # Tags that describe the file that holds them rather than the film (lower-cased).
-_OWN_FILE_TAGS = frozenset({"encoder", "major_brand", "minor_version", "compatible_brands", "duration"})
+_OWN_FILE_TAGS = frozenset({"encoder", "major_brand", "minor_version", "compatible_brands", "duration",
+                            # MXF: the writing application and the identifiers of the old file and
+                            # material (a coloured copy is new material and needs UMIDs of its own)
+                            "operational_pattern_ul", "uid", "generation_uid", "company_name", "product_name",
+                            "product_version", "product_version_num", "product_uid", "toolkit_version_num",
+                            "application_platform", "material_package_umid", "file_package_umid",
+                            "modification_date"})
 # mkvmerge's statistics tags (BPS, NUMBER_OF_FRAMES, _STATISTICS_WRITING_APP, ... each also "-eng")
 _STATISTICS = re.compile(r"^(bps|duration|number_of_frames|number_of_bytes|_statistics_\w*)(-\w+)?$")
 # ... and, for a stream that is re-encoded, the tags that name the encoder that made it

@@ -81,3 +81,15 @@ def test_sound_lead_from_a_broadcast_wav_time_reference():
     assert tags.sound_lead("x", 48000, "01:00:00:00", 24) is None
     # 23.976: timecode runs slow against the clock, so 01:00:00:00 is 3603.6 s after midnight
     assert tags.sound_lead(str(3600 * 48000), 48000, "01:00:00:00", Fraction(24000, 1001)) == Fraction(18, 5)
+
+
+def test_an_mxf_files_identity_stays_with_it_its_timecode_and_names_come_along():
+    mxf = {"operational_pattern_ul": "060e2b34.04010101.0d010201.01010900", "uid": "adab4424-2f25",
+           "generation_uid": "adab4424-2f26", "company_name": "FFmpeg", "product_name": "OP1a Muxer",
+           "product_version": "62.12.102", "application_platform": "Lavf (linux)",
+           "material_package_umid": "0x060A2B34", "file_package_umid": "0x060A2B35",
+           "modification_date": "2024-01-01T00:00:00.000000Z", "timecode": "10:00:00:00",
+           "material_package_name": "Reel 4 of 9", "reel_name": "R4"}
+    assert tags.carried_tags(mxf) == {"timecode": "10:00:00:00", "material_package_name": "Reel 4 of 9",
+                                      "reel_name": "R4"}
+    assert tags.carried_tags({"FILE_PACKAGE_UMID": "0x06", "TIMECODE": "10:00:00:00"}) == {"TIMECODE": "10:00:00:00"}
