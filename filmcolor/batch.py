@@ -336,7 +336,8 @@ def is_stale_temp(name: str, output_names: Iterable[str]) -> bool:
     """Is ``name`` a hidden temp entry that a run writing one of ``output_names`` leaves when killed?
     The pipeline writes ``.<stem>.filmcolor-<pid>-<hex>.part<ext>`` (a picture folder:
     ``.<name>.filmcolor-<pid>-<hex>.part/``, and ``.old/`` for the one it replaces), the segment
-    joiner ``.<name>.segtmp<pid>/`` folders."""
+    joiner ``.<name>.segtmp<pid>/`` folders (of earlier versions). A segmented run's
+    ``.<name>.segwork-<key>/`` is not stale: it holds the segments a resumed run reuses."""
     if not name.startswith("."):
         return False
     for out in output_names:

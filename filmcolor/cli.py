@@ -243,6 +243,9 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @click.option("--add-track", "tracks", multiple=True, type=click.Path(path_type=Path), metavar="FILE",
               help="A sound or subtitle file to add after the film's own tracks (a scanned optical track, an "
                    ".srt); repeatable. A folder of scans adds the sound files (WAV/BWF, AIFF, FLAC) inside it.")
+@click.option("--segments", type=click.IntRange(1, 1000), default=1, metavar="N",
+              help="Colour the film in N parts cut at keyframes, kept until joined: a run stopped part-way "
+                   "resumes with the parts it finished (for long films).")
 @click.option("--preview", type=click.IntRange(1, 100), default=None, metavar="N",
               help="Write a PNG of N frames (B&W | colour) instead of the film.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the input).")
@@ -252,7 +255,8 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @traceback_option
 @click.pass_context
 def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, tracks: tuple[Path, ...],
-        preview: int | None, preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
+        segments: int, preview: int | None, preset_name: str, quiet: bool, show_traceback: bool,
+        **_flags: Any) -> None:
     """Colour the film or photo INPUT (or a folder of numbered scans: one film).
 
     A film keeps its own luminance, size, frame timing and every audio and subtitle stream; a photo
@@ -271,6 +275,17 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
                 raise click.UsageError("give --preview or --frames-as, not both")
             with progress_bar(console, f"preview {input.name}", quiet) as progress:
                 result = pipeline.preview(input, output, preview, config, progress=progress, warn=warn)
+        elif segments > 1:
+            if tracks or config.frames_as:
+                raise click.UsageError("--segments joins one film file: not with --add-track or --frames-as")
+            from .media import is_still_path
+            from .segments import colorize_segmented
+
+            pipeline.check_input(input)
+            dst = output or pipeline.default_output(input, still=is_still_path(input), codec=config.codec)
+            pipeline.check_output(input, dst, config.overwrite)
+            with progress_bar(console, input.name, quiet) as progress:
+                result = colorize_segmented(input, dst, config, segments=segments, warn=warn, progress=progress)
         else:
             with progress_bar(console, input.name, quiet) as progress:
                 result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn, tracks=tracks)

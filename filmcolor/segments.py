@@ -20,17 +20,21 @@ kept frame the source frame's own pts and time base, and encode them with one ``
 the run's codec settings, which copies the audio and subtitle packets from the source exactly as
 a single run does. So frame count, timestamps and audio packets equal a single run's; the colours
 equal it up to codec rounding away from the seams. The output is written to a hidden temp file in
-the target folder and renamed into place; the intermediates live in a hidden ``.<name>.segtmp*``
-folder beside it, removed at the end (and by the next batch after a SIGKILL).
+the target folder and renamed into place; the intermediates live in a hidden
+``.<name>.segwork-<key>`` folder beside it (``work_folder``), removed once the join succeeds and kept
+otherwise: a run started again with the same input, settings and model colours only the segments
+still missing (a long film on a CPU need not start over after a Ctrl-C or a crash).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import hashlib
+import json
 import shutil
 import time
 from bisect import bisect_right
+from glob import escape as glob_escape
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -173,7 +177,7 @@ def colorize_segment(src: str, seg: Segment, work: str, config: RunConfig) -> di
     t0 = time.perf_counter()
     work_dir = Path(work)
     piece = work_dir / f"src{seg.index:04d}.mkv"
-    coloured = work_dir / f"col{seg.index:04d}.nut"  # NUT: any time base, FFV1, no muxer options needed
+    coloured = work_dir / _piece_name(seg)  # NUT: any time base, FFV1, no muxer options needed
     try:
         remux_segment(src, piece, seg)
     except ValueError:  # a codec Matroska cannot hold (DV): NUT holds any
@@ -225,13 +229,33 @@ def join_segments(src: str | Path, dst: Path, plan: SegmentPlan, pieces: list[st
     return written
 
 
+def work_folder(src: Path, dst: Path, config: RunConfig, plan: SegmentPlan) -> Path:
+    """The hidden folder beside ``dst`` that holds the coloured segments until the join:
+    ``.<name>.segwork-<key>``, the key a digest of the input (fingerprint), the settings and model
+    (as a batch's manifest hashes them) and the plan, so a run interrupted part-way finds the
+    segments it finished - and only when they are still the ones it would colour."""
+    from .batch import fingerprint, model_hash, settings_hash
+
+    bounds = [(g.start, g.keep_start, g.keep_end, g.end) for g in plan.segments]
+    key = hashlib.sha256(json.dumps([fingerprint(src), settings_hash(config), model_hash(config), bounds],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    return dst.parent / f".{dst.name}.segwork-{key}"
+
+
 def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, segments: int,
                        runner: Any = None, overlap: int = OVERLAP,
-                       warn: Callable[[str], None] | None = None) -> Any:
+                       warn: Callable[[str], None] | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> Any:
     """Colour ``src`` into ``dst`` in ``segments`` parallel parts on ``runner`` (a
     :class:`filmcolor.batch.Runner`; in this process when None) and join them (module docstring).
-    Returns a ``pipeline.RunResult``. Falls back to a single run for stills, for a stretch
-    (``config.start``/``duration``) and when the film has a single keyframe."""
+    Returns a ``pipeline.RunResult``. Falls back to a single run for stills, image sequences,
+    pictures out (``frames_as``), a stretch (``config.start``/``duration``) and when the film has a
+    single keyframe.
+
+    Resumable: each coloured segment is kept in :func:`work_folder` until the join succeeds, so a
+    run stopped part-way (Ctrl-C, a crash, a full disk) and started again with the same input,
+    settings and model colours only the segments still missing. ``progress(frames, total)`` is
+    called as segments finish."""
     from .batch import InlineRunner
     from .media import is_still_path
     from .pipeline import RunResult, atomic_output, colorize_file
@@ -245,7 +269,8 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
         raise OutputError(dst, "would overwrite the input")
     t0 = time.perf_counter()
     plan = None
-    if segments > 1 and not is_still_path(src) and config.start is None and config.duration is None:
+    if segments > 1 and not is_still_path(src) and not src.is_dir() and config.start is None \
+            and config.duration is None and not config.frames_as:
         from .media import probe
 
         probe(src)  # a damaged file fails here, with the pipeline's message
@@ -260,22 +285,54 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
         return colorize_file(src, dst, config, colorizer=build_colorizer(config), warn=warn)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    work = dst.parent / f".{dst.name}.segtmp{os.getpid()}"
+    work = work_folder(src, dst, config, plan)
+    for old in dst.parent.glob(f".{glob_escape(dst.name)}.segwork-*"):  # other inputs or settings: no use
+        if old != work and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
     work.mkdir(exist_ok=True)
-    futures = []
+    done = {seg.index: work / _piece_name(seg) for seg in plan.segments if (work / _piece_name(seg)).is_file()}
+    if done:
+        warn(f"{src}: resuming: {len(done)} of {len(plan.segments)} segments were coloured by an earlier run")
+    futures: dict[int, Any] = {}
+    finished = False
+
+    def report() -> None:
+        if progress is not None:
+            progress(sum(g.kept for g in plan.segments if g.index in done), plan.frames)
+
+    report()
     try:
-        futures = [runner.submit(colorize_segment, str(src), seg, str(work), config) for seg in plan.segments]
-        outcomes = [f.result() for f in futures]
-        for o in outcomes:
-            for w in o["warnings"]:
-                warn(w)
+        for seg in plan.segments:
+            if seg.index not in done:
+                futures[seg.index] = runner.submit(colorize_segment, str(src), seg, str(work), config)
+            for i, f in list(futures.items()):  # in this process, each finishes as it is submitted
+                if f.done() and i not in done:
+                    done[i] = _finished(f, warn)
+                    report()
+        for i, f in futures.items():
+            if i not in done:
+                done[i] = _finished(f, warn)
+                report()
         with atomic_output(dst) as tmp:  # hidden temp beside dst, renamed when complete
-            frames = join_segments(src, tmp, plan, [o["path"] for o in outcomes], config, warn)
+            frames = join_segments(src, tmp, plan, [str(done[g.index]) for g in plan.segments], config, warn)
             if frames != plan.frames:
                 raise ProcessingError(src, f"joined {frames} frames, the film has {plan.frames}")
+        finished = True
     except BaseException:
-        runner.cancel([f for f in futures if not f.done()])
+        runner.cancel([f for f in futures.values() if not f.done()])
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if finished:
+            shutil.rmtree(work, ignore_errors=True)
     return RunResult(src, dst, frames, time.perf_counter() - t0, "video")
+
+
+def _piece_name(seg: Segment) -> str:
+    return f"col{seg.index:04d}.nut"
+
+
+def _finished(future: Any, warn: Callable[[str], None]) -> Path:
+    outcome = future.result()
+    for w in outcome["warnings"]:
+        warn(w)
+    return Path(outcome["path"])

@@ -228,6 +228,7 @@ def test_stale_temp_names():
     assert is_stale_temp(".reel.color.filmcolor-123-abcd1234.part", folders)
     assert is_stale_temp(".reel.color.filmcolor-123-abcd1234.old", folders)
     assert not is_stale_temp(".reel.colour.filmcolor-123-abcd1234.part", folders)
+    assert not is_stale_temp(".reel.color.mp4.segwork-0123456789abcdef", outs)  # kept to resume
 
 
 def test_missing_ray_names_the_extra(monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -179,3 +180,69 @@ def test_segments_that_start_seconds_into_the_film(tmp_path, tiny_model, make):
     with av.open(str(result.dst)) as c:
         times = [f.pts * f.time_base for f in c.decode(video=0)]
     assert len(times) == plan.frames and times == sorted(times) and len(set(times)) == len(times)
+
+
+def test_an_interrupted_segmented_run_resumes_with_the_segments_it_finished(tmp_path, tiny_model, monkeypatch):
+    from filmcolor import segments
+    from filmcolor.segments import colorize_segmented
+
+    src = make_gop_clip(tmp_path / "reel.mp4", frames=60)
+    dst = tmp_path / "reel.color.mkv"
+    cfg = RunConfig(model=str(tiny_model), device="cpu", render_size=64, smooth="ema")
+    assert len(plan_segments(src, 3).segments) == 3
+    real = segments.colorize_segment
+    coloured: list[int] = []
+
+    def stopped_at_the_third(src_, seg, work, config):
+        if seg.index == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the third segment is coloured
+        coloured.append(seg.index)
+        return real(src_, seg, work, config)
+
+    monkeypatch.setattr(segments, "colorize_segment", stopped_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        colorize_segmented(src, dst, cfg, segments=3)
+    assert not dst.exists() and coloured == [0, 1]
+    work = [p for p in tmp_path.iterdir() if ".segwork-" in p.name]
+    assert len(work) == 1 and sorted(p.name for p in work[0].glob("col*.nut")) == ["col0000.nut", "col0001.nut"]
+
+    def counting(src_, seg, work_, config):
+        coloured.append(seg.index)
+        return real(src_, seg, work_, config)
+
+    monkeypatch.setattr(segments, "colorize_segment", counting)
+    said: list[str] = []
+    done: list[tuple[int, int]] = []
+    result = colorize_segmented(src, dst, cfg, segments=3, warn=said.append, progress=lambda a, b: done.append((a, b)))
+    assert coloured == [0, 1, 2] and result.frames == 60  # only the missing segment was coloured
+    assert any("resuming: 2 of 3 segments" in w for w in said) and done[-1] == (60, 60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reel.color.mkv", "reel.mp4"]  # work folder gone
+    fresh = colorize_segmented(src, tmp_path / "fresh.mkv", cfg, segments=3)
+    assert _streams(fresh.dst)[1] and [p for p, _ in _streams(fresh.dst)[1]] == [p for p, _ in _streams(dst)[1]]
+    for (_, a), (_, b) in zip(_streams(fresh.dst)[1], _streams(dst)[1]):
+        assert np.array_equal(a, b)  # the resumed film is the one an uninterrupted run makes
+    # other settings: the work of the first run is of no use and goes
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(segments, "colorize_segment", stopped_at_the_third)
+        colorize_segmented(src, tmp_path / "again.mkv", cfg, segments=3)
+    coloured.clear()
+    monkeypatch.setattr(segments, "colorize_segment", counting)
+    colorize_segmented(src, tmp_path / "again.mkv", dataclasses.replace(cfg, saturation=1.5), segments=3)
+    assert coloured == [0, 1, 2] and not [p for p in tmp_path.iterdir() if ".segwork-" in p.name]
+
+
+def test_run_segments_colours_a_film_in_parts_from_the_command_line(tmp_path, tiny_model):
+    from click.testing import CliRunner
+
+    from filmcolor.cli import main
+
+    src = make_gop_clip(tmp_path / "reel.mp4", frames=40)
+    args = ["run", str(src), "--model", str(tiny_model), "--render-size", "64", "--segments", "3"]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0 and "40 frames" in r.stderr, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reel.color.mp4", "reel.mp4"]
+    assert len(_streams(tmp_path / "reel.color.mp4")[1]) == 40
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 2 and "already exists" in r.stderr  # the output rule of a plain run
+    r = CliRunner().invoke(main, args + ["--frames-as", "png", "-o", str(tmp_path / "p")], catch_exceptions=False)
+    assert r.exit_code == 2 and "not with --add-track or --frames-as" in r.stderr
