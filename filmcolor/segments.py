@@ -320,6 +320,10 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
         finished = True
     except BaseException:
         runner.cancel([f for f in futures.values() if not f.done()])
+        kept = sum(1 for g in plan.segments if (work / _piece_name(g)).is_file())
+        if kept:
+            warn(f"{src}: {kept} of {len(plan.segments)} coloured segments kept in {work}; the same command "
+                 "resumes from them")
         raise
     finally:
         if finished:

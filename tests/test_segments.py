@@ -200,9 +200,11 @@ def test_an_interrupted_segmented_run_resumes_with_the_segments_it_finished(tmp_
         return real(src_, seg, work, config)
 
     monkeypatch.setattr(segments, "colorize_segment", stopped_at_the_third)
+    told: list[str] = []
     with pytest.raises(KeyboardInterrupt):
-        colorize_segmented(src, dst, cfg, segments=3)
+        colorize_segmented(src, dst, cfg, segments=3, warn=told.append)
     assert not dst.exists() and coloured == [0, 1]
+    assert told and told[-1].startswith(f"{src}: 2 of 3 coloured segments kept in ") and "resumes" in told[-1]
     work = [p for p in tmp_path.iterdir() if ".segwork-" in p.name]
     assert len(work) == 1 and sorted(p.name for p in work[0].glob("col*.nut")) == ["col0000.nut", "col0001.nut"]
 
