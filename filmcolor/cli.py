@@ -276,8 +276,8 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
             with progress_bar(console, f"preview {input.name}", quiet) as progress:
                 result = pipeline.preview(input, output, preview, config, progress=progress, warn=warn)
         elif segments > 1:
-            if tracks or config.frames_as:
-                raise click.UsageError("--segments joins one film file: not with --add-track or --frames-as")
+            if config.frames_as:
+                raise click.UsageError("--segments joins one film file: not with --frames-as")
             from .media import is_still_path
             from .segments import colorize_segmented
 
@@ -285,7 +285,10 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
             dst = output or pipeline.default_output(input, still=is_still_path(input), codec=config.codec)
             pipeline.check_output(input, dst, config.overwrite)
             with progress_bar(console, input.name, quiet) as progress:
-                result = colorize_segmented(input, dst, config, segments=segments, warn=warn, progress=progress)
+                for track in tracks:
+                    pipeline.check_track(track)
+                result = colorize_segmented(input, dst, config, segments=segments, warn=warn, progress=progress,
+                                            tracks=tracks)
         else:
             with progress_bar(console, input.name, quiet) as progress:
                 result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn, tracks=tracks)

@@ -38,7 +38,7 @@ from glob import escape as glob_escape
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import av
 from av.video.frame import PictureType
@@ -202,14 +202,16 @@ def _seg_frames(path: str | Path):
 
 
 def join_segments(src: str | Path, dst: Path, plan: SegmentPlan, pieces: list[str], config: RunConfig,
-                  warn: Callable[[str], None] | None = None) -> int:
+                  warn: Callable[[str], None] | None = None, tracks: Sequence[Path] = ()) -> int:
     """Encode the kept frames of ``pieces`` into ``dst`` (written in place; the caller renames) with
-    the source's timestamps and audio. Returns the number of frames written."""
+    the source's timestamps and audio, and the streams of the added ``tracks`` (``VideoWriter``).
+    Returns the number of frames written."""
     from .media import VideoWriter, probe
 
     info = probe(src)
     written = 0
-    with VideoWriter(src, dst, info, codec=config.codec, crf=config.crf, preset=config.preset, warn=warn) as writer:
+    with VideoWriter(src, dst, info, codec=config.codec, crf=config.crf, preset=config.preset, warn=warn,
+                     tracks=tracks) as writer:
         for seg, piece in zip(plan.segments, pieces):
             got = 0
             for k, frame in enumerate(_seg_frames(piece)):
@@ -245,7 +247,7 @@ def work_folder(src: Path, dst: Path, config: RunConfig, plan: SegmentPlan) -> P
 def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, segments: int,
                        runner: Any = None, overlap: int = OVERLAP,
                        warn: Callable[[str], None] | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> Any:
+                       progress: Callable[[int, int], None] | None = None, tracks: Sequence[Path] = ()) -> Any:
     """Colour ``src`` into ``dst`` in ``segments`` parallel parts on ``runner`` (a
     :class:`filmcolor.batch.Runner`; in this process when None) and join them (module docstring).
     Returns a ``pipeline.RunResult``. Falls back to a single run for stills, image sequences,
@@ -255,7 +257,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     Resumable: each coloured segment is kept in :func:`work_folder` until the join succeeds, so a
     run stopped part-way (Ctrl-C, a crash, a full disk) and started again with the same input,
     settings and model colours only the segments still missing. ``progress(frames, total)`` is
-    called as segments finish."""
+    called as segments finish; ``tracks`` are sound or subtitle files added at the join."""
     from .batch import InlineRunner
     from .media import is_still_path
     from .pipeline import RunResult, atomic_output, colorize_file
@@ -282,7 +284,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     if plan is None or len(plan.segments) < 2:
         from .batch import build_colorizer
 
-        return colorize_file(src, dst, config, colorizer=build_colorizer(config), warn=warn)
+        return colorize_file(src, dst, config, colorizer=build_colorizer(config), warn=warn, tracks=tracks)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = work_folder(src, dst, config, plan)
@@ -314,7 +316,8 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
                 done[i] = _finished(f, warn)
                 report()
         with atomic_output(dst) as tmp:  # hidden temp beside dst, renamed when complete
-            frames = join_segments(src, tmp, plan, [str(done[g.index]) for g in plan.segments], config, warn)
+            frames = join_segments(src, tmp, plan, [str(done[g.index]) for g in plan.segments], config, warn,
+                                   tracks)
             if frames != plan.frames:
                 raise ProcessingError(src, f"joined {frames} frames, the film has {plan.frames}")
         finished = True

@@ -247,4 +247,10 @@ def test_run_segments_colours_a_film_in_parts_from_the_command_line(tmp_path, ti
     r = CliRunner().invoke(main, args, catch_exceptions=False)
     assert r.exit_code == 2 and "already exists" in r.stderr  # the output rule of a plain run
     r = CliRunner().invoke(main, args + ["--frames-as", "png", "-o", str(tmp_path / "p")], catch_exceptions=False)
-    assert r.exit_code == 2 and "not with --add-track or --frames-as" in r.stderr
+    assert r.exit_code == 2 and "not with --frames-as" in r.stderr
+    (tmp_path / "reel.srt").write_text("1\n00:00:00,100 --> 00:00:00,900\nA title card\n", encoding="utf-8")
+    r = CliRunner().invoke(main, args + ["--add-track", str(tmp_path / "reel.srt"), "-o", str(tmp_path / "t.mkv")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    with av.open(str(tmp_path / "t.mkv")) as c:  # the film's own sound, then the added subtitles
+        assert [s.type for s in c.streams] == ["video", "audio", "subtitle"]
