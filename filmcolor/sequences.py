@@ -124,6 +124,7 @@ _CINEON_MAGIC = (b"\x80\x2a\x5f\xd7", b"\xd7\x5f\x2a\x80")
 # DPX image element 1's transfer characteristic (byte 801): the values that are not video levels
 _DPX_TRANSFERS = {1: "printing density (log)", 2: "linear light", 3: "logarithmic"}
 _DPX_FILM_FPS, _DPX_TIMECODE, _DPX_TV_FPS = 1724, 1920, 1940  # film and television header fields
+_DPX_FRAME_POSITION, _DPX_INTERLACE = 1712, 1928
 
 
 @dataclass(frozen=True)
@@ -280,11 +281,13 @@ def dpx_transfer_code(transfer: str | None) -> int | None:
 
 
 def _dpx_with_film_headers(data: bytes, fps: Fraction | None, timecode: str | None,
-                           transfer: int | None = None) -> bytes:
+                           transfer: int | None = None, number: int | None = None,
+                           interlaced: bool = False) -> bytes:
     """A DPX file as FFmpeg writes it (the picture at byte 1664, no film or television header) ->
     the same with both headers, stating ``fps`` and ``timecode``, every other field unset; and
     ``transfer`` (a DPX code) as its picture's transfer characteristic instead of FFmpeg's
-    "unspecified video", where the pictures keep a log or linear coding."""
+    "unspecified video", where the pictures keep a log or linear coding; ``number`` as the frame
+    position, and 2:1 interlace for a picture of two fields."""
     order = _DPX_MAGIC.get(data[:4])
     if order is None or len(data) < 1664 or struct.unpack_from(order + "I", data, 4)[0] != 1664 \
             or struct.unpack_from(order + "I", data, 808)[0] != 1664:
@@ -302,6 +305,9 @@ def _dpx_with_film_headers(data: bytes, fps: Fraction | None, timecode: str | No
     word = _bcd_word(timecode)
     if word is not None:
         struct.pack_into(order + "I", industry, _DPX_TIMECODE - 1664, word)
+    if number is not None and 0 <= number < 0xFFFFFFFF:
+        struct.pack_into(order + "I", industry, _DPX_FRAME_POSITION - 1664, number)
+    industry[_DPX_INTERLACE - 1664] = 1 if interlaced else 0
     return bytes(head + industry) + data[1664:]
 
 
@@ -418,7 +424,7 @@ class SequenceWriter:
         rgb.pts, rgb.time_base = number, self._tb
         data = b"".join(bytes(packet) for packet in self._encoder().encode(rgb))
         if self.fmt == "dpx":
-            data = _dpx_with_film_headers(data, self._rate, timecode, self._transfer)
+            data = _dpx_with_film_headers(data, self._rate, timecode, self._transfer, number, self.info.interlaced)
         with open(self.dst / (self.pattern % number), "wb") as f:
             f.write(data)
 

@@ -164,6 +164,8 @@ def test_a_dpx_reel_comes_back_as_dpx_under_its_own_names_with_its_own_luminance
     assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 4  # and coloured
     # each coloured scan states the rate and its own timecode, as its scan did (conform reads them)
     assert sequences.scan_header(out / "reel.0086403.dpx") == sequences.ScanHeader(Fraction(25), "01:00:00:03")
+    head = (out / "reel.0086403.dpx").read_bytes()[:2048]
+    assert struct.unpack_from("<I", head, 1712)[0] == 86403 and head[1928] == 0  # frame position; progressive
     info = media.probe(out)
     assert (info.fps, info.timecode, info.bit_depth) == (25, "01:00:00:00", 10)
     r = _cli(reel, "--frames-as", "dpx", "--model", model, "--render-size", "48", "--start", "01:00:00:02",
@@ -504,3 +506,18 @@ def test_log_scans_coloured_as_stored_still_say_log_in_their_dpx_headers(tmp_pat
     assert sequences.scan_header(tmp_path / "stored" / "reel.0086400.dpx").transfer == "printing density (log)"
     assert _cli(reel, "-o", tmp_path / "video", "--scan-transfer", "log", *args).exit_code == 0
     assert sequences.scan_header(tmp_path / "video" / "reel.0086400.dpx").transfer is None  # video levels now
+
+
+def test_an_interlaced_films_dpx_pictures_say_they_hold_two_fields(tmp_path):
+    from helpers import tiny_model
+
+    tape = tmp_path / "tape.dv"
+    with av.open(str(tape), "w") as c:  # DV: interlaced, bottom field first
+        vs = c.add_stream("dvvideo", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 720, 576, "yuv420p"
+        write_grey_frames(c, vs, 2)
+    assert media.probe(tape).interlaced
+    r = _cli(tape, "--frames-as", "dpx", "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    assert r.exit_code == 0, r.output
+    head = (tmp_path / "tape.color" / "tape.0000002.dpx").read_bytes()[:2048]
+    assert head[1928] == 1 and struct.unpack_from("<I", head, 1712)[0] == 2  # 2:1 interlace; frame 2
