@@ -547,9 +547,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         info = media.probe(src, config.sequence_fps)
         still = bool(info.is_still)
         _warn_transfer(src, info, config.scan_transfer, warn)
-        if config.scan_transfer:  # what the writer gets: 16-bit RGB at video levels, sRGB-coded
-            info = dataclasses.replace(info, pix_fmt="rgb48le", bit_depth=max(10, min(16, info.bit_depth)),
-                                       color_trc=_TRC_SRGB)
+        info = as_decoded(info, config)
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
@@ -594,6 +592,15 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
 
 
 _TRC_LINEAR, _TRC_SRGB = 8, 13  # AVColorTransferCharacteristic: linear light (OpenEXR...), IEC 61966-2-1
+
+
+def as_decoded(info, config: RunConfig):
+    """``info`` as the writer gets the frames: with ``config.scan_transfer``, 16-bit RGB at video
+    levels, sRGB-coded (``to_video_levels``)."""
+    if not config.scan_transfer:
+        return info
+    return dataclasses.replace(info, pix_fmt="rgb48le", bit_depth=max(10, min(16, info.bit_depth)),
+                               color_trc=_TRC_SRGB)
 
 
 def stated_transfer(src: Path, info) -> str | None:

@@ -207,8 +207,9 @@ def join_segments(src: str | Path, dst: Path, plan: SegmentPlan, pieces: list[st
     the source's timestamps and audio, and the streams of the added ``tracks`` (``VideoWriter``).
     Returns the number of frames written."""
     from .media import VideoWriter, probe
+    from .pipeline import as_decoded
 
-    info = probe(src)
+    info = as_decoded(probe(src), config)  # the pieces are at video levels where the scans were converted
     written = 0
     with VideoWriter(src, dst, info, codec=config.codec, crf=config.crf, preset=config.preset, warn=warn,
                      tracks=tracks) as writer:

@@ -254,3 +254,25 @@ def test_run_segments_colours_a_film_in_parts_from_the_command_line(tmp_path, ti
     assert r.exit_code == 0, r.output
     with av.open(str(tmp_path / "t.mkv")) as c:  # the film's own sound, then the added subtitles
         assert [s.type for s in c.streams] == ["video", "audio", "subtitle"]
+
+
+def test_a_segmented_run_of_linear_footage_is_tagged_as_the_video_it_became(tmp_path, tiny_model):
+    from filmcolor import media
+    from filmcolor.segments import colorize_segmented
+
+    src = tmp_path / "linear.mkv"  # FFV1 tagged linear light (as from an OpenEXR conversion), a keyframe a frame
+    with av.open(str(src), "w") as c:
+        vs = c.add_stream("ffv1", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp16le"
+        vs.codec_context.color_trc = 8
+        write_frames = [av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48, color=False), format="rgb24")
+                        for i in range(20)]
+        for i, f in enumerate(write_frames):
+            f = f.reformat(format="gbrp16le")
+            f.pts = i
+            c.mux(vs.encode(f))
+        c.mux(vs.encode())
+    assert media.probe(src).color_trc == 8
+    cfg = RunConfig(model=str(tiny_model), device="cpu", render_size=64, scan_transfer="linear", codec="ffv1")
+    result = colorize_segmented(src, tmp_path / "video.mkv", cfg, segments=2)
+    assert result.frames == 20 and media.probe(result.dst).color_trc == 13
