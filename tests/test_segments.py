@@ -265,9 +265,8 @@ def test_a_segmented_run_of_linear_footage_is_tagged_as_the_video_it_became(tmp_
         vs = c.add_stream("ffv1", rate=25)
         vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp16le"
         vs.codec_context.color_trc = 8
-        write_frames = [av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48, color=False), format="rgb24")
-                        for i in range(20)]
-        for i, f in enumerate(write_frames):
+        for i in range(20):
+            f = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48, color=False), format="rgb24")
             f = f.reformat(format="gbrp16le")
             f.pts = i
             c.mux(vs.encode(f))
