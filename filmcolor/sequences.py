@@ -331,7 +331,6 @@ class SequenceWriter:
                  tracks: Sequence[str | Path] = (), transfer: str | None = None) -> None:
         if fmt not in FRAME_FORMATS:
             raise ValueError(f"picture format must be one of {', '.join(FRAME_FORMATS)}, got {fmt!r}")
-
         self.src, self.dst, self.info, self.fmt = Path(src), Path(dst), info, fmt
         depth = _depth(info.bit_depth)
         self.pix_fmt = "yuv444p" if depth == 8 else f"yuv444p{depth}le"
@@ -348,7 +347,6 @@ class SequenceWriter:
         self._origin = Fraction(info.start_time or 0).limit_denominator(1_000_000)
         self.first = self._base + (tags.frames_before(t0, self._origin, rate) if t0 else 0)
         self._last: tuple[int, av.VideoFrame] | None = None
-        self.held = 0  # pictures written again for frames the source lacks
         self._size = (info.width, info.height) if self._turns % 2 == 0 else (info.height, info.width)
         # PNG at zlib's default level: 88.7 ms an 854x480 photo, at level 3 32.1 ms for as many bytes
         # (scripts/bench_pieces.py --only pictures)
@@ -391,7 +389,6 @@ class SequenceWriter:
         if self._last is not None:
             for held in range(self._last[0] + 1, number):
                 self._submit(self._last[1], held)
-                self.held += 1
         self._submit(frame, number)
         self._last = (number, frame)
         self.frames_written += 1
