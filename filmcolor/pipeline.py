@@ -79,17 +79,29 @@ class RunResult:
 def default_output(src: str | Path, *, still: bool | None = None, codec: str = "h264") -> Path:
     """``<stem>.color<ext>`` beside the input; stills (and ``still=True``) get ``<stem>.color.png``.
     A video container that cannot hold the output (``codec`` video: ProRes in MP4, say) becomes
-    ``.mkv``, which holds every codec filmcolor writes."""
+    ``.mkv``, which holds every codec filmcolor writes; so does an AVI for H.264 (``avi_lag``)."""
     src = Path(src)
     if still is None:
         still = media.is_still_path(src)
     if still:
         suffix = STILL_OUTPUT_SUFFIX
-    elif src.suffix.lower() in KEEP_SUFFIXES and media.film_output_problem(src, codec) is None:
+    elif src.suffix.lower() in KEEP_SUFFIXES and media.film_output_problem(src, codec) is None \
+            and avi_lag(src, codec) is None:
         suffix = src.suffix
     else:
         suffix = ".mkv"
     return src.with_name(f"{src.stem}.color{suffix}")
+
+
+def avi_lag(dst: str | Path, codec: str) -> str | None:
+    """What is wrong with H.264 in an AVI file ``dst`` (None when nothing): AVI stores no timestamps,
+    and FFmpeg's reader, which mpv, ffplay and filmcolor itself use, gives H.264 there a frame of
+    decoding delay it does not have, so every picture shows a frame late against its sound (x264
+    with B-frames off read back 1, 2, 3... for frames 0, 1, 2...; MPEG-4 part 2 and FFV1 read right)."""
+    if Path(dst).suffix.lower() != ".avi" or codec != "h264":
+        return None
+    return ("H.264 in AVI plays a frame late against its sound in FFmpeg-based players (mpv, ffplay); "
+            ".mkv keeps them together")
 
 
 def default_frames_output(src: str | Path) -> Path:
@@ -568,6 +580,9 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         problem = stills.output_problem(dst) if still else media.film_output_problem(dst, config.codec)
         if problem:
             raise OutputError(dst, problem)
+        lag = None if still else avi_lag(dst, config.codec)
+        if lag and warn is not None:
+            warn(f"{dst}: {lag}")
     if colorizer is None:
         colorizer = Colorizer.from_config(config)
         if warn is not None:

@@ -680,3 +680,31 @@ def test_damaged_middle_fails_cleanly_or_warns(clip, tmp_path):
         for _ in media.decode(bad, warn=warnings.append):
             pass
     assert warnings and "damaged" in warnings[0]
+
+
+def test_an_avi_film_comes_back_as_mkv_by_default_since_ffmpeg_reads_h264_in_avi_a_frame_late(tmp_path, clip):
+    from filmcolor import pipeline
+
+    src = clip("a.avi", audio=("mp3",))
+    assert pipeline.default_output(src).name == "a.color.mkv"
+    assert pipeline.default_output(src, codec="ffv1").name == "a.color.avi"  # FFV1 in AVI reads right
+    # the lag itself: x264 (B-frames off) in AVI, frames 0, 1, 2 ... read back by FFmpeg as 1, 2, 3 ...
+    lagged = tmp_path / "x.avi"
+    with av.open(str(lagged), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt, vs.options = 64, 48, "yuv420p", {"bf": "0"}
+        for i in range(5):
+            f = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, 64, 48), format="rgb24").reformat(format="yuv420p")
+            f.pts = i
+            out.mux(vs.encode(f))
+        out.mux(vs.encode())
+    with av.open(str(lagged)) as c:
+        assert [f.pts for f in c.decode(video=0)][:3] == [1, 2, 3]
+    from filmcolor.config import RunConfig
+    from helpers import tiny_model
+
+    said: list[str] = []
+    config = RunConfig(model=str(tiny_model(tmp_path / "t.safetensors")), render_size=48)
+    pipeline.colorize_file(src, tmp_path / "out.avi", config, warn=said.append)
+    assert said == [f"{tmp_path / 'out.avi'}: H.264 in AVI plays a frame late against its sound in FFmpeg-based "
+                    "players (mpv, ffplay); .mkv keeps them together"]
