@@ -452,7 +452,9 @@ def to_video_levels(frame: av.VideoFrame, transfer: str) -> av.VideoFrame:
     else:
         video = color.scan_to_video_lut16(transfer)[frame.reformat(format="rgb48le").to_ndarray()]
     out = av.VideoFrame.from_ndarray(np.ascontiguousarray(video), format="rgb48le")
-    out.pts, out.time_base = frame.pts, frame.time_base
+    out.pts = frame.pts
+    if frame.time_base is not None:
+        out.time_base = frame.time_base
     return out
 
 
