@@ -199,6 +199,7 @@ def scan_header(path: str | Path) -> ScanHeader:
 
 # --- writing: a coloured film as numbered pictures (for grading, conform, a DI pipeline) ----------
 _FRAME_EXT = {"dpx": ".dpx", "tiff": ".tif", "png": ".png"}
+_FRAME_FORMAT_OF = {".dpx": "dpx", ".tif": "tiff", ".tiff": "tiff", ".png": "png"}
 # the RGB layout each picture format is written in, by the source's bit depth (8, 10, 12, 16)
 _FRAME_PIX_FMT = {
     "dpx": {8: "rgb24", 10: "gbrp10le", 12: "gbrp12le", 16: "rgb48le"},
@@ -216,13 +217,15 @@ def _depth(bit_depth: int) -> int:
 
 def frame_names(src: str | Path, fmt: str) -> tuple[str, int]:
     """The image2 pattern and first number of the pictures a ``SequenceWriter`` writes for ``src``:
-    a sequence keeps its own names and numbers (in ``fmt``'s extension), a film file becomes
-    ``<stem>.0000001.<ext>`` on."""
+    a sequence keeps its own names and numbers (and its extension's spelling, when it is ``fmt``'s),
+    a film file becomes ``<stem>.0000001.<ext>`` on."""
     src, ext = Path(src), _FRAME_EXT[fmt]
     if src.is_dir():
         seq = sequence_in(src)
-        pattern = seq.pattern
-        return pattern[: len(pattern) - len(Path(seq.files[0]).suffix)] + ext, seq.first
+        pattern, own = seq.pattern, Path(seq.files[0]).suffix
+        if _FRAME_FORMAT_OF.get(own.lower()) == fmt:  # the scans' own spelling: .DPX, .tiff
+            ext = own.replace("%", "%%")
+        return pattern[: len(pattern) - len(own.replace("%", "%%"))] + ext, seq.first
     return src.stem.replace("%", "%%") + ".%07d" + ext, 1
 
 

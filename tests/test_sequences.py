@@ -521,3 +521,14 @@ def test_an_interlaced_films_dpx_pictures_say_they_hold_two_fields(tmp_path):
     assert r.exit_code == 0, r.output
     head = (tmp_path / "tape.color" / "tape.0000002.dpx").read_bytes()[:2048]
     assert head[1928] == 1 and struct.unpack_from("<I", head, 1712)[0] == 2  # 2:1 interlace; frame 2
+
+
+def test_picture_names_keep_the_scans_own_spelling():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        upper = _scans(Path(tmp) / "a", [f"R1_{n:04d}.TIFF" for n in range(3)], bits=8)
+        assert sequences.frame_names(upper, "tiff") == ("R1_%04d.TIFF", 0)
+        assert sequences.frame_names(upper, "png") == ("R1_%04d.png", 0)
+        assert sequences.frame_names(Path(tmp) / "film.mov", "dpx") == ("film.%07d.dpx", 1)
+        assert sequences.names_pattern("R1_%04d.TIFF").match("R1_0002.TIFF")
