@@ -90,7 +90,8 @@ fps_option = click.option(
 scan_transfer_option = click.option(
     "--scan-transfer", type=click.Choice(SCAN_TRANSFERS), default=None,
     help="Scans coded as log (Cineon/DPX printing density) or linear light (OpenEXR): shown at video levels "
-         "before colouring, so the film comes out as a video-level (sRGB-coded) film.")
+         "before colouring, so the film comes out as a video-level (sRGB-coded) film; DPX pictures out are "
+         "coded back into the scans' log or linear.")
 frames_as_option = click.option(
     "--frames-as", type=click.Choice(FRAME_FORMATS), default=None,
     help="Write each film as numbered pictures (an image sequence, for grading or a DI conform) into a folder "

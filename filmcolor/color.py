@@ -204,3 +204,24 @@ def scan_to_video(values: np.ndarray, transfer: str) -> np.ndarray:
 def scan_to_video_lut16(transfer: str) -> np.ndarray:
     """:func:`scan_to_video` as a table over 16-bit code values (uint16 in, uint16 out)."""
     return np.round(scan_to_video(np.arange(65536) / 65535.0, transfer) * 65535).astype(np.uint16)
+
+
+def video_to_scan(values: np.ndarray, transfer: str) -> np.ndarray:
+    """The inverse of :func:`scan_to_video`: sRGB-coded video levels in [0, 1] -> a scan's coding
+    (``"log"``: Cineon code values scaled to [0, 1] from 10 bits, between the reference black 95 and
+    white 685; ``"linear"``: linear light in [0, 1])."""
+    if transfer not in ("log", "linear"):
+        raise ValueError(f"transfer must be 'log' or 'linear', got {transfer!r}")
+    v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    lin = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    if transfer == "linear":
+        return lin
+    black = 10.0 ** ((CINEON_BLACK - CINEON_WHITE) / CINEON_CODES_PER_DECADE)
+    code = CINEON_WHITE + CINEON_CODES_PER_DECADE * np.log10(lin * (1.0 - black) + black)
+    return code / 1023.0
+
+
+@lru_cache(maxsize=2)
+def video_to_scan_lut16(transfer: str) -> np.ndarray:
+    """:func:`video_to_scan` as a table over 16-bit code values (uint16 in, uint16 out)."""
+    return np.round(video_to_scan(np.arange(65536) / 65535.0, transfer) * 65535).astype(np.uint16)

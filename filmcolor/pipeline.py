@@ -609,6 +609,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
 
 
 _TRC_LINEAR, _TRC_SRGB = 8, 13  # AVColorTransferCharacteristic: linear light (OpenEXR...), IEC 61966-2-1
+_TRANSFER_NAMES = {"log": "printing density (log)", "linear": "linear light"}  # as ScanHeader.transfer
 
 
 def as_decoded(info, config: RunConfig):
@@ -679,9 +680,13 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
         h, w = (info.height, info.width) if turns % 2 == 0 else (info.width, info.height)
         colorizer.plan_batch(*colorizer.render_shape(h, w))
     if frames_as:
-        kept = None if config.scan_transfer else stated_transfer(src, info)  # a log scan coloured as stored
+        # DPX pictures stay in the scans' coding (a DI pipeline's log comes back log): as stored, or
+        # shown at video levels for the network (--scan-transfer) and coded back; TIFF/PNG at video levels
+        recode = config.scan_transfer if frames_as == "dpx" else None
+        coding = _TRANSFER_NAMES[recode] if recode else None if config.scan_transfer else stated_transfer(src, info)
         writer_cm = sequences.SequenceWriter(src, tmp, info, frames_as, start=config.start, duration=config.duration,
-                                             warn=warn or media.default_warn, tracks=tracks, transfer=kept)
+                                             warn=warn or media.default_warn, tracks=tracks, transfer=coding,
+                                             recode=recode)
     else:
         writer_cm = media.VideoWriter(src, tmp, info, codec=config.codec, crf=config.crf, preset=config.preset,
                                       start=config.start, duration=config.duration, container_format=None, warn=warn,

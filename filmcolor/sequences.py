@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import av
 import numpy as np
 
-from . import carry, tags
+from . import carry, color, tags
 from .config import FRAME_FORMATS
 from .errors import InputError
 
@@ -329,13 +329,15 @@ class SequenceWriter:
     or 10/12-bit DPX, 16-bit TIFF/PNG/DPX above 8 bits), upright when the film is rotated, with the
     film's pixel aspect ratio.
     ``start`` numbers an excerpt's pictures by their place in the film. ``transfer`` (a
-    ``ScanHeader.transfer`` name) is the log or linear coding the pictures keep, stated in each
-    DPX header so a grading tool reads them right.
+    ``ScanHeader.transfer`` name) is the log or linear coding the pictures are in, stated in each
+    DPX header so a grading tool reads them right; ``recode`` (``"log"``, ``"linear"``) codes
+    frames that arrive at video levels back into it (``color.video_to_scan``).
     """
 
     def __init__(self, src: str | Path, dst: str | Path, info, fmt: str, *, start: float | None = None,
                  duration: float | None = None, warn: Callable[[str], None],
-                 tracks: Sequence[str | Path] = (), transfer: str | None = None) -> None:
+                 tracks: Sequence[str | Path] = (), transfer: str | None = None,
+                 recode: str | None = None) -> None:
         if fmt not in FRAME_FORMATS:
             raise ValueError(f"picture format must be one of {', '.join(FRAME_FORMATS)}, got {fmt!r}")
         self.src, self.dst, self.info, self.fmt = Path(src), Path(dst), info, fmt
@@ -368,6 +370,8 @@ class SequenceWriter:
         # a DPX picture states the film's rate and its own timecode, as a scanner's do (conform reads them)
         self._timecode = info.timecode if fmt == "dpx" else None
         self._transfer = dpx_transfer_code(transfer)  # what log/linear coding the pictures keep
+        # frames shown at video levels for the network, coded back to the scans' log or linear
+        self._recode = color.video_to_scan_lut16(recode) if recode else None
         # non-square pixels (an anamorphic scan): each format states the aspect (DPX header, TIFF
         # resolution, PNG pHYs); turned a quarter, the picture's aspect turns too
         sar = info.sample_aspect_ratio
@@ -421,10 +425,15 @@ class SequenceWriter:
         space = "itu709" if frame.colorspace == 1 else "itu601"
         rgb = frame.reformat(format=self._rgb, src_colorspace=space, dst_colorspace=space,
                              src_color_range=frame.color_range or _RANGE_TV, dst_color_range=_RANGE_PC)
-        if self._turns:  # a picture file has no rotation flag: turn the pixels upright
-            packed = "rgb24" if self._rgb == "rgb24" else "rgb48le"
-            upright = np.ascontiguousarray(np.rot90(rgb.reformat(format=packed).to_ndarray(), self._turns))
-            rgb = av.VideoFrame.from_ndarray(upright, format=packed).reformat(format=self._rgb)
+        if self._turns or self._recode is not None:  # turned upright (no rotation flag in a picture file),
+            packed = "rgb24" if self._rgb == "rgb24" else "rgb48le"  # coded back to log or linear
+            pixels = rgb.reformat(format=packed).to_ndarray()
+            if self._turns:
+                pixels = np.rot90(pixels, self._turns)
+            if self._recode is not None:
+                pixels = self._recode[pixels] if packed == "rgb48le" else \
+                    (self._recode[pixels.astype(np.uint16) * 257] >> 8).astype(np.uint8)
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=packed).reformat(format=self._rgb)
         rgb.pts, rgb.time_base = number, self._tb
         data = b"".join(bytes(packet) for packet in self._encoder().encode(rgb))
         if self.fmt == "dpx":

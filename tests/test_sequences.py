@@ -497,16 +497,32 @@ def test_scan_to_video_maps_the_cineon_references_and_linear_light():
     assert lut.dtype == np.uint16 and lut.shape == (65536,) and np.all(np.diff(lut.astype(int)) >= 0)
 
 
-def test_log_scans_coloured_as_stored_still_say_log_in_their_dpx_headers(tmp_path):
+def test_log_scans_come_back_as_log_dpx_and_as_video_level_tiff(tmp_path):
+    from filmcolor import color
     from helpers import tiny_model
 
     reel = _dpx_reel(tmp_path / "reel1", 3, fps=24.0, transfer=1)  # printing density
-    args = ("--frames-as", "dpx", "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
-    assert _cli(reel, "-o", tmp_path / "stored", *args).exit_code == 0
+    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    assert _cli(reel, "--frames-as", "dpx", "-o", tmp_path / "stored", *args).exit_code == 0
     assert sequences.scan_header(tmp_path / "stored" / "reel.0086400.dpx").transfer == "printing density (log)"
-    assert _cli(reel, "-o", tmp_path / "video", "--scan-transfer", "log", *args).exit_code == 0
-    assert sequences.scan_header(tmp_path / "video" / "reel.0086400.dpx").transfer is None  # video levels now
-
+    # shown at video levels for the network, coded back to log for the DI pipeline the scans came from
+    assert _cli(reel, "--frames-as", "dpx", "--scan-transfer", "log", "-o", tmp_path / "dpx", *args).exit_code == 0
+    out = tmp_path / "dpx" / "reel.0086401.dpx"
+    assert sequences.scan_header(out).transfer == "printing density (log)"
+    y_in, _ = _luma601(reel / "reel.0086401.dpx")  # 10-bit codes
+    _, rgb = _luma601(out)
+    inside = (y_in >= 100) & (y_in <= 680)  # between the reference black and white: nothing clipped
+    # the film's own luminance where it is defined, at video levels: shown there, the coloured log
+    # picture has the grey scan's luma (log codes are per channel, so its log 'luma' moves with colour)
+    video_out = color.scan_to_video(rgb / 1023, "log") @ np.array([0.299, 0.587, 0.114])
+    video_in = color.scan_to_video(y_in / 1023, "log")
+    assert inside.mean() > 0.5 and np.abs(video_out - video_in)[inside].max() < 0.01
+    assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 2  # coloured
+    assert _cli(reel, "--frames-as", "tiff", "--scan-transfer", "log", "-o", tmp_path / "tif", *args).exit_code == 0
+    with av.open(str(tmp_path / "tif" / "reel.0086401.tif")) as c:  # TIFF: at video levels
+        tif = next(c.decode(video=0)).to_ndarray(format="rgb48le").astype(np.float64) / 65535
+    want = color.scan_to_video(y_in / 1023, "log")
+    assert np.abs(tif @ np.array([0.299, 0.587, 0.114]) - want)[inside].max() < 0.01
 
 def test_an_interlaced_films_dpx_pictures_say_they_hold_two_fields(tmp_path):
     from helpers import tiny_model
