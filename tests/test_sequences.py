@@ -495,6 +495,10 @@ def test_scan_to_video_maps_the_cineon_references_and_linear_light():
     assert color.scan_to_video(np.array([0.18]), "linear")[0] == pytest.approx(0.4614, abs=1e-3)
     lut = color.scan_to_video_lut16("log")
     assert lut.dtype == np.uint16 and lut.shape == (65536,) and np.all(np.diff(lut.astype(int)) >= 0)
+    codes = np.arange(95, 686) / 1023  # between the references the way back is exact
+    np.testing.assert_allclose(color.video_to_scan(color.scan_to_video(codes, "log"), "log"), codes, atol=1e-9)
+    back = color.video_to_scan_lut16("log")[lut[np.round(codes * 65535).astype(np.uint16)]]
+    assert np.abs(back / 65535 - codes).max() * 1023 < 0.05  # and through the 16-bit tables
 
 
 def test_log_scans_come_back_as_log_dpx_and_as_video_level_tiff(tmp_path):
