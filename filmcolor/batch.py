@@ -73,7 +73,8 @@ VIDEO_SUFFIXES = frozenset({
 # RunConfig fields that do not change the output pixels: they do not invalidate finished reels.
 # (``model`` is covered by the model file's own hash, so a name and a path to the same file match.)
 _SETTINGS_EXCLUDED = frozenset({"model", "device", "batch_size", "overwrite", "threads"})
-_NEUTRAL = {"saturation": 1.0, "sequence_fps": None, "frames_as": None, "scan_transfer": None}  # later fields: the value that leaves the output as before
+# fields added later: the value that leaves the output as it was before them
+_NEUTRAL = {"saturation": 1.0, "sequence_fps": None, "frames_as": None, "scan_transfer": None}
 _HEAD_TAIL = 1 << 20
 
 

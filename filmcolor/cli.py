@@ -367,10 +367,10 @@ _EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smoot
 @click.pass_context
 def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, max_frames: int | None,
           as_json: bool, preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
-    """Score the current settings on colour REFERENCE clips (or folders of numbered colour scans): each is
-    made B&W, coloured, and compared
-    with itself (PSNR, SSIM, CIEDE2000, colourfulness, CDC, warp error in RGB and in a/b alone; grey input
-    and reference beside; the grey input's a/b warp error is 0 by definition)."""
+    """Score the current settings on colour REFERENCE clips (or folders of numbered colour scans): each
+    is made B&W, coloured, and compared with itself (PSNR, SSIM, CIEDE2000, colourfulness, CDC, warp
+    error in RGB and in a/b alone; grey input and reference beside; the grey input's a/b warp error is
+    0 by definition)."""
     from .config import run_config_from_preset
     from .evaluate import evaluate, format_table, to_json  # imported here so `--help` stays fast
 

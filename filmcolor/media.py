@@ -42,6 +42,7 @@ from .color import matrix_for
 from .cpu import cpu_flags
 from .errors import InputError
 from .sequences import SEQUENCE_FPS, STILL_EXTENSIONS, ImageSequence, scan_header, sequence_in
+
 MAX_CONSECUTIVE_ERRORS = 25
 REORDER_DEPTH = 8  # frames held back to put decode-order timestamps in presentation order
 FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = 1, 2, 3, 4, 5  # FFmpeg's AVFieldOrder
