@@ -363,7 +363,7 @@ class SequenceWriter:
             {"compression_level": "3"} if fmt == "png" else {}
         # pictures are encoded and written by a few threads (FFmpeg's encoders release the GIL; one
         # thread of PNG or deflate TIFF was slower than the network), each with its own encoder
-        self._workers = min(4, os.cpu_count() or 1)
+        self._workers = min(8, os.cpu_count() or 1)  # 2*workers frames wait at most (a 4K one: ~50 MB)
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="filmcolor-pictures")
         self._local = threading.local()
         self._pending: deque[Future] = deque()
