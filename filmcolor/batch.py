@@ -190,6 +190,7 @@ def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264",
     numbered pictures (see ``sequences.image_sequence``) are one reel of kind ``"sequence"``, coloured
     as a film into ``<folder>.color.mkv``; its other files are taken one by one as usual. With
     ``frames_as`` films and sequences are written as folders of pictures (``output_name``)."""
+    from .pipeline import subtitle_sidecars
     from .sequences import image_sequence, sound_files
 
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
@@ -216,7 +217,9 @@ def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264",
                 continue
             dst = out_dir / rel.parent / output_name(src, kind, codec, frames_as)
             reels.append(Reel(src=src, rel=rel.as_posix(), dst=dst, kind=kind))
-    return _distinct_outputs(reels), ignored
+    # a film's subtitle sidecars (reel.srt, reel.fr.srt) go into its coloured copy: not ignored
+    taken = {p.relative_to(in_dir).as_posix() for r in reels if r.kind == "video" for p in subtitle_sidecars(r.src)}
+    return _distinct_outputs(reels), [rel for rel in ignored if rel not in taken]
 
 
 def _distinct_outputs(reels: list[Reel]) -> list[Reel]:

@@ -197,6 +197,11 @@ class Carried:
             elif s.type in ("audio", "subtitle"):
                 self._carry_stream(s, samples.get(s.index))
         self._covers = self._cover_art(pics, samples)
+        language = tags.language_in_name(self.src) if self._tracks_only else None
+        if language:  # reel.fr.srt: French, as players read a sidecar's name
+            for kind, target in self._map.values():
+                stream = target if kind == "copy" else target.stream if kind == "aac" else target[0]
+                stream.metadata.setdefault("language", language)
         self._mov_text_gaps = {
             i for i, (kind, _) in self._map.items()
             if kind == "copy" and self._in.streams[i].codec_context is not None

@@ -37,6 +37,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -44,7 +45,7 @@ import av
 import cv2
 import numpy as np
 
-from . import color, compose, media, sequences, stills, temporal
+from . import color, compose, media, sequences, stills, tags, temporal
 from .config import RunConfig
 from .errors import FilmcolorError, InputError, OutputError, ProcessingError
 from .inference import Colorizer, cpu_threads
@@ -129,6 +130,19 @@ def check_input(src: Path) -> None:
         raise InputError(src, "permission denied")
     if src.stat().st_size == 0:
         raise InputError(src, "empty file")
+
+
+SUBTITLE_SIDECARS = (".srt", ".ass", ".ssa", ".vtt")
+
+
+def subtitle_sidecars(src: Path) -> list[Path]:
+    """Subtitle files beside a film named after it, as players find them (``reel.srt``,
+    ``reel.en.srt``, ``reel.fr.ass``...), sorted: they go into the coloured film, whose own name no
+    player would pair with them."""
+    stem = src.stem
+    return sorted(p for p in src.parent.glob(f"{glob_escape(stem)}.*")
+                  if p.suffix.lower() in SUBTITLE_SIDECARS and p.is_file()
+                  and (p.stem == stem or (p.stem.startswith(stem + ".") and tags.language_in_name(p))))
 
 
 def check_track(track: Path) -> None:
@@ -565,7 +579,8 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
-        tracks = [Path(t) for t in tracks] + (sequences.sound_files(src) if src.is_dir() else [])
+        found = sequences.sound_files(src) if src.is_dir() else subtitle_sidecars(src)
+        tracks = list({p.resolve(): p for p in [Path(t) for t in tracks] + found}.values())  # each once
         for track in tracks:
             check_track(track)
     elif tracks:

@@ -156,3 +156,15 @@ def sound_lead(time_reference: str | None, sample_rate: int | None, timecode: st
     except ValueError:
         return None
     return Fraction(frames) / Fraction(fps).limit_denominator(1_000_000) - Fraction(samples, sample_rate)
+
+
+_LANGUAGE_PART = re.compile(r"^[a-z]{2,3}$")
+
+
+def language_in_name(path: Any) -> str | None:
+    """The language a sidecar file's name gives, as players read it: ``reel.fr.srt`` -> ``"fr"``,
+    ``reel.eng.wav`` -> ``"eng"``; None when the part before the extension is no 2-3 letter code."""
+    from pathlib import Path
+
+    parts = Path(path).name.split(".")
+    return parts[-2].lower() if len(parts) >= 3 and _LANGUAGE_PART.match(parts[-2].lower()) else None

@@ -248,12 +248,16 @@ def test_run_segments_colours_a_film_in_parts_from_the_command_line(tmp_path, ti
     assert r.exit_code == 2 and "already exists" in r.stderr  # the output rule of a plain run
     r = CliRunner().invoke(main, args + ["--frames-as", "png", "-o", str(tmp_path / "p")], catch_exceptions=False)
     assert r.exit_code == 2 and "not with --frames-as" in r.stderr
-    (tmp_path / "reel.srt").write_text("1\n00:00:00,100 --> 00:00:00,900\nA title card\n", encoding="utf-8")
-    r = CliRunner().invoke(main, args + ["--add-track", str(tmp_path / "reel.srt"), "-o", str(tmp_path / "t.mkv")],
+    (tmp_path / "cards.srt").write_text("1\n00:00:00,100 --> 00:00:00,900\nA title card\n", encoding="utf-8")
+    r = CliRunner().invoke(main, args + ["--add-track", str(tmp_path / "cards.srt"), "-o", str(tmp_path / "t.mkv")],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     with av.open(str(tmp_path / "t.mkv")) as c:  # the film's own sound, then the added subtitles
         assert [s.type for s in c.streams] == ["video", "audio", "subtitle"]
+    (tmp_path / "reel.en.srt").write_text("1\n00:00:00,100 --> 00:00:00,900\nA card\n", encoding="utf-8")
+    r = CliRunner().invoke(main, args + ["-o", str(tmp_path / "s.mkv")], catch_exceptions=False)
+    with av.open(str(tmp_path / "s.mkv")) as c:  # a sidecar named after the film goes in by itself
+        assert [(s.type, s.metadata.get("language")) for s in c.streams][-1] == ("subtitle", "en")
 
 
 def test_a_segmented_run_of_linear_footage_is_tagged_as_the_video_it_became(tmp_path, tiny_model):

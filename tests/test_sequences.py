@@ -552,3 +552,23 @@ def test_picture_names_keep_the_scans_own_spelling():
         assert sequences.frame_names(upper, "png") == ("R1_%04d.png", 0)
         assert sequences.frame_names(Path(tmp) / "film.mov", "dpx") == ("film.%07d.dpx", 1)
         assert sequences.names_pattern("R1_%04d.TIFF").match("R1_0002.TIFF")
+
+
+def test_a_films_subtitle_sidecars_go_into_its_coloured_copy(tmp_path):
+    from filmcolor.batch import discover
+    from helpers import tiny_model
+
+    film = synth.make_clip(tmp_path / "reel.mkv", frames=25, fps=25, color=False)
+    cue = "1\n00:00:00,100 --> 00:00:00,600\n{}\n"
+    (tmp_path / "reel.srt").write_text(cue.format("A title card"), encoding="utf-8")
+    (tmp_path / "reel.fr.srt").write_text(cue.format("Un carton"), encoding="utf-8")
+    (tmp_path / "reel.notes.srt").write_text(cue.format("not a language"), encoding="utf-8")
+    (tmp_path / "other.srt").write_text(cue.format("another film's"), encoding="utf-8")
+    assert _cli(film, "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48").exit_code == 0
+    with av.open(str(tmp_path / "reel.color.mkv")) as c:
+        subs = [s.metadata.get("language") for s in c.streams.subtitles]
+        texts = [bytes(p) for p in c.demux(subtitles=0) if p.size]
+    assert subs == ["fr", None] and b"Un carton" in texts[0]  # sorted by file name; the name's language
+    reels, ignored = discover(tmp_path, tmp_path / "out")
+    assert {"other.srt", "reel.notes.srt"} <= set(ignored)  # reel.srt and reel.fr.srt go with the film:
+    assert not {"reel.srt", "reel.fr.srt"} & set(ignored)  # not listed among the files left alone
