@@ -161,10 +161,23 @@ def sound_lead(time_reference: str | None, sample_rate: int | None, timecode: st
 _LANGUAGE_PART = re.compile(r"^[a-z]{2,3}$")
 
 
+# ISO 639-1 -> 639-2 (bibliographic, as FFmpeg's muxers take it): MP4 and MOV store only three-letter
+# codes and drop "en" without a word; the languages of the world's film archives, not all 184
+ISO639_2 = {"en": "eng", "fr": "fre", "de": "ger", "es": "spa", "it": "ita", "pt": "por", "nl": "dut",
+            "sv": "swe", "da": "dan", "no": "nor", "nb": "nob", "nn": "nno", "fi": "fin", "is": "ice",
+            "pl": "pol", "cs": "cze", "sk": "slo", "hu": "hun", "ro": "rum", "bg": "bul", "hr": "hrv",
+            "sr": "srp", "sl": "slv", "ru": "rus", "uk": "ukr", "el": "gre", "tr": "tur", "ar": "ara",
+            "he": "heb", "fa": "per", "hi": "hin", "bn": "ben", "ta": "tam", "zh": "chi", "ja": "jpn",
+            "ko": "kor", "th": "tha", "vi": "vie", "id": "ind", "ca": "cat", "eu": "baq", "gl": "glg",
+            "ga": "gle", "cy": "wel", "la": "lat", "et": "est", "lv": "lav", "lt": "lit"}
+
+
 def language_in_name(path: Any) -> str | None:
-    """The language a sidecar file's name gives, as players read it: ``reel.fr.srt`` -> ``"fr"``,
-    ``reel.eng.wav`` -> ``"eng"``; None when the part before the extension is no 2-3 letter code."""
+    """The language a sidecar file's name gives, as players read it, as a three-letter ISO 639-2
+    code: ``reel.fr.srt`` -> ``"fre"``, ``reel.eng.wav`` -> ``"eng"`` (an unknown two-letter code is
+    kept as it is); None when the part before the extension is no 2-3 letter code."""
     from pathlib import Path
 
     parts = Path(path).name.split(".")
-    return parts[-2].lower() if len(parts) >= 3 and _LANGUAGE_PART.match(parts[-2].lower()) else None
+    code = parts[-2].lower() if len(parts) >= 3 else ""
+    return ISO639_2.get(code, code) if _LANGUAGE_PART.match(code) else None

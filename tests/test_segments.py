@@ -257,7 +257,7 @@ def test_run_segments_colours_a_film_in_parts_from_the_command_line(tmp_path, ti
     (tmp_path / "reel.en.srt").write_text("1\n00:00:00,100 --> 00:00:00,900\nA card\n", encoding="utf-8")
     r = CliRunner().invoke(main, args + ["-o", str(tmp_path / "s.mkv")], catch_exceptions=False)
     with av.open(str(tmp_path / "s.mkv")) as c:  # a sidecar named after the film goes in by itself
-        assert [(s.type, s.metadata.get("language")) for s in c.streams][-1] == ("subtitle", "en")
+        assert [(s.type, s.metadata.get("language")) for s in c.streams][-1] == ("subtitle", "eng")
 
 
 def test_a_segmented_run_of_linear_footage_is_tagged_as_the_video_it_became(tmp_path, tiny_model):

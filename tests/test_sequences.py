@@ -568,7 +568,7 @@ def test_a_films_subtitle_sidecars_go_into_its_coloured_copy(tmp_path):
     with av.open(str(tmp_path / "reel.color.mkv")) as c:
         subs = [s.metadata.get("language") for s in c.streams.subtitles]
         texts = [bytes(p) for p in c.demux(subtitles=0) if p.size]
-    assert subs == ["fr", None] and b"Un carton" in texts[0]  # sorted by file name; the name's language
+    assert subs == ["fre", None] and b"Un carton" in texts[0]  # sorted by file name; the name's language
     reels, ignored = discover(tmp_path, tmp_path / "out")
     assert {"other.srt", "reel.notes.srt"} <= set(ignored)  # reel.srt and reel.fr.srt go with the film:
     assert not {"reel.srt", "reel.fr.srt"} & set(ignored)  # not listed among the files left alone

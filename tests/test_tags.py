@@ -93,3 +93,10 @@ def test_an_mxf_files_identity_stays_with_it_its_timecode_and_names_come_along()
     assert tags.carried_tags(mxf) == {"timecode": "10:00:00:00", "material_package_name": "Reel 4 of 9",
                                       "reel_name": "R4"}
     assert tags.carried_tags({"FILE_PACKAGE_UMID": "0x06", "TIMECODE": "10:00:00:00"}) == {"TIMECODE": "10:00:00:00"}
+
+
+def test_a_sidecars_name_gives_its_language_as_mp4_stores_it():
+    assert tags.language_in_name("reel.en.srt") == "eng"  # MP4 drops two-letter codes without a word
+    assert tags.language_in_name("reel.FR.srt") == "fre" and tags.language_in_name("reel.ger.wav") == "ger"
+    assert tags.language_in_name("reel.xx.srt") == "xx"  # unknown: kept as given
+    assert tags.language_in_name("reel.srt") is None and tags.language_in_name("reel.notes.srt") is None
