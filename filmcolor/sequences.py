@@ -340,7 +340,7 @@ class SequenceWriter:
                  recode: str | None = None) -> None:
         if fmt not in FRAME_FORMATS:
             raise ValueError(f"picture format must be one of {', '.join(FRAME_FORMATS)}, got {fmt!r}")
-        self.src, self.dst, self.info, self.fmt = Path(src), Path(dst), info, fmt
+        self.src, self.dst, self.info, self.fmt, self._warn = Path(src), Path(dst), info, fmt, warn
         depth = _depth(info.bit_depth)
         self.pix_fmt = "yuv444p" if depth == 8 else f"yuv444p{depth}le"
         self._rgb = _FRAME_PIX_FMT[fmt][depth]
@@ -356,7 +356,7 @@ class SequenceWriter:
         self._origin = Fraction(info.start_time or 0).limit_denominator(1_000_000)
         self.first = self._base + (tags.frames_before(t0, self._origin, rate) if t0 else 0)
         self._last: tuple[int, av.VideoFrame] | None = None
-        self._size = (info.width, info.height) if self._turns % 2 == 0 else (info.height, info.width)
+        self._size_in = (info.width, info.height)  # the size of the frames arriving now
         # PNG at zlib's default level: 88.7 ms an 854x480 photo, at level 3 32.1 ms for as many bytes
         # (scripts/bench_pieces.py --only pictures)
         self._options = {"compression_algo": "deflate"} if fmt == "tiff" else \
@@ -393,7 +393,14 @@ class SequenceWriter:
     def write(self, frame: av.VideoFrame) -> None:
         """One coloured frame -> the picture numbered by its time (written by a worker thread; an error
         there is raised by a later ``write`` or by ``close``). Numbers the source skips (a damaged
-        frame) get the previous picture again, as a player holds it in the film."""
+        frame) get the previous picture again, as a player holds it in the film. A frame of another
+        size than the film's (a rescanned frame) is written at its own size, with a ``warn``."""
+        size = (frame.width, frame.height)
+        if size != self._size_in:
+            if size != (self.info.width, self.info.height):
+                self._warn(f"{self.src}: a picture of {size[0]}x{size[1]} from {float(frame.pts * frame.time_base):.2f}"
+                           f" s on, the film {self.info.width}x{self.info.height}; written at its own size")
+            self._size_in = size
         number = self.first if self._last is None else self._last[0] + 1
         if frame.pts is not None and frame.time_base is not None:
             number = max(number, self._base + round((frame.pts * frame.time_base - self._origin) * self._rate))
@@ -410,11 +417,13 @@ class SequenceWriter:
         while len(self._pending) > 2 * self._workers or (self._pending and self._pending[0].done()):
             self._pending.popleft().result()
 
-    def _encoder(self):
-        cc = getattr(self._local, "encoder", None)
+    def _encoder(self, size: tuple[int, int]):
+        """This worker's encoder for pictures of ``size`` (width, height)."""
+        encoders = self._local.__dict__.setdefault("encoders", {})
+        cc = encoders.get(size)
         if cc is None:
-            cc = self._local.encoder = av.CodecContext.create(self.fmt, "w")
-            cc.width, cc.height = self._size
+            cc = encoders[size] = av.CodecContext.create(self.fmt, "w")
+            cc.width, cc.height = size
             cc.pix_fmt, cc.time_base, cc.options = self._rgb, self._tb, dict(self._options)
             if self._sar:
                 cc.sample_aspect_ratio = self._sar
@@ -435,7 +444,7 @@ class SequenceWriter:
                     (self._recode[pixels.astype(np.uint16) * 257] >> 8).astype(np.uint8)
             rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=packed).reformat(format=self._rgb)
         rgb.pts, rgb.time_base = number, self._tb
-        data = b"".join(bytes(packet) for packet in self._encoder().encode(rgb))
+        data = b"".join(bytes(packet) for packet in self._encoder((rgb.width, rgb.height)).encode(rgb))
         if self.fmt == "dpx":
             data = _dpx_with_film_headers(data, self._rate, timecode, self._transfer, number, self.info.interlaced)
         with open(self.dst / (self.pattern % number), "wb") as f:

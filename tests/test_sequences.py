@@ -572,3 +572,23 @@ def test_a_films_subtitle_sidecars_go_into_its_coloured_copy(tmp_path):
     reels, ignored = discover(tmp_path, tmp_path / "out")
     assert {"other.srt", "reel.notes.srt"} <= set(ignored)  # reel.srt and reel.fr.srt go with the film:
     assert not {"reel.srt", "reel.fr.srt"} & set(ignored)  # not listed among the files left alone
+
+
+def test_a_rescanned_frame_of_another_size_is_written_at_its_own_size(tmp_path):
+    import cv2
+
+    from helpers import tiny_model
+
+    reel = tmp_path / "reel"
+    reel.mkdir()
+    for i in range(5):
+        w, h = (80, 60) if i == 2 else (64, 48)  # frame 2 rescanned at a higher resolution
+        cv2.imwrite(str(reel / f"m{i:03d}.png"), synth.synthetic_frame(i, w, h, color=False))
+    r = _cli(reel, "--frames-as", "png", "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    assert r.exit_code == 0 and r.stderr.count("written at its own size") == 1, r.output
+    shapes = [cv2.imread(str(tmp_path / "reel.color" / f"m{i:03d}.png")).shape for i in range(5)]
+    assert shapes == [(48, 64, 3)] * 2 + [(60, 80, 3)] + [(48, 64, 3)] * 2
+    big = cv2.imread(str(tmp_path / "reel.color" / "m002.png")).astype(int)
+    grey = cv2.imread(str(reel / "m002.png"), cv2.IMREAD_GRAYSCALE).astype(int)
+    assert np.abs(big[..., 0] - big[..., 2]).mean() > 2  # coloured, and the scan's own picture:
+    assert np.abs(cv2.cvtColor(big.astype(np.uint8), cv2.COLOR_BGR2GRAY).astype(int) - grey).mean() < 3
