@@ -145,6 +145,22 @@ def subtitle_sidecars(src: Path) -> list[Path]:
                   and (p.stem == stem or (p.stem.startswith(stem + ".") and tags.language_in_name(p))))
 
 
+def usable_companions(src: Path, warn: Warn | None) -> list[Path]:
+    """The files that go with ``src`` by themselves - the sound files inside a folder of scans, the
+    subtitle sidecars of a film - that FFmpeg can read; one that it cannot is named in a ``warn``
+    and left out (the film is coloured without it, not refused for it)."""
+    usable = []
+    for track in sequences.sound_files(src) if src.is_dir() else subtitle_sidecars(src):
+        try:
+            check_track(track)
+        except InputError as exc:
+            if warn is not None:
+                warn(f"{exc}; left out of the coloured film")
+            continue
+        usable.append(track)
+    return usable
+
+
 def check_track(track: Path) -> None:
     """An added sound or subtitle file must exist and hold a sound or subtitle stream."""
     if not track.is_file():
@@ -579,10 +595,10 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
-        found = sequences.sound_files(src) if src.is_dir() else subtitle_sidecars(src)
-        tracks = list({p.resolve(): p for p in [Path(t) for t in tracks] + found}.values())  # each once
+        tracks = [Path(t) for t in tracks]
         for track in tracks:
             check_track(track)
+        tracks = list({p.resolve(): p for p in tracks + usable_companions(src, warn)}.values())  # each once
     elif tracks:
         raise OutputError(src, "is a photo; a photo takes no sound or subtitle track")
     if frames_as is not None:

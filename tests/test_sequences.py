@@ -569,6 +569,11 @@ def test_a_films_subtitle_sidecars_go_into_its_coloured_copy(tmp_path):
         subs = [s.metadata.get("language") for s in c.streams.subtitles]
         texts = [bytes(p) for p in c.demux(subtitles=0) if p.size]
     assert subs == ["fre", None] and b"Un carton" in texts[0]  # sorted by file name; the name's language
+    (tmp_path / "reel.de.srt").write_bytes(b"\x00\x01 not subtitles")  # a broken sidecar: named, left out
+    r = _cli(film, "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48", "-o", tmp_path / "b.mkv")
+    assert r.exit_code == 0 and "reel.de.srt: not a sound or subtitle file" in " ".join(r.stderr.split())
+    with av.open(str(tmp_path / "b.mkv")) as c:
+        assert len(c.streams.subtitles) == 2
     reels, ignored = discover(tmp_path, tmp_path / "out")
     assert {"other.srt", "reel.notes.srt"} <= set(ignored)  # reel.srt and reel.fr.srt go with the film:
     assert not {"reel.srt", "reel.fr.srt"} & set(ignored)  # not listed among the files left alone
