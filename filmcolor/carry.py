@@ -23,6 +23,8 @@ subtitle streams of an added file (a scanned optical track, an .srt), none of it
 from __future__ import annotations
 
 import io
+import math
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -147,6 +149,36 @@ def _first_packets(path: Path, streams) -> dict[int, object]:
         except av.error.FFmpegError:
             pass
     return found
+
+
+_PCM = re.compile(r"^pcm_(?:[suf](\d+)(?:le|be)?|alaw|mulaw)$")
+
+
+def _pcm_frame_bytes(stream) -> int | None:
+    """Bytes per sample frame of an interleaved PCM stream (its packets can be cut at any sample),
+    else None."""
+    cc = stream.codec_context
+    m = _PCM.match(cc.name if cc is not None else "")
+    if m is None or not cc.channels:
+        return None
+    return (int(m[1]) // 8 if m[1] else 1) * cc.channels
+
+
+def _pcm_cut(packet, frame_bytes: int, *, skip: Fraction | None = None, keep: Fraction | None = None):
+    """A PCM ``packet`` without its first ``skip`` seconds, or with only its first ``keep``; same
+    stream, timestamps moved with the samples."""
+    rate = packet.stream.codec_context.sample_rate
+    data = bytes(packet)
+    samples = len(data) // frame_bytes
+    first = min(samples, math.ceil(skip * rate)) if skip else 0
+    last = min(samples, math.ceil(keep * rate)) if keep is not None else samples
+    cut = av.Packet(data[first * frame_bytes:last * frame_bytes])
+    shift = round(Fraction(first, rate) / packet.time_base)
+    cut.stream, cut.time_base = packet.stream, packet.time_base
+    cut.pts = None if packet.pts is None else packet.pts + shift
+    cut.dts = None if packet.dts is None else packet.dts + shift
+    cut.duration = round(Fraction(last - first, rate) / packet.time_base)
+    return cut
 
 
 MAX_SOUND_LEAD = 600  # s: a BWF time reference further than this from the picture's timecode is ignored
@@ -324,21 +356,30 @@ class Carried:
         return out
 
     def _side_packets(self, streams):
-        """In-range packets of the copied streams, in file order, as (packet, time in seconds)."""
+        """In-range packets of the copied streams, in file order, as (packet, time in seconds). A PCM
+        packet across an edge of the stretch is cut at the sample (``_pcm_cut``), so an excerpt's
+        sound starts and ends with its picture; other codecs go packet by packet."""
         done: set[int] = set()
+        pcm = {s.index: _pcm_frame_bytes(s) for s in streams if self._map[s.index][0] == "copy"}
         try:
             for packet in self._in.demux(streams):
                 ts = packet.pts if packet.pts is not None else packet.dts
                 if ts is None:
                     continue
-                t = ts * packet.time_base
-                if self._start is not None and t < self._t0 - packet.time_base / 2:
-                    continue
-                if self._t1 is not None and t >= self._t1 - packet.time_base / 2:
+                tb = packet.time_base
+                t = ts * tb
+                step = pcm.get(packet.stream.index)
+                if self._start is not None and t < self._t0 - tb / 2:
+                    if not step or not packet.duration or (ts + packet.duration) * tb <= self._t0:
+                        continue
+                    packet, t = _pcm_cut(packet, step, skip=self._t0 - t), self._t0
+                if self._t1 is not None and t >= self._t1 - tb / 2:
                     done.add(packet.stream.index)
                     if len(done) == len(streams):
                         return
                     continue
+                if step and self._t1 is not None and packet.duration and t + packet.duration * tb > self._t1:
+                    packet = _pcm_cut(packet, step, keep=self._t1 - t)
                 yield packet, t - self._t0
         except av.error.FFmpegError as e:
             self._warn(f"{self.src}: audio/subtitle data unreadable after this point ({e}); stopped copying")

@@ -597,3 +597,27 @@ def test_a_rescanned_frame_of_another_size_is_written_at_its_own_size(tmp_path):
     grey = cv2.imread(str(reel / "m002.png"), cv2.IMREAD_GRAYSCALE).astype(int)
     assert np.abs(big[..., 0] - big[..., 2]).mean() > 2  # coloured, and the scan's own picture:
     assert np.abs(cv2.cvtColor(big.astype(np.uint8), cv2.COLOR_BGR2GRAY).astype(int) - grey).mean() < 3
+
+
+def test_an_excerpts_pcm_sound_is_cut_at_the_sample(tmp_path):
+    import wave
+
+    from helpers import tiny_model
+
+    reel = _dpx_reel(tmp_path / "reel1", 24, fps=24.0)  # one second
+    ramp = (np.arange(48000) % 30000).astype("<i2")  # every sample tells where it was
+    with wave.open(str(reel / "reel1.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(ramp.tobytes())
+    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    r = _cli(reel, "--start", "0.25", "--duration", "0.5", "-o", tmp_path / "cut.mkv", *args)
+    assert r.exit_code == 0 and "12 frames" in r.stderr, r.output
+    with av.open(str(tmp_path / "cut.mkv")) as c:
+        packets = [p for p in c.demux(audio=0) if p.size]
+        got = np.frombuffer(b"".join(bytes(p) for p in packets), "<i2")
+        first = float(packets[0].pts * packets[0].time_base)
+    # FFmpeg's WAV reader hands out 4096-sample packets (85 ms): without the cut the excerpt's sound
+    # started up to 85 ms late and ran up to 85 ms long
+    assert first == 0 and np.array_equal(got, ramp[12000:36000])
