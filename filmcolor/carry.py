@@ -360,7 +360,7 @@ class Carried:
         packet across an edge of the stretch is cut at the sample (``_pcm_cut``), so an excerpt's
         sound starts and ends with its picture; other codecs go packet by packet."""
         done: set[int] = set()
-        pcm = {s.index: _pcm_frame_bytes(s) for s in streams if self._map[s.index][0] == "copy"}
+        pcm = {s.index: _pcm_frame_bytes(s) for s in streams}  # copied, or decoded for AAC: cut the same
         try:
             for packet in self._in.demux(streams):
                 ts = packet.pts if packet.pts is not None else packet.dts
