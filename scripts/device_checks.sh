@@ -52,7 +52,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
   echo "$name: exit $? in $((SECONDS - t0)) s"
 }
 
-step cuda-tests "$box" "$py" -m pytest -q -m cuda -p no:cacheprovider tests/test_pipeline.py tests/test_speed_paths.py
+step cuda-tests "$box" "$py" -m pytest -q -m cuda -p no:cacheprovider tests/test_pipeline.py tests/test_speed_paths.py \
+    tests/test_sequences.py
 step bench-gpu "$box" "$py" scripts/bench.py samples/steamboat_willie_1928.mp4 --synthetic --device "$device" \
     --frames "$frames" $profile --no-baseline --smooth-off --per-thread --json "$out/bench-gpu.json"
 step train-gpu "$box" "$py" scripts/bench_train.py --device "$device" --crop "$crop" --batch "$batch" \

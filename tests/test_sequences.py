@@ -621,3 +621,25 @@ def test_an_excerpts_pcm_sound_is_cut_at_the_sample(tmp_path):
     # FFmpeg's WAV reader hands out 4096-sample packets (85 ms): without the cut the excerpt's sound
     # started up to 85 ms late and ran up to 85 ms long
     assert first == 0 and np.array_equal(got, ramp[12000:36000])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_log_dpx_pictures_out_on_the_gpu_match_the_cpu(tmp_path):
+    """The GPU composes chroma on the device (16-bit 4:4:4 here); the pictures must match the CPU's."""
+    from filmcolor import pipeline
+    from filmcolor.config import RunConfig
+    from helpers import tiny_model
+
+    reel = _dpx_reel(tmp_path / "reel1", 6, fps=24.0, timecode=0x01000000, transfer=1)
+    model = str(tiny_model(tmp_path / "t.safetensors"))
+    for device in ("cpu", "cuda"):
+        config = RunConfig(model=model, device=device, precision="fp32", render_size=48, scan_transfer="log",
+                           frames_as="dpx")
+        assert pipeline.colorize_file(reel, tmp_path / device, config).frames == 6
+    for name in sorted(p.name for p in reel.iterdir()):
+        with av.open(str(tmp_path / "cpu" / name)) as c1, av.open(str(tmp_path / "cuda" / name)) as c2:
+            x = next(c1.decode(video=0)).to_ndarray(format="rgb48le").astype(int)
+            y = next(c2.decode(video=0)).to_ndarray(format="rgb48le").astype(int)
+        assert np.abs(x - y).max() <= 4 * 64  # within 4 ten-bit codes (resampling rounding)
+        assert sequences.scan_header(tmp_path / "cuda" / name).transfer == "printing density (log)"
