@@ -286,8 +286,6 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
             dst = output or pipeline.default_output(input, still=is_still_path(input), codec=config.codec)
             pipeline.check_output(input, dst, config.overwrite)
             with progress_bar(console, input.name, quiet) as progress:
-                for track in tracks:
-                    pipeline.check_track(track)
                 result = colorize_segmented(input, dst, config, segments=segments, warn=warn, progress=progress,
                                             tracks=tracks)
         else:

@@ -145,6 +145,15 @@ def subtitle_sidecars(src: Path) -> list[Path]:
                   and (p.stem == stem or (p.stem.startswith(stem + ".") and tags.language_in_name(p))))
 
 
+def film_tracks(src: Path, tracks: Sequence[str | Path], warn: Warn | None) -> list[Path]:
+    """The sound and subtitle files a film gets besides its own streams, each once: ``tracks`` (the
+    user's ``--add-track``: each must be readable, ``check_track``), then ``usable_companions``."""
+    named = [Path(t) for t in tracks]
+    for track in named:
+        check_track(track)
+    return list({p.resolve(): p for p in named + usable_companions(src, warn)}.values())
+
+
 def usable_companions(src: Path, warn: Warn | None) -> list[Path]:
     """The files that go with ``src`` by themselves - the sound files inside a folder of scans, the
     subtitle sidecars of a film - that FFmpeg can read; one that it cannot is named in a ``warn``
@@ -182,6 +191,16 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _check_parent(dst: Path) -> Path:
+    """The folder ``dst`` goes into, which must exist and be writable."""
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(dst, f"folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(dst, f"folder {parent} is not writable")
+    return parent
+
+
 def check_output(src: Path, dst: Path, overwrite: bool) -> None:
     """Refuse to write over the input (always), over an existing file (unless ``overwrite``), into a
     missing or read-only folder, or onto a directory."""
@@ -189,11 +208,7 @@ def check_output(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputError(dst, "is the input file; filmcolor never writes over its input")
     if dst.is_dir():
         raise OutputError(dst, "is a directory; give a file name with -o")
-    parent = dst.parent if str(dst.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(dst, f"folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(dst, f"folder {parent} is not writable")
+    _check_parent(dst)
     if dst.exists() and not overwrite:
         raise OutputError(dst, "already exists (use --overwrite to replace it)")
 
@@ -204,11 +219,7 @@ def check_frames_output(src: Path, dst: Path, overwrite: bool, fmt: str) -> None
     file filmcolor writes there (a folder of anything else is never replaced)."""
     if _same_file(src, dst) or (src.is_dir() and dst.resolve().is_relative_to(src.resolve())):
         raise OutputError(dst, "is the input folder; filmcolor never writes into its input")
-    parent = dst.parent if str(dst.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(dst, f"folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(dst, f"folder {parent} is not writable")
+    _check_parent(dst)
     if not dst.exists():
         return
     if not dst.is_dir():
@@ -236,7 +247,7 @@ def check_room_for_pictures(dst: Path, info, config: RunConfig, warn: Warn | Non
     turned = quarter_turns(info.rotation) % 2
     w, h = (info.height, info.width) if turned else (info.width, info.height)
     need = total * sequences.picture_bytes(config.frames_as, w, h, info.bit_depth)
-    parent = dst.parent if str(dst.parent) else Path(".")
+    parent = _check_parent(dst)
     free = shutil.disk_usage(parent).free
     if need <= free:
         return
@@ -590,15 +601,13 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     if not still:
         info = media.probe(src, config.sequence_fps)
         still = bool(info.is_still)
-        _warn_transfer(src, info, config.scan_transfer, warn)
+        stated = stated_transfer(src, info)
+        _warn_transfer(src, stated, config.scan_transfer, warn)
         info = as_decoded(info, config)
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
-        tracks = [Path(t) for t in tracks]
-        for track in tracks:
-            check_track(track)
-        tracks = list({p.resolve(): p for p in tracks + usable_companions(src, warn)}.values())  # each once
+        tracks = film_tracks(src, tracks, warn)
     elif tracks:
         raise OutputError(src, "is a photo; a photo takes no sound or subtitle track")
     if frames_as is not None:
@@ -628,7 +637,8 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
                 if progress is not None:
                     progress(1, 1)
             else:
-                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined, tracks)
+                frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined, tracks,
+                                         stated)
     except FilmcolorError as exc:
         if exc.path is None:  # e.g. out of memory at batch 1: say which film
             raise type(exc)(src, exc.cause) from exc
@@ -640,7 +650,6 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
 
 
 _TRC_LINEAR, _TRC_SRGB = 8, 13  # AVColorTransferCharacteristic: linear light (OpenEXR...), IEC 61966-2-1
-_TRANSFER_NAMES = {"log": "printing density (log)", "linear": "linear light"}  # as ScanHeader.transfer
 
 
 def as_decoded(info, config: RunConfig):
@@ -659,19 +668,18 @@ def stated_transfer(src: Path, info) -> str | None:
     if src.is_dir():
         transfer = sequences.scan_header(src / sequences.sequence_in(src).files[0]).transfer
     if transfer is None and info.color_trc == _TRC_LINEAR:
-        transfer = "linear light"
+        transfer = sequences.TRANSFER_NAMES["linear"]
     return transfer
 
 
-def _warn_transfer(src: Path, info, asked: str | None, warn: Warn | None) -> None:
-    """Say when a film's pictures are log-coded or linear light (a DPX/Cineon header or the decoder
-    says so, as for OpenEXR) and ``--scan-transfer`` does not convert them: they would be coloured as
+def _warn_transfer(src: Path, transfer: str | None, asked: str | None, warn: Warn | None) -> None:
+    """Say when a film's pictures are log-coded or linear light (``transfer``, see
+    ``stated_transfer``) and ``--scan-transfer`` does not convert them: they would be coloured as
     stored, but the network learnt colour from video-level pictures. Also say when ``asked`` differs
     from what the pictures state."""
-    transfer = stated_transfer(src, info)
     if warn is None or not transfer and not asked:
         return
-    stated = "linear" if transfer == "linear light" else "log" if transfer else None
+    stated = sequences.transfer_kind(transfer)
     if asked is None:
         warn(f"{src}: the pictures are coded as {transfer}, not video levels, and are coloured as stored (the "
              f"colour comes out weak); --scan-transfer {stated} shows them at video levels first")
@@ -698,7 +706,7 @@ def _compose_frame(item: temporal.FrameItem, pix_fmt: str, turns: int, colorizer
 
 def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Colorizer,
                     progress: Progress | None, warn: Warn | None, pipelined: bool = True,
-                    tracks: Sequence[Path] = ()) -> int:
+                    tracks: Sequence[Path] = (), stated: str | None = None) -> int:
     total = expected_frames(info, config)
     turns = quarter_turns(info.rotation)
     frames_as = config.frames_as
@@ -714,7 +722,7 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
         # DPX pictures stay in the scans' coding (a DI pipeline's log comes back log): as stored, or
         # shown at video levels for the network (--scan-transfer) and coded back; TIFF/PNG at video levels
         recode = config.scan_transfer if frames_as == "dpx" else None
-        coding = _TRANSFER_NAMES[recode] if recode else None if config.scan_transfer else stated_transfer(src, info)
+        coding = sequences.TRANSFER_NAMES[recode] if recode else None if config.scan_transfer else stated
         writer_cm = sequences.SequenceWriter(src, tmp, info, frames_as, start=config.start, duration=config.duration,
                                              warn=warn or media.default_warn, tracks=tracks, transfer=coding,
                                              recode=recode)

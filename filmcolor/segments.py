@@ -287,9 +287,9 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
 
         return colorize_file(src, dst, config, colorizer=build_colorizer(config), warn=warn, tracks=tracks)
 
-    from .pipeline import usable_companions
+    from .pipeline import film_tracks
 
-    tracks = list({p.resolve(): p for p in [Path(t) for t in tracks] + usable_companions(src, warn)}.values())
+    tracks = film_tracks(src, tracks, warn)
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = work_folder(src, dst, config, plan)
     for old in dst.parent.glob(f".{glob_escape(dst.name)}.segwork-*"):  # other inputs or settings: no use

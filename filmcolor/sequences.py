@@ -127,6 +127,13 @@ _DPX_MAGIC = {b"SDPX": ">", b"XPDS": "<"}
 _CINEON_MAGIC = (b"\x80\x2a\x5f\xd7", b"\xd7\x5f\x2a\x80")
 # DPX image element 1's transfer characteristic (byte 801): the values that are not video levels
 _DPX_TRANSFERS = {1: "printing density (log)", 2: "linear light", 3: "logarithmic"}
+# --scan-transfer's two codings <-> the names above (a logarithmic scan is read as Cineon log too)
+TRANSFER_NAMES = {"log": _DPX_TRANSFERS[1], "linear": _DPX_TRANSFERS[2]}
+
+
+def transfer_kind(name: str | None) -> str | None:
+    """``"log"`` or ``"linear"`` for a ``ScanHeader.transfer`` name, None for video levels or unsaid."""
+    return None if name is None else "linear" if name == TRANSFER_NAMES["linear"] else "log"
 _DPX_FILM_FPS, _DPX_TIMECODE, _DPX_TV_FPS = 1724, 1920, 1940  # film and television header fields
 _DPX_FRAME_POSITION, _DPX_INTERLACE = 1712, 1928
 
