@@ -176,12 +176,12 @@ def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str = "bt601
 # Kodak's Cineon conversion (the DPX "printing density" coding of film scanners): 10-bit code 685 is
 # diffuse white and 95 black, 0.002 density a code, negative gamma 0.6
 CINEON_WHITE, CINEON_BLACK, CINEON_CODES_PER_DECADE = 685, 95, 0.6 / 0.002
+CINEON_BLACK_LIGHT = 10.0 ** ((CINEON_BLACK - CINEON_WHITE) / CINEON_CODES_PER_DECADE)  # relative to white
 def cineon_to_linear(code: np.ndarray) -> np.ndarray:
     """10-bit Cineon/DPX printing-density code values (float) -> linear light, 0 at the reference
     black and 1 at the reference white (brighter film highlights above 1)."""
-    black = 10.0 ** ((CINEON_BLACK - CINEON_WHITE) / CINEON_CODES_PER_DECADE)
     lin = 10.0 ** ((np.asarray(code, dtype=np.float64) - CINEON_WHITE) / CINEON_CODES_PER_DECADE)
-    return (lin - black) / (1.0 - black)
+    return (lin - CINEON_BLACK_LIGHT) / (1.0 - CINEON_BLACK_LIGHT)
 
 
 def linear_to_srgb(lin: np.ndarray) -> np.ndarray:
@@ -216,8 +216,7 @@ def video_to_scan(values: np.ndarray, transfer: str) -> np.ndarray:
     lin = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
     if transfer == "linear":
         return lin
-    black = 10.0 ** ((CINEON_BLACK - CINEON_WHITE) / CINEON_CODES_PER_DECADE)
-    code = CINEON_WHITE + CINEON_CODES_PER_DECADE * np.log10(lin * (1.0 - black) + black)
+    code = CINEON_WHITE + CINEON_CODES_PER_DECADE * np.log10(lin * (1.0 - CINEON_BLACK_LIGHT) + CINEON_BLACK_LIGHT)
     return code / 1023.0
 
 

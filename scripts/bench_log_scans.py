@@ -41,13 +41,9 @@ def _square(path: Path) -> np.ndarray:
 
 
 def log_codes(rgb: np.ndarray) -> np.ndarray:
-    """A colour photo -> its B&W print as 10-bit Cineon code values (the inverse of
-    ``color.cineon_to_linear`` over the sRGB-decoded luma)."""
+    """A colour photo -> its B&W print as 10-bit Cineon code values (``color.video_to_scan``)."""
     grey = rgb @ np.array([0.299, 0.587, 0.114])
-    lin = np.where(grey <= 0.04045, grey / 12.92, ((grey + 0.055) / 1.055) ** 2.4)
-    black = 10.0 ** ((color.CINEON_BLACK - color.CINEON_WHITE) / color.CINEON_CODES_PER_DECADE)
-    code = color.CINEON_WHITE + color.CINEON_CODES_PER_DECADE * np.log10(lin * (1 - black) + black)
-    return np.clip(np.round(code), 0, 1023).astype(np.uint16)
+    return np.clip(np.round(color.video_to_scan(grey, "log") * 1023), 0, 1023).astype(np.uint16)
 
 
 def main() -> int:
