@@ -646,7 +646,8 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     except (OSError, av.FFmpegError) as exc:  # disk full, folder gone, the encoder or muxer refusing...
         # a failure part-way (exit 1), not a usage error: the same command may work with more room
         raise ProcessingError(dst, f"cannot write: {getattr(exc, 'strerror', None) or exc}") from exc
-    return RunResult(src, dst, frames, time.perf_counter() - t0, "still" if still else "frames" if frames_as else "video")
+    kind = "still" if still else "frames" if frames_as else "video"
+    return RunResult(src, dst, frames, time.perf_counter() - t0, kind)
 
 
 _TRC_LINEAR, _TRC_SRGB = 8, 13  # AVColorTransferCharacteristic: linear light (OpenEXR...), IEC 61966-2-1

@@ -94,6 +94,33 @@ def read_labels(path: Path) -> dict:
         }
 
 
+def write_pictures(pattern: str | Path, codec: str, pix_fmt: str, pictures, *, source_format: str = "rgb24",
+                   first: int | None = None, sar: Fraction | None = None) -> Path:
+    """Encode ``pictures`` (arrays in ``source_format``) as numbered ``codec`` files named by the
+    printf-style ``pattern`` (FFmpeg's image2, from ``first``: a film scan's layout); returns the folder."""
+    pattern = Path(pattern)
+    pattern.parent.mkdir(parents=True, exist_ok=True)
+    h, w = pictures[0].shape[:2]
+    options = {} if first is None else {"start_number": str(first)}
+    with av.open(str(pattern), "w", format="image2", options=options) as out:
+        stream = out.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        if sar is not None:
+            stream.codec_context.sample_aspect_ratio = sar
+        for i, picture in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format=source_format)
+            frame = frame.reformat(format=pix_fmt)
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return pattern.parent
+
+
+def grey_pictures(n: int, width: int = 64, height: int = 48) -> list:
+    """``n`` synthetic B&W frames (RGB uint8), as ``write_grey_frames`` encodes them."""
+    return [synth.synthetic_frame(i, width, height, color=False) for i in range(n)]
+
+
 def write_grey_frames(out, stream, n: int) -> None:
     """Encode ``n`` synthetic B&W frames into ``stream`` of the open output ``out`` (pts 0, 1, ...)."""
     for i in range(n):

@@ -131,16 +131,10 @@ def test_film_damage_changes_only_l_and_is_deterministic():
 def test_a_folder_of_colour_dpx_scans_is_a_film_to_train_on(tmp_path):
     import cv2
 
-    reel = tmp_path / "technicolor" / "reel2"
-    reel.mkdir(parents=True)
-    with av.open(str(reel / "r2.%06d.dpx"), "w", format="image2", options={"start_number": "1001"}) as out:
-        vs = out.add_stream("dpx", rate=24)
-        vs.width, vs.height, vs.pix_fmt = 96, 64, "gbrp10le"
-        for i in range(12):
-            f = av.VideoFrame.from_ndarray(synthetic_frame(i, 96, 64), format="rgb24").reformat(format="gbrp10le")
-            f.pts = i
-            out.mux(vs.encode(f))
-        out.mux(vs.encode())
+    from helpers import write_pictures
+
+    colour = [synthetic_frame(i, 96, 64) for i in range(12)]
+    reel = write_pictures(tmp_path / "technicolor" / "reel2" / "r2.%06d.dpx", "dpx", "gbrp10le", colour, first=1001)
     numbered_photos = tmp_path / "stills"  # numbered PNGs are photos (camera rolls are numbered too)
     numbered_photos.mkdir()
     for i in range(3):

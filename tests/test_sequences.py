@@ -12,7 +12,7 @@ import pytest
 
 from filmcolor import media, sequences, synth
 from filmcolor.errors import InputError
-from helpers import write_grey_frames
+from helpers import grey_pictures, write_grey_frames, write_pictures
 
 def _scans(folder: Path, names: list[str], bits: int = 16) -> Path:
     import cv2
@@ -55,11 +55,8 @@ def _dpx_reel(folder: Path, n: int, first: int = 86400, *, fps: float | None = N
     """``n`` 10-bit DPX scans numbered from ``first``, their headers stating ``fps`` (television
     header), a BCD ``timecode`` (0xHHMMSSFF, the first scan's; each next scan one frame on, within
     the second) and a ``transfer`` code, as a film scanner writes them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with av.open(str(folder / "reel.%07d.dpx"), "w", format="image2", options={"start_number": str(first)}) as out:
-        vs = out.add_stream("dpx", rate=24)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp10be" if big_endian else "gbrp10le"
-        write_grey_frames(out, vs, n)
+    write_pictures(folder / "reel.%07d.dpx", "dpx", "gbrp10be" if big_endian else "gbrp10le", grey_pictures(n),
+                   first=first)
     order = ">" if big_endian else "<"
     for k, path in enumerate(sorted(folder.iterdir())):
         scan = path.read_bytes()
@@ -91,10 +88,7 @@ def test_a_dpx_header_gives_the_frame_rate_timecode_and_transfer(tmp_path):
     assert sequences.scan_header(_dpx_reel(tmp_path / "c", 1, fps=24.0, timecode=0x01000024) /
                                  "reel.0086400.dpx") == sequences.ScanHeader(Fraction(24))
     assert sequences.scan_header(_dpx_reel(tmp_path / "d", 2) / "reel.0086400.dpx") == sequences.ScanHeader()
-    with av.open(str(tmp_path / "ff.dpx"), "w", format="image2") as out:  # FFmpeg's own: no film/TV header
-        vs = out.add_stream("dpx", rate=24)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp10le"
-        write_grey_frames(out, vs, 1)
+    write_pictures(tmp_path / "ff.dpx", "dpx", "gbrp10le", grey_pictures(1))  # FFmpeg's own: no film/TV header
     assert sequences.scan_header(tmp_path / "ff.dpx") == sequences.ScanHeader()
     assert sequences.scan_header(big / "missing.dpx") == sequences.ScanHeader()
     assert sequences._bcd_word("10:00:05;01") == 0x10000541 and sequences._bcd_word("1:00:00:00") is None
@@ -269,17 +263,8 @@ def test_openexr_scans_are_named_as_linear_light(tmp_path):
     from filmcolor.config import RunConfig
     from helpers import tiny_model
 
-    folder = tmp_path / "vfx"
-    folder.mkdir()
-    with av.open(str(folder / "shot.%04d.exr"), "w", format="image2") as out:
-        vs = out.add_stream("exr", rate=24)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrpf32le"
-        for i in range(3):
-            grey = synth.synthetic_frame(i, 64, 48, color=False).astype(np.float32) / 255
-            frame = av.VideoFrame.from_ndarray(grey ** 2.2, format="rgbf32le").reformat(format="gbrpf32le")
-            frame.pts = i
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode())
+    linear = [(grey.astype(np.float32) / 255) ** 2.2 for grey in grey_pictures(3)]
+    folder = write_pictures(tmp_path / "vfx" / "shot.%04d.exr", "exr", "gbrpf32le", linear, source_format="rgbf32le")
     said: list[str] = []
     config = RunConfig(model=str(tiny_model(tmp_path / "t.safetensors")), render_size=48)
     assert pipeline.colorize_file(folder, None, config, warn=said.append).frames == 3
@@ -413,13 +398,8 @@ def test_a_dpx_run_that_cannot_fit_on_its_disk_is_refused_before_colouring(tmp_p
 def test_an_anamorphic_scan_keeps_its_pixel_aspect_in_and_out(tmp_path):
     from helpers import tiny_model
 
-    reel = tmp_path / "scope"
-    reel.mkdir()
-    with av.open(str(reel / "s.%04d.dpx"), "w", format="image2") as out:
-        vs = out.add_stream("dpx", rate=24)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp10le"
-        vs.codec_context.sample_aspect_ratio = Fraction(2, 1)  # CinemaScope: squeezed 2:1 on the film
-        write_grey_frames(out, vs, 3)
+    # CinemaScope: squeezed 2:1 on the film
+    reel = write_pictures(tmp_path / "scope" / "s.%04d.dpx", "dpx", "gbrp10le", grey_pictures(3), sar=Fraction(2, 1))
     args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
     assert _cli(reel, *args).exit_code == 0
     assert media.probe(tmp_path / "scope.color.mkv").sample_aspect_ratio == 2
@@ -458,17 +438,8 @@ def test_log_scans_are_shown_at_video_levels_before_colouring_when_asked(tmp_pat
 
     # a grey wedge in Cineon code values, black (95) to white (685), as a film scanner writes it
     codes = np.repeat(np.linspace(95, 685, 64).round().astype(np.uint16)[None, :], 48, axis=0)
-    reel = tmp_path / "log"
-    reel.mkdir()
-    with av.open(str(reel / "w.%04d.dpx"), "w", format="image2") as out:
-        vs = out.add_stream("dpx", rate=24)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp10le"
-        for i in range(3):
-            rgb16 = np.repeat((codes << 6 | codes >> 4)[..., None], 3, axis=2)  # 10 -> 16 bit
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb16), format="rgb48le").reformat(format="gbrp10le")
-            frame.pts = i
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode())
+    rgb16 = np.repeat((codes << 6 | codes >> 4)[..., None], 3, axis=2)  # 10 -> 16 bit
+    reel = write_pictures(tmp_path / "log" / "w.%04d.dpx", "dpx", "gbrp10le", [rgb16] * 3, source_format="rgb48le")
     args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48", "--codec", "ffv1")
     r = _cli(reel, "--scan-transfer", "log", "-o", tmp_path / "video.mkv", *args)
     assert r.exit_code == 0 and "warning" not in r.stderr, r.output
