@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from filmcolor import __version__, pipeline, synth
 from filmcolor.cli import main
-from helpers import labelled_film, read_labels, sha256, tiny_model, write_grey_frames
+from helpers import grey_pictures, labelled_film, read_labels, sha256, tiny_model, write_pictures
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +101,7 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_half_file(tmp_path, model_pat
 
 def test_a_folder_of_numbered_scans_is_coloured_as_one_film(tmp_path, model_path):
     # how restorers receive film: one DPX (or TIFF) file per frame, numbered from the reel's timecode
-    folder = tmp_path / "reel1"
-    folder.mkdir()
-    with av.open(str(folder / "reel1.%07d.dpx"), "w", format="image2", options={"start_number": "86400"}) as out:
-        vs = out.add_stream("dpx", rate=24)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "gbrp10le"
-        write_grey_frames(out, vs, 12)
+    folder = write_pictures(tmp_path / "reel1" / "reel1.%07d.dpx", "dpx", "gbrp10le", grey_pictures(12), first=86400)
     assert len(list(folder.iterdir())) == 12 and (folder / "reel1.0086400.dpx").is_file()
     r = run(folder, "--model", model_path, "--render-size", "48", "--fps", "24000/1001")
     assert r.exit_code == 0, r.output
