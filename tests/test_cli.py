@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from filmcolor import __version__, pipeline, synth
 from filmcolor.cli import main
-from helpers import grey_pictures, labelled_film, read_labels, sha256, tiny_model, write_pictures
+from helpers import grey_pictures, labelled_film, read_labels, sha256, tiny_model, write_grey_frames, write_pictures
 
 
 @pytest.fixture(scope="module")
