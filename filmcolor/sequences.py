@@ -66,8 +66,8 @@ def image_sequence(folder: str | Path, *, gaps_ok: bool = False) -> ImageSequenc
 
     A run asks several times (check, probe, decode, output names); the listing is read once per
     state of the folder (its modification time changes when a file is added, removed or renamed;
-    one changed in the last two seconds is always read again): 0.7 s for 100,000 scans on this
-    project's CPU machine."""
+    one changed in the last two seconds is always read again): 0.23 s for 100,000 scans on this
+    project's CPU machine, 0.13 ms from the cache (``scripts/bench_pieces.py --only listing``)."""
     folder = Path(folder)
     try:
         stamp = folder.stat().st_mtime_ns

@@ -12,6 +12,8 @@
   ``--repeats`` times: how many distinct files and decoded pictures come out; then the same frames
   through plain PyAV with x264's own CPU detection and with ``media.x264_params()`` (the writer's
   cap at AVX2 on AVX-512 CPUs), with the median encode time of each.
+- ``listing``: ``sequences.image_sequence`` on a folder of 100,000 empty numbered DPX files, read
+  afresh and then from the cache (a folder unchanged for two seconds), seconds.
 - ``pictures``: one 854x480 photo encoded as PNG (zlib default vs level 3, the writer's), deflate
   TIFF and DPX, 8 and 16 bit, ms and kB; then the sample film coloured end to end as H.264 and as
   each ``--frames-as`` format (one model, same run), seconds and the ratio to H.264.
@@ -141,6 +143,23 @@ def bench_encode_repeat(repeats: int) -> None:
               f"{n_files} distinct files, {n_pictures} distinct decoded pictures, median {sec * 1000:.0f} ms")
 
 
+def bench_listing(files: int = 100_000) -> None:
+    from filmcolor import sequences
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(files):
+            open(f"{tmp}/reel.{n:07d}.dpx", "wb").close()
+        time.sleep(2.1)  # a folder changed in the last two seconds is always listed afresh
+        t0 = time.perf_counter()
+        seq = sequences._listed.__wrapped__(Path(tmp), None)
+        fresh = time.perf_counter() - t0
+        sequences.image_sequence(tmp)  # fills the cache
+        t0 = time.perf_counter()
+        sequences.image_sequence(tmp)
+        cached = time.perf_counter() - t0
+    print(f"listing {seq.count} numbered files: {fresh:.2f} s read, {cached * 1000:.2f} ms from the cache")
+
+
 def bench_pictures() -> None:
     from fractions import Fraction
 
@@ -177,13 +196,14 @@ def bench_pictures() -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", nargs="+", choices=("resize", "lab", "batch", "encode-repeat", "pictures"),
-                    default=("resize", "lab", "batch", "encode-repeat", "pictures"))
+    ap.add_argument("--only", nargs="+", choices=("resize", "lab", "batch", "encode-repeat", "listing", "pictures"),
+                    default=("resize", "lab", "batch", "encode-repeat", "listing", "pictures"))
     ap.add_argument("--repeats", type=int, default=25, help="encodes for encode-repeat")
     args = ap.parse_args()
     for name in args.only:
         {"resize": bench_resize, "lab": bench_lab, "batch": bench_batch,
-         "encode-repeat": lambda: bench_encode_repeat(args.repeats), "pictures": bench_pictures}[name]()
+         "encode-repeat": lambda: bench_encode_repeat(args.repeats), "listing": bench_listing,
+         "pictures": bench_pictures}[name]()
     return 0
 
 
