@@ -74,7 +74,8 @@ VIDEO_SUFFIXES = frozenset({
 # (``model`` is covered by the model file's own hash, so a name and a path to the same file match.)
 _SETTINGS_EXCLUDED = frozenset({"model", "device", "batch_size", "overwrite", "threads"})
 # fields added later: the value that leaves the output as it was before them
-_NEUTRAL = {"saturation": 1.0, "sequence_fps": None, "frames_as": None, "scan_transfer": None}
+# (``bars``: "auto", so a batch resumed after the upgrade keeps the reels it had finished)
+_NEUTRAL = {"saturation": 1.0, "sequence_fps": None, "frames_as": None, "scan_transfer": None, "bars": "auto"}
 _HEAD_TAIL = 1 << 20
 
 

@@ -32,7 +32,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from . import __version__
-from .config import (CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PRECISIONS, SCAN_TRANSFERS, SMOOTHERS,
+from .config import (BARS, CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PRECISIONS, SCAN_TRANSFERS, SMOOTHERS,
                      RunConfig)
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, Terminated
 
@@ -97,6 +97,12 @@ frames_as_option = click.option(
     help="Write each film as numbered pictures (an image sequence, for grading or a DI conform) into a folder "
          "[default: <name>.color]: 10/16-bit where the source is deeper than 8; sound and subtitles go beside "
          "them into <stem>.mka.")
+bars_option = click.option(
+    "--bars", type=click.Choice(BARS), default=_DEFAULTS.bars,
+    help="Black bars around the picture (letterbox, pillarbox, a scan's black surround), found on frames "
+         "sampled across the film: auto = only the picture inside them is coloured, at --render-size, and "
+         "the bars stay black (the same picture gets the same colours however it was framed); off = the "
+         "whole frame is coloured.")
 saturation_option = click.option(
     "--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
     help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
@@ -205,7 +211,7 @@ def _quiet_libraries() -> None:
 # --- run ---------------------------------------------------------------------------------------------
 _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smooth", "smooth_strength",
                "saturation", "deflicker", "codec", "crf", "start", "duration", "overwrite", "sequence_fps",
-               "frames_as", "scan_transfer")
+               "frames_as", "scan_transfer", "bars")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -241,6 +247,7 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @fps_option
 @scan_transfer_option
 @frames_as_option
+@bars_option
 @click.option("--add-track", "tracks", multiple=True, type=click.Path(path_type=Path), metavar="FILE",
               help="A sound or subtitle file to add after the film's own tracks (a scanned optical track, an "
                    ".srt); repeatable. A folder of scans adds the sound files (WAV/BWF, AIFF, FLAC) inside it.")
@@ -328,14 +335,16 @@ def build_run_config(ctx: click.Context, preset_name: str, genre: str | None) ->
 
 
 def summary_line(result) -> str:
-    """One line: what was written, how many frames, how fast."""
+    """One line: what was written, how many frames, how fast, and the picture inside black bars."""
+    area = getattr(result, "area", None)
+    inside = f"; coloured the picture inside black bars, {area}" if area is not None else ""
     if result.kind == "still":
-        return f"filmcolor: wrote {result.dst} ({result.seconds:.1f} s)"
+        return f"filmcolor: wrote {result.dst} ({result.seconds:.1f} s){inside}"
     frames = f"{result.frames} frame{'' if result.frames == 1 else 's'}"
     if result.kind == "preview":
-        return f"filmcolor: wrote {result.dst}: {frames}, B&W | colour ({result.seconds:.1f} s)"
+        return f"filmcolor: wrote {result.dst}: {frames}, B&W | colour ({result.seconds:.1f} s){inside}"
     where = f"{result.dst}/" if result.kind == "frames" else result.dst
-    return f"filmcolor: wrote {where}: {frames} in {result.seconds:.1f} s ({result.fps:.1f} fps)"
+    return f"filmcolor: wrote {where}: {frames} in {result.seconds:.1f} s ({result.fps:.1f} fps){inside}"
 
 
 # --- eval --------------------------------------------------------------------------------------------
@@ -427,6 +436,7 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
 @fps_option
 @scan_transfer_option
 @frames_as_option
+@bars_option
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the outcome of every reel to this JSON file.")
 @click.option("--preset", "preset_name", default="run", metavar="NAME",

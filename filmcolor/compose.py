@@ -10,6 +10,10 @@ source's Y plane, which is never touched (the 8-bit 4:2:0 fast path carries it b
 
 For stills, :func:`compose_rgb` rebuilds a full-resolution sRGB image from the source's own L* and
 the upsampled a/b.
+
+With an ``area`` (``bars.Area``: the picture inside black bars) the a/b covers that area only: it is
+resized onto the area's part of the planes, and everything outside gets neutral chroma (a = b = 0).
+An area found for frames of another size is ignored (the a/b then covers the whole frame).
 """
 
 from __future__ import annotations
@@ -58,41 +62,81 @@ def planes_L(planes: Any) -> np.ndarray:
     return color.luma_to_L(planes.y, planes.bit_depth, planes.full_range)
 
 
-def chroma_L(planes: Any, L_full: np.ndarray | None = None) -> np.ndarray:
-    """L* at the chroma planes' resolution (pass ``L_full`` when it is already computed)."""
+def applies(area: Any, shape: tuple[int, ...]) -> bool:
+    """Whether ``area`` (a ``bars.Area`` or None) crops a frame of ``shape``: bars found for it."""
+    return area is not None and not area.whole and area.fits(shape)
+
+
+def chroma_L(planes: Any, L_full: np.ndarray | None = None, area: Any = None) -> np.ndarray:
+    """L* at the chroma planes' resolution (pass ``L_full`` when it is already computed); with an
+    ``area`` that applies, of the area's part of the chroma planes only."""
     if L_full is None:
         L_full = planes_L(planes)
     ch, cw = planes.u.shape[:2]
+    if applies(area, L_full.shape):
+        rows, cols = area.on_plane(ch, cw)
+        return resize_L(L_full[area.slices()], rows.stop - rows.start, cols.stop - cols.start)
     return resize_L(L_full, ch, cw)
 
 
-def compose_planes(planes: Any, ab: np.ndarray, L_chroma: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def neutral_code(bit_depth: int) -> int:
+    """The U/V code value of no colour (128 at 8 bits, either range)."""
+    return 1 << (bit_depth - 1)
+
+
+def compose_planes(planes: Any, ab: np.ndarray, L_chroma: np.ndarray | None = None,
+                   area: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """New ``(U, V)`` planes for ``planes`` (a ``media.Planes``) coloured by ``ab``.
 
-    ``ab``: ``(2, rh, rw)`` float32 a/b at render size. ``L_chroma``: L* at the chroma resolution,
-    computed from ``planes.y`` when not given. Returns U and V with the dtype, shape, matrix, range
-    and bit depth of ``planes.u``/``planes.v``; ``planes.y`` is neither read into the result nor
-    modified.
+    ``ab``: ``(2, rh, rw)`` float32 a/b at render size, of the whole frame or of ``area`` (a
+    ``bars.Area``; outside it U/V are neutral). ``L_chroma``: L* at the chroma resolution of what
+    ``ab`` covers (``chroma_L``), computed from ``planes.y`` when not given. Returns U and V with the
+    dtype, shape, matrix, range and bit depth of ``planes.u``/``planes.v``; ``planes.y`` is neither
+    read into the result nor modified.
     """
     ch, cw = planes.u.shape[:2]
     if L_chroma is None:
-        L_chroma = chroma_L(planes)
-    if L_chroma.shape != (ch, cw):
-        raise ValueError(f"L_chroma {L_chroma.shape} does not match the chroma planes {(ch, cw)}")
-    lab = _lab(L_chroma, resize_ab(ab, ch, cw))
+        L_chroma = chroma_L(planes, area=area)
+    rows = cols = slice(None)
+    if applies(area, planes.y.shape):
+        rows, cols = area.on_plane(ch, cw)
+    want = (len(range(ch)[rows]), len(range(cw)[cols]))
+    if L_chroma.shape != want:
+        raise ValueError(f"L_chroma {L_chroma.shape} does not match the chroma planes' picture {want}")
+    lab = _lab(L_chroma, resize_ab(ab, *want))
     rgb = color.lab_to_rgb_np(lab)
     u, v = color.rgb_to_chroma(rgb, planes.matrix, planes.bit_depth, planes.full_range)
-    return u.astype(planes.u.dtype, copy=False), v.astype(planes.v.dtype, copy=False)
+    u, v = u.astype(planes.u.dtype, copy=False), v.astype(planes.v.dtype, copy=False)
+    if want == (ch, cw):
+        return u, v
+    return around(u, planes.u, rows, cols, planes.bit_depth), around(v, planes.v, rows, cols, planes.bit_depth)
 
 
-def compose_rgb(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+def around(picture: np.ndarray, like: np.ndarray, rows: slice, cols: slice, bit_depth: int) -> np.ndarray:
+    """A plane shaped like ``like``: neutral chroma, with ``picture`` in ``[rows, cols]``."""
+    out = np.full(like.shape, neutral_code(bit_depth), dtype=like.dtype)
+    out[rows, cols] = picture
+    return out
+
+
+def compose_rgb(L: np.ndarray, ab: np.ndarray, area: Any = None) -> np.ndarray:
     """Full-resolution sRGB ``(H, W, 3)`` float32 in [0, 1] from the source's own L* ``(H, W)``
-    and a/b ``(2, rh, rw)`` at render size (upsampled bilinearly)."""
+    and a/b ``(2, rh, rw)`` at render size (upsampled bilinearly) of the whole picture, or of
+    ``area`` (a ``bars.Area``; grey outside it)."""
     L = np.asarray(L, dtype=np.float32)
     if L.ndim != 2:
         raise ValueError(f"L must have shape (H, W), got {L.shape}")
-    h, w = L.shape
-    return color.lab_to_rgb_np(_lab(L, resize_ab(ab, h, w)))
+    return color.lab_to_rgb_np(_lab(L, ab_on_frame(ab, *L.shape, area)))
+
+
+def ab_on_frame(ab: np.ndarray, h: int, w: int, area: Any = None) -> np.ndarray:
+    """``(2, rh, rw)`` a/b of a frame, or of ``area`` (a ``bars.Area``) -> ``(h, w, 2)`` float32 over
+    the whole frame: upsampled bilinearly, 0 (no colour) outside the area."""
+    if not applies(area, (h, w)):
+        return resize_ab(ab, h, w)
+    full = np.zeros((h, w, 2), dtype=np.float32)
+    full[area.slices()] = resize_ab(ab, area.height, area.width)
+    return full
 
 
 def _lab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:

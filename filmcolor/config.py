@@ -19,6 +19,7 @@ SMOOTHERS = ("off", "ema", "flow")
 CODECS = ("h264", "ffv1", "prores")
 FRAME_FORMATS = ("dpx", "tiff", "png")  # run --frames-as: a film as numbered pictures
 SCAN_TRANSFERS = ("log", "linear")  # run --scan-transfer: how scans are coded (color.scan_to_video)
+BARS = ("auto", "off")  # run --bars: colour only the picture inside black bars (bars.py), or the whole frame
 MAX_SATURATION = 3.0  # the a/b gain `--saturation` allows (1 = the model's own colours)
 
 
@@ -47,10 +48,13 @@ class RunConfig:
                                       # header's rate, else 24
     frames_as: str | None = None      # dpx | tiff | png: write a film as numbered pictures into a folder
     scan_transfer: str | None = None  # log | linear: scans coded so, shown at video levels before colouring
+    bars: str = "auto"                # auto: black bars found across the film stay black, the picture inside
+                                      # is coloured at render size; off: the whole frame is coloured
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("device", self.device, DEVICES), ("precision", self.precision, PRECISIONS),
-                                     ("smooth", self.smooth, SMOOTHERS), ("codec", self.codec, CODECS)):
+                                     ("smooth", self.smooth, SMOOTHERS), ("codec", self.codec, CODECS),
+                                     ("bars", self.bars, BARS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if not 32 <= self.render_size <= 2048:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from . import metrics
+from . import compose, metrics
 from .color import lab_to_rgb_np, rgb_to_lab_np
 from .config import RunConfig
 from .temporal import FrameItem, is_cut, smooth
@@ -109,8 +109,10 @@ def _frames(path: Path, config: RunConfig, max_frames: int | None) -> Iterator[n
         yield frame.to_ndarray(format="rgb24")
 
 
-def _items(path: Path, config: RunConfig, colorizer: Any, max_frames: int | None) -> Iterator[FrameItem]:
-    """FrameItems with render-size L and predicted ab; ``frame`` = (reference RGB float, reference Lab)."""
+def _items(path: Path, config: RunConfig, colorizer: Any, max_frames: int | None,
+           area: Any = None) -> Iterator[FrameItem]:
+    """FrameItems with render-size L and predicted ab; ``frame`` = (reference RGB float, reference Lab).
+    With an ``area`` (the picture inside black bars, as ``run`` finds it) the L and ab are the area's."""
     batch: list[FrameItem] = []
 
     def flush() -> list[FrameItem]:
@@ -124,9 +126,9 @@ def _items(path: Path, config: RunConfig, colorizer: Any, max_frames: int | None
     for i, rgb8 in enumerate(_frames(path, config, max_frames)):
         rgb = rgb8.astype(np.float32) / 255.0
         lab = rgb_to_lab_np(rgb)
-        h, w = lab.shape[:2]
-        rh, rw = colorizer.render_shape(h, w)
-        L = cv2.resize(lab[..., 0], (rw, rh), interpolation=cv2.INTER_AREA)
+        L_pic = lab[..., 0][area.slices()] if compose.applies(area, lab.shape) else lab[..., 0]
+        rh, rw = colorizer.render_shape(*L_pic.shape)
+        L = cv2.resize(L_pic, (rw, rh), interpolation=cv2.INTER_AREA)
         batch.append(FrameItem(i, (rgb, lab), L))
         if len(batch) >= max(1, config.batch_size):
             yield from flush()
@@ -168,6 +170,14 @@ class _VideoScore:
                 "warp_error_ab": float(np.mean(self.warp_ab)) if self.warp_ab else math.nan}
 
 
+def _picture_area(path: Path, config: RunConfig) -> Any:
+    """The clip's picture inside black bars, found as ``filmcolor run`` finds it (None: whole frame)."""
+    from .media import probe
+    from .pipeline import picture_area
+
+    return picture_area(path, probe(path, config.sequence_fps), config)
+
+
 def _evaluate_clip(path: Path, config: RunConfig, colorizer: Any, max_frames: int | None,
                    progress: Progress | None, image_every: int, smooth_opts: dict | None = None) -> dict:
     images: dict[str, list[dict[str, float]]] = {v: [] for v in VERSIONS}
@@ -176,12 +186,13 @@ def _evaluate_clip(path: Path, config: RunConfig, colorizer: Any, max_frames: in
     prev_L8: np.ndarray | None = None
     prev_L: np.ndarray | None = None
     n = 0
-    items = smooth(_items(path, config, colorizer, max_frames), config.smooth, config.smooth_strength,
+    area = _picture_area(path, config)
+    items = smooth(_items(path, config, colorizer, max_frames, area), config.smooth, config.smooth_strength,
                    config.cut_threshold, **(smooth_opts or {}))
     for item in items:
         rgb_ref, lab_ref = item.frame
         h, w = lab_ref.shape[:2]
-        ab = cv2.resize(np.ascontiguousarray(item.ab.transpose(1, 2, 0)), (w, h), interpolation=cv2.INTER_LINEAR)
+        ab = compose.ab_on_frame(item.ab, h, w, area)
         L = lab_ref[..., :1]
         rgb_out = lab_to_rgb_np(np.concatenate([L, ab], axis=-1))
         rgb_grey = lab_to_rgb_np(np.concatenate([L, np.zeros_like(ab)], axis=-1))
@@ -207,6 +218,8 @@ def _evaluate_clip(path: Path, config: RunConfig, colorizer: Any, max_frames: in
         if progress is not None:
             progress(path, n)
     row: dict[str, Any] = {"path": str(path), "frames": n}
+    if area is not None and not area.whole:
+        row["picture"] = str(area)
     for v in VERSIONS:
         img = {k: float(np.mean([m[k] for m in images[v]])) if images[v] else math.nan
                for k in ("psnr", "ssim", "ciede2000", "colourfulness")}

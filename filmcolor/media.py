@@ -459,6 +459,71 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
                                     "(damaged or truncated file)")
 
 
+SAMPLE_SEEK_AHEAD = 4.0  # s: sample_frames decodes on to a sample nearer than this rather than seek
+SAMPLE_DECODE_LIMIT = 300  # frames decoded for one sample at most (a pathological GOP)
+
+
+def sample_frames(path: str | Path, n: int, start: float | None = None, duration: float | None = None, *,
+                  fps: str | None = None) -> list[av.VideoFrame]:
+    """Up to ``n`` frames spread over the film, or over its ``start``/``duration`` stretch (seconds on
+    the stream's own timeline, as :func:`decode`): the first frame at or after each of ``n`` evenly
+    spaced times, reached by a seek to the keyframe before it, or by decoding on when it is less than
+    ``SAMPLE_SEEK_AHEAD`` s ahead. A film that states no length gives every 10th of its first frames.
+    For looking at a film (``bars``), not for output: damaged data ends a sample, never the call, and
+    an unreadable file gives no frames."""
+    p = Path(path)
+    out: list[av.VideoFrame] = []
+    try:
+        container = open_input(p, fps)
+    except (av.error.FFmpegError, OSError, InputError):
+        return out
+    with container:
+        stream = film_stream(container)
+        if stream is None or n < 1:
+            return out
+        stream.thread_type = "AUTO"
+        tb = Fraction(stream.time_base)
+        t0 = _to_fraction(start) if start else Fraction(stream.start_time or 0) * tb
+        end = _declared_end(stream)
+        t1 = None if end is None else _to_fraction(end)
+        if duration is not None:
+            t1 = t0 + _to_fraction(duration) if t1 is None else min(t1, t0 + _to_fraction(duration))
+        if t1 is None or t1 <= t0:  # no length: every 10th frame from the start
+            targets = None
+        else:
+            targets = [t0 + (t1 - t0) * Fraction(2 * k + 1, 2 * n) for k in range(n)]
+        frames = None
+        at = None  # time of the last frame decoded
+        try:
+            if targets is None:
+                if start:
+                    container.seek(max(0, math.floor(t0 / tb)), stream=stream, backward=True, any_frame=False)
+                for i, frame in enumerate(container.decode(stream)):
+                    if i % 10 == 0 and (frame.pts is None or frame.pts * tb >= t0 - tb / 2):
+                        out.append(frame)
+                    if len(out) >= n or i >= 10 * n + SAMPLE_DECODE_LIMIT:
+                        break
+                return out
+            for t in targets:
+                if frames is None or at is None or t - at > SAMPLE_SEEK_AHEAD:
+                    container.seek(max(0, math.floor(t / tb)), stream=stream, backward=True, any_frame=False)
+                    frames = container.decode(stream)
+                taken = None
+                try:
+                    for i, frame in enumerate(frames):
+                        taken = frame
+                        at = frame.pts * tb if frame.pts is not None else None
+                        if at is None or at >= t - tb / 2 or i + 1 >= SAMPLE_DECODE_LIMIT:
+                            break
+                except (av.error.FFmpegError, EOFError):
+                    frames = None
+                if taken is not None and (not out or taken is not out[-1]):
+                    out.append(taken)
+        except (av.error.FFmpegError, EOFError):
+            pass
+    return out
+
+
 def _stamped_in_decode_order(path: Path, index: int, start: Fraction | None, n: int = 48) -> bool:
     """Whether the timestamps of a reordering video stream are only decode-order numbers: its first
     ``n`` packets (from ``start``) never go back in time, as B-frames' must. FFmpeg numbers an AVI's

@@ -45,7 +45,7 @@ import av
 import cv2
 import numpy as np
 
-from . import color, compose, media, sequences, stills, tags, temporal
+from . import bars, color, compose, media, sequences, stills, tags, temporal
 from .config import RunConfig
 from .errors import FilmcolorError, InputError, OutputError, ProcessingError
 from .inference import Colorizer, cpu_threads
@@ -70,6 +70,7 @@ class RunResult:
     frames: int
     seconds: float
     kind: str
+    area: bars.Area | None = None  # the picture inside black bars, where only it was coloured
 
     @property
     def fps(self) -> float:
@@ -462,6 +463,7 @@ class _Source:
     frame: object
     planes: object
     L_chroma: np.ndarray | None
+    area: bars.Area | None = None  # the picture inside black bars (None: the whole frame)
 
 
 def _decoded(src: Path, config: RunConfig, warn: Warn | None = None) -> Iterator[object]:
@@ -537,30 +539,40 @@ def _with_motion(items: Iterator[temporal.FrameItem], motion: temporal.FlowMotio
             close()
 
 
-def _frame_items(frames: Iterable[object], pix_fmt: str, colorizer: Colorizer,
-                 deflicker: bool = False, turns: int = 0, chroma_L: bool = True) -> Iterator[temporal.FrameItem]:
+def _frame_items(frames: Iterable[object], pix_fmt: str, colorizer: Colorizer, deflicker: bool = False,
+                 turns: int = 0, chroma_L: bool = True, area: bars.Area | None = None) -> Iterator[temporal.FrameItem]:
     """Decoded frames -> FrameItem(index, _Source, render-size L*). With ``turns`` the render-size
     L* is turned upright (the network expects skies on top); compose turns ``ab`` back.
-    ``chroma_L=False`` skips the chroma-size L* (compose on the device computes its own)."""
+    ``chroma_L=False`` skips the chroma-size L* (compose on the device computes its own). With an
+    ``area`` (the picture inside black bars) the L* is the area's, for frames of the area's size."""
     pairs: Iterable = ((f, media.frame_to_planes(f, pix_fmt)) for f in frames)
-    if deflicker:
+    if deflicker:  # the picture's brightness is evened out; black bars are neither measured nor changed
+        def get(pair):
+            y = pair[1].y
+            return y[area.slices()] if compose.applies(area, y.shape) else y
+
         def put(pair, y):
             f, p = pair
+            if y.shape != p.y.shape:
+                y, picture = p.y.copy(), y
+                y[area.slices()] = picture
             return f, media.Planes(y=y, u=p.u, v=p.v, bit_depth=p.bit_depth, full_range=p.full_range,
                                    matrix=p.matrix)
-        pairs = temporal.deflicker(pairs, get=lambda pair: pair[1].y, put=put)
+        pairs = temporal.deflicker(pairs, get=get, put=put)
     for i, (frame, planes) in enumerate(pairs):
         if deflicker:
             top = (1 << planes.bit_depth) - 1
             if planes.y.dtype == np.uint16 and top < 65535:
                 np.minimum(planes.y, top, out=planes.y)
         L_full = _planes_L(planes)
-        rh, rw = colorizer.render_shape(*L_full.shape)
-        item_L = compose.resize_L(L_full, rh, rw)
+        cropped = area if compose.applies(area, L_full.shape) else None
+        L_pic = L_full[cropped.slices()] if cropped else L_full
+        rh, rw = colorizer.render_shape(*L_pic.shape)
+        item_L = compose.resize_L(L_pic, rh, rw)
         if turns:
             item_L = np.ascontiguousarray(np.rot90(item_L, turns))
-        L_chroma = compose.chroma_L(planes, L_full) if chroma_L else None
-        yield temporal.FrameItem(i, _Source(frame, planes, L_chroma), item_L)
+        L_chroma = compose.chroma_L(planes, L_full, cropped) if chroma_L else None
+        yield temporal.FrameItem(i, _Source(frame, planes, L_chroma, cropped), item_L)
 
 
 def expected_frames(info, config: RunConfig) -> int | None:
@@ -583,7 +595,8 @@ def expected_frames(info, config: RunConfig) -> int | None:
 # --- entry points ----------------------------------------------------------------------------------
 def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunConfig | None = None, *,
                   colorizer: Colorizer | None = None, progress: Progress | None = None,
-                  warn: Warn | None = None, pipelined: bool = True, tracks: Sequence[str | Path] = ()) -> RunResult:
+                  warn: Warn | None = None, pipelined: bool = True, tracks: Sequence[str | Path] = (),
+                  area: bars.Area | None = None) -> RunResult:
     """Colour one film or still photo; see the module docstring. Raises a ``FilmcolorError``
     (InputError, OutputError, ModelError, ProcessingError) naming the file on failure, leaving no
     output behind. ``pipelined=False`` runs decode, inference and encode one after another in the
@@ -591,7 +604,9 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     (``"dpx"``, ``"tiff"``, ``"png"``) writes the film as numbered pictures into the folder ``dst`` instead
     (``sequences.SequenceWriter``; default ``<name>.color``), which appears whole or not at all.
     ``tracks``: sound or subtitle files added after the film's own streams; a folder of scans adds
-    the sound files inside it (``sequences.sound_files``) by itself."""
+    the sound files inside it (``sequences.sound_files``) by itself. With ``config.bars == "auto"``
+    only the picture inside black bars is coloured: ``area`` where the caller found it (a segment of
+    a film: the whole film's), else :func:`picture_area`; ``RunResult.area`` says where it was."""
     config = config or RunConfig()
     frames_as = config.frames_as
     src = Path(src)
@@ -630,15 +645,19 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         if warn is not None:
             colorizer.on_oom = lambda old, new: warn(f"out of memory at batch size {old}; retrying at {new}")
     t0 = time.perf_counter()
+    if not still:
+        area = area or picture_area(src, info, config)
+        area = None if area.whole else area
     try:
         with (atomic_folder(dst) if frames_as else atomic_output(dst)) as tmp:
             if still:
-                frames = _colorize_still(src, tmp, dst, colorizer, warn)
+                area = _colorize_still(src, tmp, dst, colorizer, warn, config.bars == "auto")
+                frames = 1
                 if progress is not None:
                     progress(1, 1)
             else:
                 frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined, tracks,
-                                         stated)
+                                         stated, area)
     except FilmcolorError as exc:
         if exc.path is None:  # e.g. out of memory at batch 1: say which film
             raise type(exc)(src, exc.cause) from exc
@@ -647,7 +666,25 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         # a failure part-way (exit 1), not a usage error: the same command may work with more room
         raise ProcessingError(dst, f"cannot write: {getattr(exc, 'strerror', None) or exc}") from exc
     kind = "still" if still else "frames" if frames_as else "video"
-    return RunResult(src, dst, frames, time.perf_counter() - t0, kind)
+    return RunResult(src, dst, frames, time.perf_counter() - t0, kind, area)
+
+
+def picture_area(src: Path, info, config: RunConfig) -> bars.Area:
+    """Where a film's picture is inside black bars (``bars.find_picture``), from ``bars.SAMPLES`` frames
+    sampled across it, or across its ``start``/``duration`` stretch, as the network sees them (shown
+    at video levels with ``--scan-transfer``); stored orientation. The whole frame with
+    ``config.bars == "off"`` or when the frames do not tell."""
+    whole = bars.Area.whole_frame(info.height, info.width)
+    if config.bars == "off":
+        return whole
+    lums = []
+    for frame in media.sample_frames(src, bars.SAMPLES, config.start, config.duration, fps=config.sequence_fps):
+        if (frame.height, frame.width) != whole.frame:  # a rescanned frame of another size
+            continue
+        if config.scan_transfer:
+            frame = to_video_levels(frame, config.scan_transfer)
+        lums.append(_planes_L(media.frame_to_planes(frame, "yuv420p")))
+    return bars.find_picture(lums) or whole
 
 
 _TRC_LINEAR, _TRC_SRGB = 8, 13  # AVColorTransferCharacteristic: linear light (OpenEXR...), IEC 61966-2-1
@@ -694,11 +731,17 @@ def _compose_frame(item: temporal.FrameItem, pix_fmt: str, turns: int, colorizer
     ab = np.rot90(item.ab, -turns, axes=(1, 2)) if turns else item.ab
     planes = source.planes
     if source.L_chroma is None:  # compose on the device
-        u, v = colorizer.compose_uv(planes.y, ab, planes.u.shape[:2], planes.matrix, planes.bit_depth,
+        area = source.area
+        rows, cols = area.on_plane(*planes.u.shape[:2]) if area else (slice(None), slice(None))
+        y = planes.y[area.slices()] if area else planes.y
+        u, v = colorizer.compose_uv(y, ab, planes.u[rows, cols].shape, planes.matrix, planes.bit_depth,
                                     planes.full_range)
         u, v = u.astype(planes.u.dtype, copy=False), v.astype(planes.v.dtype, copy=False)
+        if area:
+            u = compose.around(u, planes.u, rows, cols, planes.bit_depth)
+            v = compose.around(v, planes.v, rows, cols, planes.bit_depth)
     else:
-        u, v = compose.compose_planes(planes, ab, source.L_chroma)
+        u, v = compose.compose_planes(planes, ab, source.L_chroma, source.area)
     out = media.planes_to_frame(_with_chroma(planes, u, v), pix_fmt, source.frame)
     if out.pts is None:
         out.pts, out.time_base = source.frame.pts, source.frame.time_base
@@ -707,7 +750,7 @@ def _compose_frame(item: temporal.FrameItem, pix_fmt: str, turns: int, colorizer
 
 def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Colorizer,
                     progress: Progress | None, warn: Warn | None, pipelined: bool = True,
-                    tracks: Sequence[Path] = (), stated: str | None = None) -> int:
+                    tracks: Sequence[Path] = (), stated: str | None = None, area: bars.Area | None = None) -> int:
     total = expected_frames(info, config)
     turns = quarter_turns(info.rotation)
     frames_as = config.frames_as
@@ -717,8 +760,8 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
              "to keep it interlaced")
     on_device = colorizer.on_device_compose
     if on_device:  # size the batch from free device memory before batching starts
-        h, w = (info.height, info.width) if turns % 2 == 0 else (info.width, info.height)
-        colorizer.plan_batch(*colorizer.render_shape(h, w))
+        h, w = (area.height, area.width) if area else (info.height, info.width)
+        colorizer.plan_batch(*colorizer.render_shape(*((h, w) if turns % 2 == 0 else (w, h))))
     if frames_as:
         # DPX pictures stay in the scans' coding (a DI pipeline's log comes back log): as stored, or
         # shown at video levels for the network (--scan-transfer) and coded back; TIFF/PNG at video levels
@@ -739,7 +782,7 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
             return _compose_frame(item, pix_fmt, turns, colorizer)
 
         frames = _frame_items(_decoded(src, config, warn), pix_fmt, colorizer, config.deflicker, turns,
-                              chroma_L=not on_device)
+                              chroma_L=not on_device, area=area)
         items = prefetch(frames, ahead) if pipelined else frames
         # the smoother's optical flow needs only L: where there are cores to spare it runs in a thread
         # of its own, off the network's path (on 2 CPU cores it only competes with the network)
@@ -787,22 +830,29 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
 
 
 # --- stills -----------------------------------------------------------------------------------------
-def colorize_rgb(L: np.ndarray, colorizer: Colorizer) -> np.ndarray:
-    """Full-resolution L* ``(H, W)`` -> coloured sRGB ``(H, W, 3)`` float32 keeping that L*."""
-    rh, rw = colorizer.render_shape(*L.shape)
-    ab = colorizer.predict_ab(compose.resize_L(L, rh, rw)[None])[0]
-    return compose.compose_rgb(L, ab)
+def colorize_rgb(L: np.ndarray, colorizer: Colorizer, area: bars.Area | None = None) -> np.ndarray:
+    """Full-resolution L* ``(H, W)`` -> coloured sRGB ``(H, W, 3)`` float32 keeping that L*; with an
+    ``area``, only the picture inside black bars is coloured (grey around it)."""
+    cropped = area if compose.applies(area, L.shape) else None
+    L_pic = L[cropped.slices()] if cropped else L
+    rh, rw = colorizer.render_shape(*L_pic.shape)
+    ab = colorizer.predict_ab(compose.resize_L(L_pic, rh, rw)[None])[0]
+    return compose.compose_rgb(L, ab, cropped)
 
 
-def _colorize_still(src: Path, tmp: Path, dst: Path, colorizer: Colorizer, warn: Warn | None) -> int:
+def _colorize_still(src: Path, tmp: Path, dst: Path, colorizer: Colorizer, warn: Warn | None,
+                    find_bars: bool = True) -> bars.Area | None:
+    """Colour one photo into ``tmp``; returns the picture area inside black bars where there were any."""
     still = stills.read_still(src)
     if warn is not None:
         for note in still.notes:
             warn(f"{src}: {note}")
-    dropped = stills.write_still(tmp, colorize_rgb(still.L, colorizer), still, final=dst)
+    area = bars.find_picture([still.L]) if find_bars else None
+    area = None if area is None or area.whole else area
+    dropped = stills.write_still(tmp, colorize_rgb(still.L, colorizer, area), still, final=dst)
     if dropped and warn is not None:
         warn(f"{dst.name}: written without the source's {'; '.join(dropped)}")
-    return 1
+    return area
 
 
 # --- preview -----------------------------------------------------------------------------------------
@@ -850,13 +900,14 @@ def _panel(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (nw, PREVIEW_PANEL_HEIGHT), interpolation=cv2.INTER_AREA)
 
 
-def preview_sheet(images: list[np.ndarray], colorizer: Colorizer) -> np.ndarray:
-    """RGB uint8 frames -> one sRGB float sheet: one row per frame, B&W | colour."""
+def preview_sheet(images: list[np.ndarray], colorizer: Colorizer, area: bars.Area | None = None) -> np.ndarray:
+    """RGB uint8 frames -> one sRGB float sheet: one row per frame, B&W | colour (only the picture
+    inside black bars ``area`` coloured, as ``run`` colours it)."""
     rows = []
     for img in images:
         rgb = img.astype(np.float32) / 255.0
         L = color.rgb_to_lab_np(rgb)[..., 0]
-        rows.append(np.hstack([_panel(compose.grey_rgb(L)), _panel(colorize_rgb(L, colorizer))]))
+        rows.append(np.hstack([_panel(compose.grey_rgb(L)), _panel(colorize_rgb(L, colorizer, area))]))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
     return np.vstack(rows)
@@ -884,14 +935,19 @@ def preview(src: str | Path, out_png: str | Path | None = None, n: int = 6, conf
     colorizer = colorizer or Colorizer.from_config(config)
     t0 = time.perf_counter()
     if still:
-        images = [np.rint(stills.read_still(src).rgb * 255).astype(np.uint8)]
+        photo = stills.read_still(src)
+        images = [np.rint(photo.rgb * 255).astype(np.uint8)]
+        area = bars.find_picture([photo.L]) if config.bars == "auto" else None
     else:
+        info = as_decoded(info, config)
         images = _sample_frames(src, info, n, config, warn)
         if not images:
             raise InputError(src, "no decodable video frames")
-    sheet = preview_sheet(images, colorizer)
+        area = picture_area(src, info, config).turned(quarter_turns(info.rotation))  # the images are upright
+    area = None if area is None or area.whole else area
+    sheet = preview_sheet(images, colorizer, area)
     with atomic_output(dst) as tmp:
         stills.write_image(tmp, sheet, 8, final=dst)
     if progress is not None:
         progress(len(images), len(images))
-    return RunResult(src, dst, len(images), time.perf_counter() - t0, "preview")
+    return RunResult(src, dst, len(images), time.perf_counter() - t0, "preview", area)

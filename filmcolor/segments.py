@@ -168,8 +168,9 @@ def remux_segment(src: str | Path, dst: str | Path, seg: Segment) -> int:
     return copied
 
 
-def colorize_segment(src: str, seg: Segment, work: str, config: RunConfig) -> dict[str, Any]:
-    """Worker side: remux segment ``seg`` of ``src`` into ``work`` and colour it losslessly (FFV1).
+def colorize_segment(src: str, seg: Segment, work: str, config: RunConfig, area: Any = None) -> dict[str, Any]:
+    """Worker side: remux segment ``seg`` of ``src`` into ``work`` and colour it losslessly (FFV1),
+    inside the whole film's black bars ``area`` (a ``bars.Area``; every segment the same).
     Returns ``{"path", "frames", "seconds", "warnings"}``; raises on failure."""
     from .batch import build_colorizer
     from .pipeline import colorize_file
@@ -187,7 +188,8 @@ def colorize_segment(src: str, seg: Segment, work: str, config: RunConfig) -> di
     warnings: list[str] = []
     seg_config = dataclasses.replace(config, codec="ffv1", overwrite=True, start=None, duration=None)
     try:
-        result = colorize_file(piece, coloured, seg_config, colorizer=build_colorizer(config), warn=warnings.append)
+        result = colorize_file(piece, coloured, seg_config, colorizer=build_colorizer(config), warn=warnings.append,
+                               area=area)
     finally:
         piece.unlink(missing_ok=True)
     return {"path": str(coloured), "frames": int(result.frames), "seconds": time.perf_counter() - t0,
@@ -261,7 +263,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     called as segments finish; ``tracks`` are sound or subtitle files added at the join."""
     from .batch import InlineRunner
     from .media import is_still_path
-    from .pipeline import RunResult, atomic_output, colorize_file
+    from .pipeline import RunResult, as_decoded, atomic_output, colorize_file, picture_area
 
     warn = warn or (lambda message: None)
     src, dst = Path(src), Path(dst)
@@ -276,7 +278,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
             and config.duration is None and not config.frames_as:
         from .media import probe
 
-        probe(src)  # a damaged file fails here, with the pipeline's message
+        info = probe(src)  # a damaged file fails here, with the pipeline's message
         causal = config.smooth in _CAUSAL_SMOOTHERS and not config.deflicker  # deflicker looks ahead
         tail = 0 if causal else overlap
         plan = plan_segments(src, segments, overlap, tail)
@@ -290,6 +292,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     from .pipeline import film_tracks
 
     tracks = film_tracks(src, tracks, warn)
+    area = picture_area(src, as_decoded(info, config), config)  # found on the whole film, for every segment
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = work_folder(src, dst, config, plan)
     for old in dst.parent.glob(f".{glob_escape(dst.name)}.segwork-*"):  # other inputs or settings: no use
@@ -310,7 +313,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     try:
         for seg in plan.segments:
             if seg.index not in done:
-                futures[seg.index] = runner.submit(colorize_segment, str(src), seg, str(work), config)
+                futures[seg.index] = runner.submit(colorize_segment, str(src), seg, str(work), config, area)
             for i, f in list(futures.items()):  # in this process, each finishes as it is submitted
                 if f.done() and i not in done:
                     done[i] = _finished(f, warn)
@@ -335,7 +338,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     finally:
         if finished:
             shutil.rmtree(work, ignore_errors=True)
-    return RunResult(src, dst, frames, time.perf_counter() - t0, "video")
+    return RunResult(src, dst, frames, time.perf_counter() - t0, "video", None if area.whole else area)
 
 
 def _piece_name(seg: Segment) -> str:

@@ -57,7 +57,7 @@ def make_clip(path: str | Path, *, frames: int = 24, width: int = 64, height: in
               audio: Sequence[str] = ("aac",), vfr: bool = False, color: bool = True,
               full_range: bool = False, subtitles: bool = False, sar: Fraction | None = None,
               rotation: int = 0, color_tags: tuple[int, int, int] | None = None,
-              keyint: int | None = None) -> Path:
+              keyint: int | None = None, bars: tuple[int, int] = (0, 0)) -> Path:
     """Write a synthetic film and return its path; the container follows the file extension.
 
     ``audio`` lists one codec per audio stream (``()`` for a silent film); audio lasts as long as
@@ -65,7 +65,9 @@ def make_clip(path: str | Path, *, frames: int = 24, width: int = 64, height: in
     a B&W film (R = G = B). ``subtitles`` adds a text track (mov_text in MP4/MOV, SubRip elsewhere)
     with one cue per second. ``sar`` sets the sample aspect ratio, ``rotation`` a display matrix
     (counter-clockwise degrees), ``color_tags`` the (primaries, transfer, matrix) FFmpeg enums,
-    ``keyint`` a keyframe every that many frames (x264; otherwise the encoder's default).
+    ``keyint`` a keyframe every that many frames (x264; otherwise the encoder's default). ``bars``:
+    ``(rows, columns)`` of black above and below / left and right of the picture (letterbox,
+    pillarbox); the picture inside is the ``synthetic_frame`` of the size left.
     """
     path = Path(path)
     fps = Fraction(fps)
@@ -100,8 +102,11 @@ def make_clip(path: str | Path, *, frames: int = 24, width: int = 64, height: in
         sub_stream = out.add_mux_stream("mov_text" if mov_text else "subrip", time_base=Fraction(1, 1000)) \
             if subtitles else None
         duration = float((pts_list[-1] * tb) + 1 / fps) if frames else 0.0
+        by, bx = bars
         for i, pts in enumerate(pts_list):
-            frame = av.VideoFrame.from_ndarray(synthetic_frame(i, width, height, color), format="rgb24")
+            picture = np.zeros((height, width, 3), np.uint8)
+            picture[by:height - by, bx:width - bx] = synthetic_frame(i, width - 2 * bx, height - 2 * by, color)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame = frame.reformat(format=pix_fmt)
             frame.pts, frame.time_base = pts, tb
             for packet in vs.encode(frame):

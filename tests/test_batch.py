@@ -149,11 +149,12 @@ def test_settings_hash_keeps_earlier_manifests_and_counts_a_changed_saturation()
     cfg = RunConfig()
     before = {k: v for k, v in dataclasses.asdict(cfg).items()  # what the hash read before these fields existed
               if k not in {"model", "device", "batch_size", "overwrite", "threads", "saturation", "sequence_fps",
-                           "frames_as", "scan_transfer"}}
+                           "frames_as", "scan_transfer", "bars"}}
     assert settings_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
     assert settings_hash(dataclasses.replace(cfg, saturation=1.3)) != settings_hash(cfg)
     assert settings_hash(dataclasses.replace(cfg, sequence_fps="25")) != settings_hash(cfg)
     assert settings_hash(dataclasses.replace(cfg, frames_as="dpx")) != settings_hash(cfg)
+    assert settings_hash(dataclasses.replace(cfg, bars="off")) != settings_hash(cfg)
 
 
 def test_ctrl_c_stops_after_the_reel_and_resumes(tmp_path, tiny_model):

@@ -193,11 +193,11 @@ def test_an_interrupted_segmented_run_resumes_with_the_segments_it_finished(tmp_
     real = segments.colorize_segment
     coloured: list[int] = []
 
-    def stopped_at_the_third(src_, seg, work, config):
+    def stopped_at_the_third(src_, seg, work, config, area):
         if seg.index == 2:
             raise KeyboardInterrupt  # Ctrl-C while the third segment is coloured
         coloured.append(seg.index)
-        return real(src_, seg, work, config)
+        return real(src_, seg, work, config, area)
 
     monkeypatch.setattr(segments, "colorize_segment", stopped_at_the_third)
     told: list[str] = []
@@ -208,9 +208,9 @@ def test_an_interrupted_segmented_run_resumes_with_the_segments_it_finished(tmp_
     work = [p for p in tmp_path.iterdir() if ".segwork-" in p.name]
     assert len(work) == 1 and sorted(p.name for p in work[0].glob("col*.nut")) == ["col0000.nut", "col0001.nut"]
 
-    def counting(src_, seg, work_, config):
+    def counting(src_, seg, work_, config, area):
         coloured.append(seg.index)
-        return real(src_, seg, work_, config)
+        return real(src_, seg, work_, config, area)
 
     monkeypatch.setattr(segments, "colorize_segment", counting)
     said: list[str] = []
