@@ -4,7 +4,8 @@
 For each clip (and, with ``--synthetic``, generated 854x480 and 1920x1080 B&W clips), in one run:
 
 - ``decode``       decode + Y/U/V planes (what the pipeline's decode thread does, minus L*)
-- ``model``        ``Colorizer.predict_ab`` on the clip's render-size L*, in batches (warm)
+- ``model``        ``Colorizer.predict_ab`` on the clip's render-size L*, in batches (warm): of the picture
+                   inside black bars where the run finds them (``--bars auto``), as the run colours it
 - ``encode``       pre-decoded frames (source Y + the coloured U/V of the end-to-end output) through
                    ``media.VideoWriter`` with the run's encoder settings (audio copied too)
 - ``decode+encode`` the I/O floor: decode the clip in a thread, swap in the coloured U/V, encode in a
@@ -12,7 +13,7 @@ For each clip (and, with ``--synthetic``, generated 854x480 and 1920x1080 B&W cl
 - ``end-to-end``   ``pipeline.colorize_file`` with the default settings (model already loaded);
                    with ``--smooth-off`` also with ``smooth=off``, for the cost of temporal smoothing
 - ``frame-dump``   the DeOldify way: every frame written as JPEG, coloured one by one (batch 1, full
-                   RGB -> Lab -> network -> full-resolution Lab -> RGB), written as JPEG, re-encoded
+                   RGB -> Lab -> network -> full-resolution Lab -> RGB; bars and all), written as JPEG, re-encoded
                    from the JPEGs with PyAV, audio added back by a remux
 
 and the ratios the speed issue asks for: end-to-end time / model-only time, end-to-end time /
@@ -184,10 +185,12 @@ def decode_only(src: Path, pix_fmt: str, n: int) -> int:
     return count
 
 
-def render_L(src: Path, pix_fmt: str, colorizer: Colorizer, n: int, turns: int) -> np.ndarray:
+def render_L(src: Path, pix_fmt: str, colorizer: Colorizer, n: int, turns: int, area=None) -> np.ndarray:
+    """The render-size L* the run gives the network (of the picture inside black bars ``area``)."""
     frames = media.decode(src)
     try:
-        items = list(pipeline._frame_items(limited(frames, n), pix_fmt, colorizer, turns=turns, chroma_L=False))
+        items = list(pipeline._frame_items(limited(frames, n), pix_fmt, colorizer, turns=turns, chroma_L=False,
+                                           area=area))
     finally:
         frames.close()
     return np.stack([it.L for it in items])
@@ -324,8 +327,10 @@ def per_thread(src: Path, info, config: RunConfig, colorizer: Colorizer, n: int,
         ms[name] = 1000 * (time.perf_counter() - t0) / max(1, frames if frames is not None else len(out))
         return out
 
+    area = pipeline.picture_area(src, info, config)
     items = clock("decode", lambda: list(pipeline._frame_items(limited(media.decode(src), n), pix_fmt, colorizer,
-                                                               False, turns, not colorizer.on_device_compose)))
+                                                               False, turns, not colorizer.on_device_compose,
+                                                               None if area.whole else area)))
     motion = temporal.motion_ahead(config.smooth, config.smooth_strength, config.cut_threshold)
     if motion is not None:
         clock("flow", lambda: [setattr(it, "motion", motion(it.L)) for it in items])
@@ -372,19 +377,21 @@ def bench_clip(src: Path, name: str, config: RunConfig, colorizer: Colorizer, ba
     cuda = colorizer.device.type == "cuda"
     sync = (lambda: torch.cuda.synchronize(colorizer.device)) if cuda else (lambda: None)
     run_config = config.with_overrides(duration=duration, overwrite=True)
-    h, w = (info.height, info.width) if turns % 2 == 0 else (info.width, info.height)
-    rh, rw = colorizer.render_shape(h, w)
+    area = pipeline.picture_area(src, info, run_config)  # the network sees what the run shows it
+    area = None if area.whole else area
+    h, w = (area.height, area.width) if area else (info.height, info.width)
+    rh, rw = colorizer.render_shape(*((h, w) if turns % 2 == 0 else (w, h)))
     colorizer.plan_batch(rh, rw)
     res: dict = {"clip": name, "path": str(src), "width": info.width, "height": info.height,
-                 "fps": round(fps, 3), "frames": n, "render": [rh, rw],
+                 "picture": str(area) if area else None, "fps": round(fps, 3), "frames": n, "render": [rh, rw],
                  "network_input": list(colorizer.padded_shape(rh, rw)), "batch_size": colorizer.batch_size,
                  "stages": {}}
     st = res["stages"]
 
-    log(f"{name}: {info.width}x{info.height}, {n} frames, render {rh}x{rw}")
+    log(f"{name}: {info.width}x{info.height}{f' (picture {area})' if area else ''}, {n} frames, render {rh}x{rw}")
     decode_only(src, pix_fmt, min(n, 10))  # warm the file cache
     st["decode"] = timed(lambda: decode_only(src, pix_fmt, n))
-    L = render_L(src, pix_fmt, colorizer, n, turns)
+    L = render_L(src, pix_fmt, colorizer, n, turns, area)
     model_only(colorizer, L[: colorizer.batch_size])  # warm-up (and compile, if asked)
     with GpuSampler(cuda) as g:
         st["model"] = timed(lambda: model_only(colorizer, L), sync)
