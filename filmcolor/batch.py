@@ -106,11 +106,12 @@ class ReelResult:
     seconds: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    picture: str | None = None  # where only the picture inside black bars was coloured (bars.Area)
 
     def to_dict(self) -> dict[str, Any]:
         return {"input": self.rel, "src": str(self.src), "output": str(self.dst), "kind": self.kind,
                 "status": self.status, "frames": self.frames, "seconds": round(self.seconds, 3),
-                "error": self.error, "warnings": self.warnings}
+                "error": self.error, "warnings": self.warnings, "picture": self.picture}
 
 
 @dataclass
@@ -465,7 +466,12 @@ def colorize_reel(src: str, dst: str, config: RunConfig) -> dict[str, Any]:
         return {"status": "failed", "frames": 0, "seconds": time.perf_counter() - t0, "error": _one_line(exc),
                 "warnings": warnings}
     return {"status": "ok", "frames": int(result.frames), "seconds": float(result.seconds), "error": None,
-            "warnings": warnings}
+            "warnings": warnings, "picture": _picture(result)}
+
+
+def _picture(result: Any) -> str | None:
+    """A run's picture area inside black bars as text (``RunResult.area``), None when it coloured all."""
+    return None if result.area is None else str(result.area)
 
 
 def _ray_colorize_reel(src: str, dst: str, config: RunConfig) -> dict[str, Any]:
@@ -643,7 +649,7 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
             if not force and is_up_to_date(entries.get(reel.rel), reel, fp, settings, model):
                 e = entries[reel.rel]
                 by_rel[reel.rel] = ReelResult(reel.rel, reel.src, reel.dst, reel.kind, "skipped",
-                                              frames=int(e.get("frames") or 0), seconds=0.0)
+                                              frames=int(e.get("frames") or 0), seconds=0.0, picture=e.get("picture"))
             else:
                 todo.append((reel, fp))
         done_count = 0
@@ -657,13 +663,14 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
             nonlocal done_count
             res = ReelResult(reel.rel, reel.src, reel.dst, reel.kind, outcome["status"],
                              frames=outcome.get("frames", 0), seconds=outcome.get("seconds", 0.0),
-                             error=outcome.get("error"), warnings=list(outcome.get("warnings", [])))
+                             error=outcome.get("error"), warnings=list(outcome.get("warnings", [])),
+                             picture=outcome.get("picture"))
             by_rel[reel.rel] = res
             entries[reel.rel] = {
                 "input": reel.rel, "output": reel.dst.relative_to(out_dir).as_posix(), "kind": reel.kind,
                 "status": res.status, "fingerprint": fp, "settings": settings, "model": model,
                 "frames": res.frames, "seconds": round(res.seconds, 3), "error": res.error,
-                "segments": segments if reel.kind == "video" else 1,
+                "picture": res.picture, "segments": segments if reel.kind == "video" else 1,
                 "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
             write_manifest(manifest_path, entries)
@@ -738,7 +745,8 @@ def _run_segmented(todo: deque, runner: Runner, config: RunConfig, segments: int
         try:
             result = colorize_segmented(reel.src, reel.dst, dataclasses.replace(config, overwrite=True),
                                         segments=segments, runner=runner, warn=warnings.append)
-            outcome = {"status": "ok", "frames": result.frames, "seconds": result.seconds, "warnings": warnings}
+            outcome = {"status": "ok", "frames": result.frames, "seconds": result.seconds, "warnings": warnings,
+                       "picture": _picture(result)}
         except Exception as exc:  # noqa: BLE001 - isolation per film
             outcome = {"status": "failed", "seconds": time.perf_counter() - t0, "error": _one_line(exc),
                        "warnings": warnings}

@@ -258,3 +258,22 @@ def test_deflicker_evens_out_the_picture_and_leaves_the_bars_black(tmp_path, mod
     after = [float(y[:, 16:80].mean()) for y in ys]
     assert np.var(np.diff(after)) < 0.25 * np.var(np.diff(before))  # the pumping is evened out
     assert all((y[:, :16] == 16).all() and (y[:, 80:] == 16).all() for y in ys)  # the bars stay video black
+
+
+def test_a_batch_records_where_each_reel_was_coloured(tmp_path, model_path):
+    import json
+
+    from filmcolor.batch import batch
+
+    reels = tmp_path / "reels"
+    reels.mkdir()
+    synth.make_clip(reels / "boxed.mp4", width=96, height=48, bars=(0, 16), color=False, audio=(), frames=6)
+    synth.make_clip(reels / "bare.mp4", width=64, height=48, color=False, audio=(), frames=6)
+    cfg = config(model_path, codec="h264")
+    report = batch(reels, tmp_path / "out", cfg)
+    picture = {r.rel: r.picture for r in report.results}
+    assert picture == {"boxed.mp4": "64x48 at (16, 0) of 96x48", "bare.mp4": None}
+    manifest = [json.loads(line) for line in report.manifest.read_text().splitlines() if line.strip()]
+    assert {m["input"]: m["picture"] for m in manifest} == picture
+    again = batch(reels, tmp_path / "out", cfg)  # resumed: nothing redone, the record kept
+    assert {r.status for r in again.results} == {"skipped"} and {r.rel: r.picture for r in again.results} == picture
