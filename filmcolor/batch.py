@@ -20,7 +20,8 @@ append-only log would need readers to tolerate a torn last line and to fold dupl
 
 Resume: a reel is skipped when its manifest line says ``ok``, its output exists, and the input
 fingerprint (size, mtime, SHA-256 of the first and last MiB), the settings hash and the model hash
-all match; everything else is (re)done, overwriting any stale output. ``force=True`` redoes all.
+all match; everything else is (re)done, overwriting any stale output (``why_redo`` says why; a
+``dry_run`` only reports it). ``force=True`` redoes all.
 Outputs are written by the pipeline to a hidden temp file in the target folder and renamed into
 place, so a SIGKILL leaves at most a stale hidden temp file; the next run deletes those before it
 starts. A lock file (``flock``, released by the kernel even on SIGKILL) keeps two batches from
@@ -56,6 +57,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,11 +109,12 @@ class ReelResult:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     picture: str | None = None  # where only the picture inside black bars was coloured (bars.Area)
+    reason: str | None = None  # status "todo" (a dry run): why it would be coloured
 
     def to_dict(self) -> dict[str, Any]:
         return {"input": self.rel, "src": str(self.src), "output": str(self.dst), "kind": self.kind,
                 "status": self.status, "frames": self.frames, "seconds": round(self.seconds, 3),
-                "error": self.error, "warnings": self.warnings, "picture": self.picture}
+                "error": self.error, "warnings": self.warnings, "picture": self.picture, "reason": self.reason}
 
 
 @dataclass
@@ -141,6 +144,11 @@ class BatchReport:
         return self._with("skipped")
 
     @property
+    def todo(self) -> list[ReelResult]:
+        """Reels a dry run found still to colour."""
+        return self._with("todo")
+
+    @property
     def exit_code(self) -> int:
         """0 when no reel failed, 1 (``EXIT_FAILED``) otherwise."""
         return EXIT_FAILED if self.failed else EXIT_OK
@@ -149,7 +157,7 @@ class BatchReport:
         return {"in_dir": str(self.in_dir), "out_dir": str(self.out_dir), "manifest": str(self.manifest),
                 "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
                 "counts": {"ok": len(self.done), "failed": len(self.failed), "skipped": len(self.skipped),
-                           "ignored": len(self.ignored)},
+                           "todo": len(self.todo), "ignored": len(self.ignored)},
                 "reels": [r.to_dict() for r in self.results], "ignored": self.ignored}
 
     def write_json(self, path: str | Path) -> Path:
@@ -334,8 +342,22 @@ def write_manifest(path: str | Path, entries: dict[str, dict[str, Any]]) -> None
 
 
 def is_up_to_date(entry: dict[str, Any] | None, reel: Reel, fp: dict[str, Any], settings: str, model: str) -> bool:
-    return (entry is not None and entry.get("status") == "ok" and reel.dst.exists()  # a file, or a picture folder
-            and entry.get("fingerprint") == fp and entry.get("settings") == settings and entry.get("model") == model)
+    return why_redo(entry, reel, fp, settings, model) is None
+
+
+def why_redo(entry: dict[str, Any] | None, reel: Reel, fp: dict[str, Any], settings: str, model: str) -> str | None:
+    """Why a reel is (re)coloured, in a few words; None when its manifest entry says it is done
+    with this input, these settings and this model, and its output is there."""
+    if entry is None:
+        return "new"
+    if entry.get("status") != "ok":
+        return f"{entry.get('status') or 'unfinished'} before"
+    if not reel.dst.exists():  # a file, or a picture folder
+        return "output missing"
+    for key, now, what in (("fingerprint", fp, "input"), ("settings", settings, "settings"), ("model", model, "model")):
+        if entry.get(key) != now:
+            return f"{what} changed"
+    return None
 
 
 def is_stale_temp(name: str, output_names: Iterable[str]) -> bool:
@@ -608,9 +630,11 @@ def make_runner(config: RunConfig, jobs: int, ray_address: str | None, warn: Cal
 def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: int = 1, force: bool = False,
           ray_address: str | None = None, segments: int = 1, report: str | Path | None = None,
           progress: Callable[[ReelResult, int, int], None] | None = None,
-          warn: Callable[[str], None] | None = None, sequences: bool = False) -> BatchReport:
+          warn: Callable[[str], None] | None = None, sequences: bool = False, dry_run: bool = False) -> BatchReport:
     """Colour every film and photo under ``in_dir`` into ``out_dir`` (see the module docstring);
     with ``sequences``, a folder's numbered pictures are one film (see :func:`discover`).
+    ``dry_run``: colour nothing, write and delete nothing; the report lists each reel as "skipped"
+    (done before) or "todo" with the ``reason`` it would be coloured (``why_redo``).
 
     ``progress(result, done, total)`` is called after each reel (skipped ones included); ``warn``
     gets one-line notices. Writes ``report`` (JSON) when given. Raises ``FilmcolorError`` for a bad
@@ -625,15 +649,16 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
         raise ValueError("jobs and segments must be >= 1")
     if segments > 1 and config.frames_as:
         raise ValueError("segments join into one film file; a film written as pictures is not cut into segments")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not dry_run:
+        out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / MANIFEST_NAME
     rep = BatchReport(in_dir=in_dir, out_dir=out_dir, manifest=manifest_path)
 
-    with _Lock(out_dir):
+    with nullcontext() if dry_run else _Lock(out_dir):
         reels, rep.ignored = discover(in_dir, out_dir, config.codec, sequences, config.frames_as)
         settings, model = settings_hash(config), model_hash(config)
         entries = read_manifest(manifest_path)
-        for p in clean_stale_temps(reels):
+        for p in [] if dry_run else clean_stale_temps(reels):
             warn(f"{p}: removed a temp file left by an interrupted run")
 
         total = len(reels)
@@ -646,10 +671,13 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
                 by_rel[reel.rel] = ReelResult(reel.rel, reel.src, reel.dst, reel.kind, "failed",
                                               error=f"cannot read: {exc.strerror or exc}")
                 continue
-            if not force and is_up_to_date(entries.get(reel.rel), reel, fp, settings, model):
+            why = "--force" if force else why_redo(entries.get(reel.rel), reel, fp, settings, model)
+            if why is None:
                 e = entries[reel.rel]
                 by_rel[reel.rel] = ReelResult(reel.rel, reel.src, reel.dst, reel.kind, "skipped",
                                               frames=int(e.get("frames") or 0), seconds=0.0, picture=e.get("picture"))
+            elif dry_run:
+                by_rel[reel.rel] = ReelResult(reel.rel, reel.src, reel.dst, reel.kind, "todo", reason=why)
             else:
                 todo.append((reel, fp))
         done_count = 0

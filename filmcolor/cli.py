@@ -439,14 +439,17 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
 @bars_option
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the outcome of every reel to this JSON file.")
+@click.option("--dry-run", is_flag=True,
+              help="Colour nothing: list each reel as already done or still to colour, and why (new, input, "
+                   "settings or model changed, output missing, failed before). Writes and deletes nothing.")
 @click.option("--preset", "preset_name", default="run", metavar="NAME",
               help="Settings preset from configs/ (e.g. run, archival); flags override it.")
 @quiet_option
 @traceback_option
 @click.pass_context
 def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, jobs: int, force: bool,
-           ray_address: str | None, segments: int, sequences: bool, report_path: Path | None, preset_name: str,
-           quiet: bool, show_traceback: bool, **_flags: Any) -> None:
+           ray_address: str | None, segments: int, sequences: bool, report_path: Path | None, dry_run: bool,
+           preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
     """Colour every film and photo under IN_DIR into OUT_DIR, resumably.
 
     A re-run skips reels already done with the same input, settings and model (see the manifest);
@@ -464,9 +467,10 @@ def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, j
         with progress_bar(console, in_dir.name or str(in_dir), quiet, unit="reels") as update:
             progress = None if update is None else (lambda result, done, total: update(done, total))
             rep = batch(in_dir, out_dir, config, jobs=jobs, force=force, ray_address=ray_address,
-                        segments=segments, report=report_path, progress=progress, warn=warn, sequences=sequences)
+                        segments=segments, report=report_path, progress=progress, warn=warn, sequences=sequences,
+                        dry_run=dry_run)
     if not quiet:
-        console.print(batch_table(rep))
+        console.print(batch_table(rep, dry_run))
     if not rep.results:  # a mistyped folder or the wrong one: say so rather than "0 coloured"
         click.echo(f"filmcolor: warning: {in_dir}: no films or photos found (looked for "
                    f"{', '.join(sorted(VIDEO_SUFFIXES | STILL_EXTENSIONS))})", err=True)
@@ -476,20 +480,26 @@ def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, j
         sys.exit(rep.exit_code)
 
 
-def batch_table(rep) -> Any:
-    """A rich table: one row per reel (status, frames, seconds, error) and a totals caption."""
+def batch_table(rep, dry_run: bool = False) -> Any:
+    """A rich table: one row per reel (status, frames, seconds, error; in a dry run, why a reel is still
+    to colour) and a totals caption."""
     from rich.table import Table
 
-    styles = {"ok": "green", "skipped": "dim", "failed": "bold red"}
+    styles = {"ok": "green", "skipped": "dim", "failed": "bold red", "todo": "yellow"}
     table = Table(title=f"filmcolor batch: {rep.in_dir} -> {rep.out_dir}", title_justify="left")
     for name, justify in (("reel", "left"), ("status", "left"), ("frames", "right"), ("seconds", "right"),
-                          ("error", "left")):
+                          ("why" if dry_run else "error", "left")):
         table.add_column(name, justify=justify, overflow="fold")
     for r in rep.results:
-        table.add_row(r.rel, Text(r.status, style=styles.get(r.status, "")), str(r.frames),
-                      f"{r.seconds:.1f}" if r.status != "skipped" else "", r.error or "")
-    table.caption = (f"{len(rep.done)} coloured, {len(rep.skipped)} already done, {len(rep.failed)} failed, "
-                     f"{len(rep.ignored)} other files ignored; {rep.seconds:.1f} s; manifest {rep.manifest}")
+        frames = "" if r.status == "todo" else str(r.frames)
+        table.add_row(r.rel, Text(r.status, style=styles.get(r.status, "")), frames,
+                      f"{r.seconds:.1f}" if r.status in ("ok", "failed") else "", r.error or r.reason or "")
+    if dry_run:
+        table.caption = (f"dry run: {len(rep.todo)} to colour, {len(rep.skipped)} already done, "
+                         f"{len(rep.ignored)} other files ignored; nothing written")
+    else:
+        table.caption = (f"{len(rep.done)} coloured, {len(rep.skipped)} already done, {len(rep.failed)} failed, "
+                         f"{len(rep.ignored)} other files ignored; {rep.seconds:.1f} s; manifest {rep.manifest}")
     return table
 
 

@@ -349,3 +349,37 @@ def _wav_bytes(seconds: float, rate: int = 8000) -> bytes:
         w.setframerate(rate)
         w.writeframes(np.zeros(int(seconds * rate), "<i2").tobytes())
     return buf.getvalue()
+
+
+def test_dry_run_lists_what_a_run_would_do_and_why_without_touching_anything(tmp_path, tiny_model):
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from filmcolor.cli import main
+
+    src, out = _reels(tmp_path), tmp_path / "out"
+    (src / "broken.mp4").unlink()
+    cfg = _config(tiny_model)
+    first = batch(src, out, cfg, dry_run=True)
+    assert not out.exists()  # nothing written, not even the output folder
+    assert {r.rel: (r.status, r.reason) for r in first.results} == {
+        "a.mp4": ("todo", "new"), "sub/b.mp4": ("todo", "new"), "photo.png": ("todo", "new")}
+    batch(src, out, cfg)
+    synth.make_clip(src / "a.mp4", frames=14, color=False)  # the reel was replaced by a new transfer
+    (out / "photo.color.png").unlink()
+    stale = out / "sub" / ".b.color.filmcolor-1-ab.part.mp4"
+    stale.write_bytes(b"half")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    second = batch(src, out, cfg, dry_run=True)
+    assert {r.rel: (r.status, r.reason) for r in second.results} == {
+        "a.mp4": ("todo", "input changed"), "sub/b.mp4": ("skipped", None), "photo.png": ("todo", "output missing")}
+    assert {r.rel: r.reason for r in batch(src, out, dataclasses.replace(cfg, saturation=1.2), dry_run=True).results
+            } == {"a.mp4": "input changed", "sub/b.mp4": "settings changed", "photo.png": "output missing"}
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before and stale.exists()  # nothing touched
+    args = ["batch", str(src), "-o", str(out), "--model", str(tiny_model), "--device", "cpu", "--render-size", "64",
+            "--dry-run"]
+    r = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
+    text = " ".join(r.output.split())
+    assert r.exit_code == 0 and "dry run: 2 to colour, 1 already done" in text and "input changed" in text
+    assert os.path.exists(stale)
