@@ -96,7 +96,8 @@ def test_broken_reel_isolated_manifest_and_rerun_redoes_nothing(tmp_path, tiny_m
     assert m["broken.mp4"]["status"] == "failed" and "truncated" in m["broken.mp4"]["error"]
     assert m["photo.png"]["frames"] == 1
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["exit_code"] == 1 and report["counts"] == {"ok": 3, "failed": 1, "skipped": 0, "ignored": 1}
+    assert report["exit_code"] == 1 and report["counts"] == {"ok": 3, "failed": 1, "skipped": 0, "todo": 0,
+                                                            "ignored": 1}
 
     # a re-run redoes nothing that finished (only the failed reel is tried again)
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.color.*")}
