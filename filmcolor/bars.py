@@ -12,7 +12,10 @@ framed.
 :class:`Area` holding every row and column that is picture in at least one of them: a row or column
 is black where no more than ``BRIGHT_SHARE`` of its pixels rise above ``DARK_L`` (about FFmpeg
 ``cropdetect``'s default limit, 24/255), so dust and noise in a bar do not make it picture, and a
-dark scene does not make its edge a bar unless every sampled frame is dark there. Areas are in the
+dark scene does not make its edge a bar unless every sampled frame is dark there. Something bright
+set apart from the picture by black - subtitles burnt into a letterbox bar, a channel's logo in a
+pillarbox bar - is not picture either: the picture is the longest run of picture rows (columns),
+gaps narrower than ``GAP_SHARE`` of the frame bridged. Areas are in the
 stored frame's pixels, widened to even coordinates so they fall on whole chroma samples of 4:2:0 and
 4:2:2 planes (:meth:`Area.on_plane`).
 """
@@ -27,6 +30,7 @@ import numpy as np
 DARK_L = 8.0          # L* at or below which a pixel counts as black (video black is 0; Y=36 of 8-bit video)
 BRIGHT_SHARE = 0.01   # a row/column with more than this share of pixels above DARK_L is picture
 MIN_PICTURE = 0.25    # a "picture" narrower or lower than this share of the frame is not believed
+GAP_SHARE = 0.02      # black lines narrower than this share of the frame inside the picture are picture
 SAMPLES = 12          # frames sampled across a film to find its bars
 ALIGN = 2             # areas start and end on even pixels (whole chroma samples of 4:2:0 / 4:2:2)
 
@@ -110,6 +114,12 @@ def find_picture(frames: Iterable[np.ndarray]) -> Area | None:
 
 
 def _span(picture: np.ndarray) -> tuple[int, int]:
-    """First picture index and one past the last."""
+    """First and one-past-last index of the longest run of picture lines, black gaps narrower than
+    ``GAP_SHARE`` of the frame (at least 2 lines) counted as picture."""
     idx = np.flatnonzero(picture)
-    return int(idx[0]), int(idx[-1]) + 1
+    gap = max(2, int(GAP_SHARE * len(picture)))
+    breaks = np.flatnonzero(np.diff(idx) > gap + 1)  # a black gap wider than ``gap`` between two picture lines
+    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+    ends = np.concatenate([idx[breaks], [idx[-1]]]) + 1
+    k = int(np.argmax(ends - starts))
+    return int(starts[k]), int(ends[k])

@@ -49,8 +49,8 @@ def test_dust_in_a_bar_does_not_make_it_picture_but_a_line_of_picture_does():
     L = boxed(100, 200, 0, 40, 100, 120)
     L[50, 5] = L[10, 190] = 90.0  # two bright specks in the bars: dust
     assert bars.find_picture([L]) == bars.Area(0, 40, 100, 120, (100, 200))
-    L[:, 10] = 50.0  # a whole column of picture: a real edge of the picture
-    assert bars.find_picture([L]).left == 10
+    L[:, 37] = 50.0  # a whole column of picture beside it (2 black columns between): the picture's own edge
+    assert bars.find_picture([L]).left == 36
 
 
 def test_a_dark_edge_of_one_frame_is_picture_when_another_frame_is_bright_there():
@@ -277,3 +277,16 @@ def test_a_batch_records_where_each_reel_was_coloured(tmp_path, model_path):
     assert {m["input"]: m["picture"] for m in manifest} == picture
     again = batch(reels, tmp_path / "out", cfg)  # resumed: nothing redone, the record kept
     assert {r.status for r in again.results} == {"skipped"} and {r.rel: r.picture for r in again.results} == picture
+
+
+def test_subtitles_in_a_letterbox_bar_and_a_logo_in_a_pillarbox_bar_are_not_picture():
+    subtitled = boxed(120, 200, 20, 0, 70, 200)  # letterbox: picture rows 20-89, bars 0-19 and 90-119
+    subtitled[100:108, 60:140] = 95.0  # a burnt-in subtitle in the lower bar, 10 black rows below the picture
+    plain = boxed(120, 200, 20, 0, 70, 200)
+    assert bars.find_picture([plain, subtitled]) == bars.Area(20, 0, 70, 200, (120, 200))
+    logo = boxed(120, 200, 0, 40, 120, 120)  # pillarbox: picture columns 40-159
+    logo[8:20, 176:192] = 80.0  # a channel's logo in the right bar
+    assert bars.find_picture([logo]) == bars.Area(0, 40, 120, 120, (120, 200))
+    split = boxed(120, 200, 0, 0, 120, 200)
+    split[:, 99:101] = 0.0  # a black line 2 columns wide through the picture is part of it
+    assert bars.find_picture([split]).whole
