@@ -398,6 +398,55 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
     click.echo(to_json(result) if as_json else format_table(result))
 
 
+# --- info --------------------------------------------------------------------------------------------
+_INFO_FIELDS = ("codec", "start", "duration", "sequence_fps", "scan_transfer", "frames_as", "bars")
+
+
+@main.command("info", context_settings=CONTEXT_SETTINGS)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec, help="The codec `run` would use.")
+@click.option("--start", type=TIME, default=None, help="Count frames from this time on (seconds, H:MM:SS).")
+@click.option("--duration", type=LENGTH, default=None, help="Count frames of this long a stretch.")
+@fps_option
+@scan_transfer_option
+@frames_as_option
+@bars_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per input.")
+@click.option("--preset", "preset_name", default="run", metavar="NAME", help="Preset from configs/ to start from.")
+@traceback_option
+@click.pass_context
+def info(ctx: click.Context, inputs: tuple[Path, ...], as_json: bool, preset_name: str, show_traceback: bool,
+         **_flags: Any) -> None:
+    """Show what filmcolor sees in each film, folder of scans or photo INPUT, and what `run` would
+    write: the picture (size, rate, frames, interlace, timecode, log/linear coding), the picture inside
+    black bars, the sound and subtitle tracks kept and the files added, the output and its warnings.
+    Colours and writes nothing. An input that cannot be read is named with its cause (exit 1)."""
+    import json
+
+    from .config import run_config_from_preset
+    from .survey import describe, survey  # imported here so `--help` stays fast
+
+    try:
+        config = run_config_from_preset(preset_name, **user_overrides(ctx, _INFO_FIELDS))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    reports, code = [], 0
+    with cli_errors(None, show_traceback):  # a bug: one line; an unreadable input: named, and the rest go on
+        for src in inputs:
+            try:
+                report = survey(src, config)
+            except FilmcolorError as exc:
+                report, code = {"input": str(src), "error": exc.cause}, code or exc.exit_code
+                if not as_json:
+                    click.echo(f"filmcolor: {exc}", err=True)
+            reports.append(report)
+            if not as_json and "error" not in report:
+                click.echo("\n".join(describe(report)))
+    if as_json:
+        click.echo(json.dumps(reports, indent=2))
+    sys.exit(code)
+
+
 # --- batch -------------------------------------------------------------------------------------------
 @main.command("batch", context_settings=CONTEXT_SETTINGS)
 @click.argument("in_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))

@@ -303,8 +303,11 @@ def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
         fmt_obj = av.VideoFormat(pix_fmt)
         bit_depth = max(c.bits for c in fmt_obj.components) if fmt_obj.components else 8
         tb = stream.time_base or Fraction(1, 25)
+        end = _declared_end(stream)  # the video's own length (Matroska: its DURATION tag), not the longest track's
         if stream.duration:
             duration = float(stream.duration * tb)
+        elif end is not None and end > float((stream.start_time or 0) * tb):
+            duration = end - float((stream.start_time or 0) * tb)
         elif container.duration:
             duration = container.duration / 1_000_000
         else:

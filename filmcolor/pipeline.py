@@ -617,7 +617,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         info = media.probe(src, config.sequence_fps)
         still = bool(info.is_still)
         stated = stated_transfer(src, info)
-        _warn_transfer(src, stated, config.scan_transfer, warn)
+        warn_transfer(src, stated, config.scan_transfer, warn)
         info = as_decoded(info, config)
         end = (info.start_time or 0.0) + info.duration if info.duration else None
         if config.start is not None and end is not None and config.start >= end:
@@ -710,7 +710,7 @@ def stated_transfer(src: Path, info) -> str | None:
     return transfer
 
 
-def _warn_transfer(src: Path, transfer: str | None, asked: str | None, warn: Warn | None) -> None:
+def warn_transfer(src: Path, transfer: str | None, asked: str | None, warn: Warn | None) -> None:
     """Say when a film's pictures are log-coded or linear light (``transfer``, see
     ``stated_transfer``) and ``--scan-transfer`` does not convert them: they would be coloured as
     stored, but the network learnt colour from video-level pictures. Also say when ``asked`` differs
