@@ -23,9 +23,13 @@ stored frame's pixels, widened to even coordinates so they fall on whole chroma 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from pathlib import Path
+from typing import Callable, Iterable
 
+import cv2
 import numpy as np
+
+from . import color, media
 
 DARK_L = 8.0          # L* at or below which a pixel counts as black (video black is 0; Y=36 of 8-bit video)
 BRIGHT_SHARE = 0.01   # a row/column with more than this share of pixels above DARK_L is picture
@@ -111,6 +115,19 @@ def find_picture(frames: Iterable[np.ndarray]) -> Area | None:
     if bottom - top < MIN_PICTURE * H or right - left < MIN_PICTURE * W:
         return None
     return Area(top, left, bottom - top, right - left, (H, W))
+
+
+def find_in_film(path: str | Path, start: float | None = None, duration: float | None = None, *,
+                 fps: str | None = None, convert: Callable | None = None) -> Area | None:
+    """:func:`find_picture` on ``SAMPLES`` frames sampled across a film or its ``start``/``duration``
+    stretch (``media.sample_frames``; a folder of scans at ``fps``), each frame's L* taken from its
+    luma after ``convert`` (a frame -> frame map, e.g. log scans shown at video levels). Frames of
+    another size than the first sampled one are not counted."""
+    lums = []
+    for frame in media.sample_frames(path, SAMPLES, start, duration, fps=fps):
+        planes = media.frame_to_planes(convert(frame) if convert else frame, "yuv420p")
+        lums.append(cv2.LUT(planes.y, color.luma_to_L_lut(8, planes.full_range)))
+    return find_picture(lums)
 
 
 def _span(picture: np.ndarray) -> tuple[int, int]:

@@ -6,6 +6,8 @@ numbered DPX, Cineon or OpenEXR scans is a film.
 - Films are sampled evenly across their length (PyAV decode, frames converted only when kept),
   skipping near-black frames, frames that are already B&W (:func:`is_greyscale`) and
   near-duplicates of the last kept frame (mean absolute RGB difference at 32x32 below a threshold).
+  A film inside black bars (a letterboxed DVD, a pillarboxed transfer: ``bars.find_in_film``) gives
+  its picture only, as ``run`` colours it, so no crop teaches the network black bars.
 - :func:`split_by_film` holds out whole films for validation (frames of one film are correlated,
   so a split by frame would leak).
 - :func:`load_sources` caches what it prepared as uint8 shards (``.npy``) in a folder keyed by the
@@ -38,13 +40,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import bars
 from .errors import InputError
 from .media import film_stream, frame_rate, open_input
 from .sequences import SCAN_EXTENSIONS, STILL_EXTENSIONS, image_sequence
 
 IMAGE_EXTENSIONS = tuple(sorted(STILL_EXTENSIONS))
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf", ".wmv", ".flv")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: film frames cut to the picture inside black bars
 SHARD_BYTES = 256 << 20
 
 
@@ -145,6 +148,7 @@ class FilmSample:
     frames: list[np.ndarray]
     candidates: int = 0
     skipped: dict[str, int] = field(default_factory=lambda: {"black": 0, "grey": 0, "duplicate": 0})
+    picture: str | None = None  # the picture inside black bars the frames were cut to (bars.Area)
 
 
 def _frame_count(stream: Any, container: Any) -> int:
@@ -161,10 +165,14 @@ def _frame_count(stream: Any, container: Any) -> int:
 def sample_film(path: str | Path, max_frames: int = 300, max_side: int = 256,
                 rules: FrameFilter = FrameFilter()) -> FilmSample:
     """Up to ``max_frames`` frames sampled evenly across a colour film, as RGB uint8 with short side
-    at most ``max_side``; near-black, greyscale and near-duplicate candidates are skipped (and
-    counted). Every frame is decoded (PyAV, threaded) but only the candidates are converted."""
+    at most ``max_side``, of the picture inside black bars where the film has them; near-black,
+    greyscale and near-duplicate candidates are skipped (and counted). Every frame is decoded
+    (PyAV, threaded) but only the candidates are converted."""
     path = Path(path)
     out = FilmSample(path, [])
+    area = bars.find_in_film(path)
+    area = None if area is None or area.whole else area
+    out.picture = None if area is None else str(area)
     with open_input(path) as container:  # a film file, or a folder of scans
         stream = film_stream(container)
         if stream is None:
@@ -179,8 +187,11 @@ def sample_film(path: str | Path, max_frames: int = 300, max_side: int = 256,
             next_pick += stride * max(1, math.floor((i - next_pick) / stride) + 1)
             out.candidates += 1
             h, w = frame.height, frame.width
-            s = min(1.0, max_side / min(h, w))
-            rgb = frame.to_ndarray(format="rgb24", width=max(1, round(w * s)), height=max(1, round(h * s)))
+            if area is not None and area.fits((h, w)):  # cut first, so the picture gets the short side
+                rgb = _shrink(np.ascontiguousarray(frame.to_ndarray(format="rgb24")[area.slices()]), max_side)
+            else:
+                s = min(1.0, max_side / min(h, w))
+                rgb = frame.to_ndarray(format="rgb24", width=max(1, round(w * s)), height=max(1, round(h * s)))
             small = cv2.resize(rgb, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
             if float((small @ np.float32([0.299, 0.587, 0.114])).mean()) < rules.black_level:
                 out.skipped["black"] += 1
@@ -296,7 +307,8 @@ def load_sources(sources: Iterable[str | Path], max_side: int = 256, film_frames
             continue
         images += s.frames
         origins += [str(f)] * len(s.frames)
-        stats[str(f)] = {"candidates": s.candidates, "kept": len(s.frames), "skipped": s.skipped}
+        stats[str(f)] = {"candidates": s.candidates, "kept": len(s.frames), "skipped": s.skipped,
+                         "picture": s.picture}
     if folder is not None and images:
         folder.parent.mkdir(parents=True, exist_ok=True)
         _write_cache(folder, images, origins, {"sources": [str(s) for s in sources], "settings": settings,

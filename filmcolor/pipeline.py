@@ -670,21 +670,16 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
 
 
 def picture_area(src: Path, info, config: RunConfig) -> bars.Area:
-    """Where a film's picture is inside black bars (``bars.find_picture``), from ``bars.SAMPLES`` frames
-    sampled across it, or across its ``start``/``duration`` stretch, as the network sees them (shown
-    at video levels with ``--scan-transfer``); stored orientation. The whole frame with
-    ``config.bars == "off"`` or when the frames do not tell."""
+    """Where a film's picture is inside black bars (``bars.find_in_film``: frames sampled across it,
+    or across its ``start``/``duration`` stretch, as the network sees them: shown at video levels
+    with ``--scan-transfer``); stored orientation. The whole frame with ``config.bars == "off"`` or
+    when the frames do not tell."""
     whole = bars.Area.whole_frame(info.height, info.width)
     if config.bars == "off":
         return whole
-    lums = []
-    for frame in media.sample_frames(src, bars.SAMPLES, config.start, config.duration, fps=config.sequence_fps):
-        if (frame.height, frame.width) != whole.frame:  # a rescanned frame of another size
-            continue
-        if config.scan_transfer:
-            frame = to_video_levels(frame, config.scan_transfer)
-        lums.append(_planes_L(media.frame_to_planes(frame, "yuv420p")))
-    return bars.find_picture(lums) or whole
+    convert = (lambda frame: to_video_levels(frame, config.scan_transfer)) if config.scan_transfer else None
+    found = bars.find_in_film(src, config.start, config.duration, fps=config.sequence_fps, convert=convert)
+    return found if found is not None and found.frame == whole.frame else whole
 
 
 _TRC_LINEAR, _TRC_SRGB = 8, 13  # AVColorTransferCharacteristic: linear light (OpenEXR...), IEC 61966-2-1

@@ -53,6 +53,16 @@ def test_sample_film_spreads_frames_and_bounds_size(tmp_path):
     assert all(f.shape == (32, 48, 3) for f in s.frames)
 
 
+def test_a_letterboxed_film_gives_its_picture_only_at_full_size(tmp_path):
+    film = make_clip(tmp_path / "wide.mp4", frames=12, width=160, height=120, bars=(30, 0), audio=())
+    s = data.sample_film(film, max_frames=4, max_side=48)
+    assert s.picture == "160x60 at (0, 30) of 160x120" and len(s.frames) == 4
+    assert all(f.shape == (48, 128, 3) for f in s.frames)  # the picture's short side is max_side
+    assert min(float(f[:4].mean()) for f in s.frames) > 20  # no black bar left at the top
+    plain = data.sample_film(make_clip(tmp_path / "plain.mp4", frames=12, width=160, height=60, audio=()), 4, 48)
+    assert plain.picture is None and plain.frames[0].shape == (48, 128, 3)
+
+
 def test_split_by_film_holds_out_whole_films():
     films = [Path(f"film{i}.mp4") for i in range(5)]
     train, val = data.split_by_film(films, 0.2, seed=3)
