@@ -669,8 +669,9 @@ def train_cmd(sources: tuple[Path, ...], data: tuple[Path, ...], val: tuple[Path
 def finetune_cmd(sources: tuple[Path, ...], genre: str, steps: int | None, from_model: str, val: tuple[Path, ...],
                  out: Path | None, device: str | None, resume: bool, max_minutes: float | None, quiet: bool,
                  show_traceback: bool) -> None:
-    """Teach a model the palette of a genre from colour films of that genre (SOURCES: films or
-    folders); the result is a user model that `filmcolor run --genre NAME` uses."""
+    """Teach a model the palette of a genre from colour films of that genre, or of one film from a few
+    colour stills of it (SOURCES: films, photos or folders); the result is a user model that
+    `filmcolor run --genre NAME` uses."""
     from .train import finetune, train_config_from_preset
 
     total = steps or train_config_from_preset("finetune").steps
