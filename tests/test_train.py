@@ -154,6 +154,20 @@ def test_one_step_finetune_writes_genre_model_with_card(tmp_path, photos, films,
         finetune("default", [str(films[0])], from_model=str(base))
 
 
+def test_a_finetune_on_colour_stills_alone_makes_a_model(tmp_path, photos, monkeypatch):
+    """A restorer's few colour stills of a film (no film to hold out): the run has nothing to validate
+    on and saves the last EMA, which differs from the base it started from."""
+    monkeypatch.setenv("FILMCOLOR_HOME", str(tmp_path / "home"))
+    base = train(_cfg(tmp_path, photos, val=()), log=lambda s: None)
+    dest = finetune("reel7", [str(photos)], steps=2, from_model=str(base), out=str(tmp_path / "ft"),
+                    log=lambda s: None, **{k: v for k, v in TINY.items() if k not in ("ngf", "num_downs")})
+    card = weights.available_models()["reel7"].card
+    assert dest.is_file() and card["steps"] == 2 and card["held_out"] == [] and card["data"] == [str(photos)]
+    tuned, _ = weights.load_generator("reel7")
+    start, _ = weights.load_generator(str(base))
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), start.state_dict().values()))
+
+
 def test_keep_best_saves_the_validation_with_the_lowest_l1(tmp_path, photos, films, monkeypatch):
     import csv
 
