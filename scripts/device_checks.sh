@@ -53,6 +53,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its output
 }
 
 step cuda-tests "$box" "$py" -m pytest -q -m cuda -p no:cacheprovider tests/test_pipeline.py tests/test_speed_paths.py \
+    tests/test_bars.py \
     tests/test_sequences.py
 step bench-gpu "$box" "$py" scripts/bench.py samples/steamboat_willie_1928.mp4 --synthetic --device "$device" \
     --frames "$frames" $profile --no-baseline --smooth-off --per-thread --json "$out/bench-gpu.json"

@@ -8,6 +8,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from filmcolor import bars, color, compose, media, pipeline, synth
 from filmcolor.config import RunConfig
@@ -290,3 +291,23 @@ def test_subtitles_in_a_letterbox_bar_and_a_logo_in_a_pillarbox_bar_are_not_pict
     split = boxed(120, 200, 0, 0, 120, 200)
     split[:, 99:101] = 0.0  # a black line 2 columns wide through the picture is part of it
     assert bars.find_picture([split]).whole
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_colours_the_picture_inside_bars_as_the_cpu_does(tmp_path, model_path):
+    from filmcolor.inference import Colorizer, resolve_device
+    from helpers import tiny_generator
+
+    film = synth.make_clip(tmp_path / "boxed.mkv", codec="ffv1", width=128, height=64, bars=(0, 24), color=False,
+                           audio=(), frames=12)
+    cpu = Colorizer(tiny_generator(), "cpu", "fp32", batch_size=4, render_size=48, workers=1)
+    gpu = Colorizer(tiny_generator(), resolve_device("cuda"), "fp32", batch_size=4, render_size=48, auto_batch=True)
+    assert gpu.on_device_compose
+    a = pipeline.colorize_file(film, tmp_path / "cpu.mkv", config(model_path), colorizer=cpu)
+    b = pipeline.colorize_file(film, tmp_path / "gpu.mkv", config(model_path, device="cuda"), colorizer=gpu)
+    assert a.area == b.area == bars.Area(0, 24, 64, 80, (64, 128))
+    for (ua, va), (ub, vb) in zip(uv(a.dst), uv(b.dst)):
+        for x, z in ((ua, ub), (va, vb)):
+            assert np.abs(x.astype(int) - z.astype(int)).max() <= 3
+            assert (z[:, :12] == 128).all() and (z[:, 52:] == 128).all()
