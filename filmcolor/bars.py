@@ -119,15 +119,16 @@ def find_picture(frames: Iterable[np.ndarray]) -> Area | None:
 
 def find_in_film(path: str | Path, start: float | None = None, duration: float | None = None, *,
                  fps: str | None = None, convert: Callable | None = None) -> Area | None:
-    """:func:`find_picture` on ``SAMPLES`` frames sampled across a film or its ``start``/``duration``
-    stretch (``media.sample_frames``; a folder of scans at ``fps``), each frame's L* taken from its
-    luma after ``convert`` (a frame -> frame map, e.g. log scans shown at video levels). Frames of
-    another size than the first sampled one are not counted."""
-    lums = []
-    for frame in media.sample_frames(path, SAMPLES, start, duration, fps=fps):
-        planes = media.frame_to_planes(convert(frame) if convert else frame, "yuv420p")
-        lums.append(cv2.LUT(planes.y, color.luma_to_L_lut(8, planes.full_range)))
-    return find_picture(lums)
+    """:func:`find_in_planes` of ``SAMPLES`` frames sampled across a film or its ``start``/``duration``
+    stretch (``media.sample_planes``; a folder of scans at ``fps``; ``convert``: a frame -> frame map
+    applied first, e.g. log scans shown at video levels)."""
+    return find_in_planes(media.sample_planes(path, SAMPLES, start, duration, fps=fps, convert=convert))
+
+
+def find_in_planes(planes: Iterable) -> Area | None:
+    """:func:`find_picture` on the L* of 8-bit ``media.Planes`` (frames of another size than the first
+    are not counted)."""
+    return find_picture(cv2.LUT(p.y, color.luma_to_L_lut(8, p.full_range)) for p in planes)
 
 
 def _span(picture: np.ndarray) -> tuple[int, int]:

@@ -527,6 +527,15 @@ def sample_frames(path: str | Path, n: int, start: float | None = None, duration
     return out
 
 
+def sample_planes(path: str | Path, n: int, start: float | None = None, duration: float | None = None, *,
+                  fps: str | None = None, convert: Callable | None = None) -> list["Planes"]:
+    """8-bit 4:2:0 :class:`Planes` of :func:`sample_frames`' frames, each after ``convert`` (a frame ->
+    frame map, e.g. log scans shown at video levels): what the film looks like, for ``bars`` and
+    for telling a colour film from a black-and-white one."""
+    return [frame_to_planes(convert(f) if convert else f, "yuv420p")
+            for f in sample_frames(path, n, start, duration, fps=fps)]
+
+
 def _stamped_in_decode_order(path: Path, index: int, start: Fraction | None, n: int = 48) -> bool:
     """Whether the timestamps of a reordering video stream are only decode-order numbers: its first
     ``n`` packets (from ``start``) never go back in time, as B-frames' must. FFmpeg numbers an AVI's

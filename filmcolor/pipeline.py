@@ -606,7 +606,8 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     ``tracks``: sound or subtitle files added after the film's own streams; a folder of scans adds
     the sound files inside it (``sequences.sound_files``) by itself. With ``config.bars == "auto"``
     only the picture inside black bars is coloured: ``area`` where the caller found it (a segment of
-    a film: the whole film's), else :func:`picture_area`; ``RunResult.area`` says where it was."""
+    a film: the whole film's), else :func:`look_at`, which also finds a film in colour already (a
+    ``warn``: its colours are replaced); ``RunResult.area`` says where the picture was."""
     config = config or RunConfig()
     frames_as = config.frames_as
     src = Path(src)
@@ -645,8 +646,11 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         if warn is not None:
             colorizer.on_oom = lambda old, new: warn(f"out of memory at batch size {old}; retrying at {new}")
     t0 = time.perf_counter()
+    if not still and area is None:  # a segment of a film gets the whole film's area, found (and told) once
+        look = look_at(src, info, config)
+        warn_in_colour(src, look, warn)
+        area = look.area
     if not still:
-        area = area or picture_area(src, info, config)
         area = None if area.whole else area
     try:
         with (atomic_folder(dst) if frames_as else atomic_output(dst)) as tmp:
@@ -669,17 +673,60 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     return RunResult(src, dst, frames, time.perf_counter() - t0, kind, area)
 
 
-def picture_area(src: Path, info, config: RunConfig) -> bars.Area:
-    """Where a film's picture is inside black bars (``bars.find_in_film``: frames sampled across it,
-    or across its ``start``/``duration`` stretch, as the network sees them: shown at video levels
-    with ``--scan-transfer``); stored orientation. The whole frame with ``config.bars == "off"`` or
-    when the frames do not tell."""
+COLOURED_SHARE = 2.0  # per cent of a frame's pixels with a hue of their own (color.hue_variety): a colour frame
+
+
+@dataclass(frozen=True)
+class Look:
+    """What frames sampled across a film show before it is coloured: the picture inside black bars
+    (the whole frame when there are none, or with ``--bars off``), and how many of the ``sampled``
+    frames are in colour already (``coloured``: hues vary across the picture; a toned or tinted B&W
+    film is not)."""
+
+    area: bars.Area
+    coloured: int
+    sampled: int
+
+    @property
+    def in_colour(self) -> bool:
+        """A colour film: at least a third of the sampled frames in colour (a colour title card or an
+        archive's logo before a B&W film is not enough)."""
+        return self.sampled > 0 and 3 * self.coloured >= self.sampled
+
+
+def look_at(src: Path, info, config: RunConfig) -> Look:
+    """:class:`Look` from ``bars.SAMPLES`` frames sampled across the film, or across its
+    ``start``/``duration`` stretch, as the network sees them (shown at video levels with
+    ``--scan-transfer``); the area in stored orientation."""
     whole = bars.Area.whole_frame(info.height, info.width)
-    if config.bars == "off":
-        return whole
     convert = (lambda frame: to_video_levels(frame, config.scan_transfer)) if config.scan_transfer else None
-    found = bars.find_in_film(src, config.start, config.duration, fps=config.sequence_fps, convert=convert)
-    return found if found is not None and found.frame == whole.frame else whole
+    planes = [p for p in media.sample_planes(src, bars.SAMPLES, config.start, config.duration,
+                                              fps=config.sequence_fps, convert=convert)
+              if p.y.shape == whole.frame]  # a rescanned frame of another size is not counted
+    found = bars.find_in_planes(planes) if config.bars == "auto" else None
+    area = found if found is not None else whole
+    rows, cols = area.on_plane(*planes[0].u.shape) if planes else (slice(None), slice(None))
+    coloured = sum(color.hue_variety(p.u[rows, cols], p.v[rows, cols]) >= COLOURED_SHARE for p in planes)
+    return Look(area, coloured, len(planes))
+
+
+def picture_area(src: Path, info, config: RunConfig) -> bars.Area:
+    """Where a film's picture is inside black bars (:func:`look_at`); the whole frame with
+    ``config.bars == "off"`` or when the frames do not tell."""
+    return look_at(src, info, config).area
+
+
+def photo_in_colour(rgb: np.ndarray) -> bool:
+    """Whether a photo (sRGB float in [0, 1]) has colours of its own, not only a tone (``color.hue_variety``)."""
+    yuv = cv2.cvtColor(np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8), cv2.COLOR_RGB2YUV)
+    return color.hue_variety(yuv[..., 1], yuv[..., 2]) >= COLOURED_SHARE
+
+
+def warn_in_colour(src: Path, look: Look, warn: Warn | None) -> None:
+    """Say when the film is in colour already: ``run`` would replace its colours with the model's."""
+    if warn is not None and look.in_colour:
+        warn(f"{src}: the film is in colour already ({look.coloured} of {look.sampled} sampled frames); its "
+             "colours are replaced by the model's")
 
 
 _TRC_LINEAR, _TRC_SRGB = 8, 13  # AVColorTransferCharacteristic: linear light (OpenEXR...), IEC 61966-2-1
@@ -842,6 +889,8 @@ def _colorize_still(src: Path, tmp: Path, dst: Path, colorizer: Colorizer, warn:
     if warn is not None:
         for note in still.notes:
             warn(f"{src}: {note}")
+    if still.colour_source and photo_in_colour(still.rgb) and warn is not None:
+        warn(f"{src}: the photo is in colour already; its colours are replaced by the model's")
     area = bars.find_picture([still.L]) if find_bars else None
     area = None if area is None or area.whole else area
     dropped = stills.write_still(tmp, colorize_rgb(still.L, colorizer, area), still, final=dst)

@@ -263,7 +263,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     called as segments finish; ``tracks`` are sound or subtitle files added at the join."""
     from .batch import InlineRunner
     from .media import is_still_path
-    from .pipeline import RunResult, as_decoded, atomic_output, colorize_file, picture_area
+    from .pipeline import RunResult, as_decoded, atomic_output, colorize_file, look_at, warn_in_colour
 
     warn = warn or (lambda message: None)
     src, dst = Path(src), Path(dst)
@@ -292,7 +292,9 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     from .pipeline import film_tracks
 
     tracks = film_tracks(src, tracks, warn)
-    area = picture_area(src, as_decoded(info, config), config)  # found on the whole film, for every segment
+    look = look_at(src, as_decoded(info, config), config)  # on the whole film, for every segment
+    warn_in_colour(src, look, warn)
+    area = look.area
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = work_folder(src, dst, config, plan)
     for old in dst.parent.glob(f".{glob_escape(dst.name)}.segwork-*"):  # other inputs or settings: no use

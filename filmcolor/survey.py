@@ -40,7 +40,9 @@ def survey(src: str | Path, config: RunConfig | None = None, output: str | Path 
     stated = pipeline.stated_transfer(src, info)
     pipeline.warn_transfer(src, stated, config.scan_transfer, warnings.append)
     decoded = pipeline.as_decoded(info, config)
-    area = pipeline.picture_area(src, decoded, config)
+    look = pipeline.look_at(src, decoded, config)
+    pipeline.warn_in_colour(src, look, warnings.append)
+    area = look.area
     fps = info.fps
     picture = {
         "width": info.width, "height": info.height, "codec": info.codec_name, "pix_fmt": info.pix_fmt,
@@ -50,7 +52,7 @@ def survey(src: str | Path, config: RunConfig | None = None, output: str | Path 
         "duration": None if info.duration is None else round(info.duration, 3),
         "pixel_aspect": None if info.sample_aspect_ratio is None else str(info.sample_aspect_ratio),
         "rotation": info.rotation, "scan": _FIELDS.get(info.field_order, "progressive"),
-        "timecode": info.timecode, "coded_as": stated,
+        "timecode": info.timecode, "coded_as": stated, "in_colour": look.in_colour,
     }
     tracks, chapters, attachments = _tracks(src, config)
     added = [{"path": str(p), "kind": "sound" if src.is_dir() else "subtitles"}
@@ -75,6 +77,9 @@ def survey(src: str | Path, config: RunConfig | None = None, output: str | Path 
 def _photo(src: Path, config: RunConfig, output: str | Path | None, warnings: list[str]) -> dict[str, Any]:
     still = stills.read_still(src)
     warnings.extend(f"{src}: {note}" for note in still.notes)
+    in_colour = still.colour_source and pipeline.photo_in_colour(still.rgb)
+    if in_colour:
+        warnings.append(f"{src}: the photo is in colour already; its colours are replaced by the model's")
     h, w = still.L.shape
     area = bars.find_picture([still.L]) if config.bars == "auto" else None
     dst = Path(output) if output is not None else pipeline.default_output(src, still=True)
@@ -82,6 +87,7 @@ def _photo(src: Path, config: RunConfig, output: str | Path | None, warnings: li
         warnings.append(f"{dst}: {problem}")
     return {"input": str(src), "kind": "photo",
             "picture": {"width": w, "height": h, "bit_depth": still.bits, "grey_file": not still.colour_source,
+                        "in_colour": bool(in_colour),
                         "orientation": still.orientation, "alpha": still.alpha is not None},
             "inside_bars": None if area is None or area.whole else _area(area), "tracks": [], "added": [],
             "chapters": 0, "attachments": 0, "output": {"path": str(dst), "exists": dst.exists()},

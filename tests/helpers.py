@@ -129,3 +129,8 @@ def write_grey_frames(out, stream, n: int) -> None:
         frame.pts, frame.time_base = i, 1 / Fraction(stream.codec_context.framerate)
         out.mux(stream.encode(frame))
     out.mux(stream.encode())
+
+
+def besides_colour(warnings: list[str]) -> list[str]:
+    """The warnings other than "in colour already" (colour test pictures get that one too)."""
+    return [w for w in warnings if "in colour already" not in w]

@@ -78,7 +78,7 @@ def test_a_damaged_tiff_gives_one_line_not_libtiffs_as_well(tmp_path, model_path
 def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_half_file(tmp_path, model_path):
     # a job scheduler or `docker stop` sends SIGTERM: Python's default ended the process on the
     # spot and left the hidden .part file of the film being written
-    src = synth.make_clip(tmp_path / "long.mp4", frames=1500, width=320, height=240, audio=())
+    src = synth.make_clip(tmp_path / "long.mp4", frames=1500, width=320, height=240, audio=(), color=False)
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "filmcolor", "run", str(src), "-o", str(out / "long.mp4"),

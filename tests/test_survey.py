@@ -89,3 +89,60 @@ def test_the_cli_goes_on_past_an_unreadable_input_and_exits_1(tmp_path):
     assert r.exit_code == 1 and data[0]["kind"] == "film" and data[1] == {"input": str(tmp_path / "missing.mp4"),
                                                                           "error": "no such file"}
     assert CliRunner().invoke(main, ["info", str(film), "--codec", "vp8"]).exit_code == 2
+
+
+def _tinted_film(path: Path, tint: tuple[float, float, float], frames: int = 12) -> Path:
+    """A B&W film printed on toned stock: every frame the synthetic grey picture times ``tint`` (RGB)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(frames):
+            grey = synth.synthetic_frame(i, 96, 64, color=False).astype(np.float32)
+            frame = av.VideoFrame.from_ndarray(np.clip(grey * np.float32(tint), 0, 255).astype(np.uint8),
+                                               format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+def test_hue_variety_tells_colour_from_black_and_white_and_tints():
+    from filmcolor.color import hue_variety
+
+    grey = np.full((32, 32), 128, np.uint8)
+    assert hue_variety(grey, grey) == 0.0
+    ramp = np.linspace(0, 40, 32 * 32).reshape(32, 32)
+    sepia_u, sepia_v = (128 - 0.4 * ramp).astype(np.uint8), (128 + 0.6 * ramp).astype(np.uint8)  # one hue, any strength
+    assert hue_variety(sepia_u, sepia_v) == 0.0
+    two_u, two_v = sepia_u.copy(), sepia_v.copy()
+    two_u[:, :8], two_v[:, :8] = 170, 110  # a quarter of the picture in a blue of its own
+    assert hue_variety(two_u, two_v) > 20
+
+
+def test_a_film_in_colour_already_is_named_a_toned_one_is_not(tmp_path):
+    from filmcolor import pipeline
+
+    said: list[str] = []
+    colour = synth.make_clip(tmp_path / "colour.mp4", frames=12, color=True, audio=())
+    look = pipeline.look_at(colour, synth_info(colour), RunConfig())
+    assert look.in_colour and look.coloured == look.sampled >= 10
+    toned = (_tinted_film(tmp_path / "sepia.mp4", (1.0, 0.85, 0.6)),
+             _tinted_film(tmp_path / "blue.mp4", (0.7, 0.85, 1.0)))
+    for film in (*toned, synth.make_clip(tmp_path / "bw.mp4", frames=12, color=False, audio=())):
+        look = pipeline.look_at(film, synth_info(film), RunConfig())
+        assert not look.in_colour and look.coloured == 0, film
+    look = pipeline.look_at(colour, synth_info(colour), RunConfig())
+    pipeline.warn_in_colour(colour, look, said.append)
+    n = look.sampled
+    assert said == [f"{colour}: the film is in colour already ({n} of {n} sampled frames); its colours are replaced "
+                    "by the model's"]
+    assert survey(colour)["picture"]["in_colour"] and survey(colour)["warnings"] == said
+    assert not survey(tmp_path / "sepia.mp4")["picture"]["in_colour"]
+
+
+def synth_info(path: Path):
+    from filmcolor import media
+
+    return media.probe(path)
