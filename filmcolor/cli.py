@@ -520,6 +520,9 @@ def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, j
                         dry_run=dry_run)
     if not quiet:
         console.print(batch_table(rep, dry_run))
+    for r in rep.results:  # what a plain run would have said of each reel (damage, colour already...)
+        for message in r.warnings:
+            warn(message)
     if not rep.results:  # a mistyped folder or the wrong one: say so rather than "0 coloured"
         click.echo(f"filmcolor: warning: {in_dir}: no films or photos found (looked for "
                    f"{', '.join(sorted(VIDEO_SUFFIXES | STILL_EXTENSIONS))})", err=True)

@@ -384,3 +384,19 @@ def test_dry_run_lists_what_a_run_would_do_and_why_without_touching_anything(tmp
     text = " ".join(r.output.split())
     assert r.exit_code == 0 and "dry run: 2 to colour, 1 already done" in text and "input changed" in text
     assert os.path.exists(stale)
+
+
+def test_the_cli_prints_what_each_reel_s_run_said(tmp_path, tiny_model):
+    from click.testing import CliRunner
+
+    from filmcolor.cli import main
+
+    src = tmp_path / "reels"
+    src.mkdir()
+    synth.make_clip(src / "colour.mp4", frames=6, color=True, audio=())
+    synth.make_clip(src / "bw.mp4", frames=6, color=False, audio=())
+    r = CliRunner().invoke(main, ["batch", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model),
+                                  "--device", "cpu", "--render-size", "64", "-q"])
+    text = " ".join(r.stderr.split())
+    assert r.exit_code == 0 and f"warning: {src / 'colour.mp4'}: the film is in colour already" in text
+    assert "bw.mp4" not in text
