@@ -462,18 +462,22 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
                                     "(damaged or truncated file)")
 
 
-SAMPLE_SEEK_AHEAD = 4.0  # s: sample_frames decodes on to a sample nearer than this rather than seek
-SAMPLE_DECODE_LIMIT = 300  # frames decoded for one sample at most (a pathological GOP)
+SAMPLE_DECODE_LIMIT = 300  # frames decoded towards one sample at most (a pathological GOP)
+SAMPLE_SHARE = 0.1  # sample_frames decodes at most this share of the film's frames,
+SAMPLE_PIXELS = 3e8  # or this many pixels' worth (732 frames of 480p, 145 of 1080p) where that allows more
 
 
 def sample_frames(path: str | Path, n: int, start: float | None = None, duration: float | None = None, *,
                   fps: str | None = None) -> list[av.VideoFrame]:
-    """Up to ``n`` frames spread over the film, or over its ``start``/``duration`` stretch (seconds on
-    the stream's own timeline, as :func:`decode`): the first frame at or after each of ``n`` evenly
-    spaced times, reached by a seek to the keyframe before it, or by decoding on when it is less than
-    ``SAMPLE_SEEK_AHEAD`` s ahead. A film that states no length gives every 10th of its first frames.
-    For looking at a film (``bars``), not for output: damaged data ends a sample, never the call, and
-    an unreadable file gives no frames."""
+    """Up to ``n`` distinct frames spread over the film, or over its ``start``/``duration`` stretch
+    (seconds on the stream's own timeline, as :func:`decode`), within a decoding budget of
+    ``SAMPLE_SHARE`` of its frames or ``SAMPLE_PIXELS`` worth, whichever is more. A film within the
+    budget is decoded through and ``n`` evenly spaced frames taken; a longer one is sampled near ``n``
+    evenly spaced times, each by a seek to the keyframe before it and decoding on towards it with a
+    ``n``-th of the budget: a feature film is sampled at its times, a short one with long GOPs mostly
+    at its keyframes (fewer samples where two seeks land on one keyframe). A film that states no
+    length gives every 10th of its first frames. For looking at a film (``bars``, colour), not for
+    output: damaged data ends a sample, never the call, and an unreadable file gives no frames."""
     p = Path(path)
     out: list[av.VideoFrame] = []
     try:
@@ -491,36 +495,42 @@ def sample_frames(path: str | Path, n: int, start: float | None = None, duration
         t1 = None if end is None else _to_fraction(end)
         if duration is not None:
             t1 = t0 + _to_fraction(duration) if t1 is None else min(t1, t0 + _to_fraction(duration))
-        if t1 is None or t1 <= t0:  # no length: every 10th frame from the start
-            targets = None
-        else:
-            targets = [t0 + (t1 - t0) * Fraction(2 * k + 1, 2 * n) for k in range(n)]
-        frames = None
-        at = None  # time of the last frame decoded
+        rate = float(frame_rate(stream) or 25)
+        cc = stream.codec_context
+        film_frames = float(t1 - t0) * rate if t1 is not None and t1 > t0 else None
+        budget = max(SAMPLE_SHARE * (film_frames or 0), SAMPLE_PIXELS / max(1, (cc.width or 1) * (cc.height or 1)))
         try:
-            if targets is None:
+            if film_frames is None or film_frames <= budget:  # decode through: every k-th frame
+                step = max(1, round((film_frames or 10 * n) / n))
                 if start:
                     container.seek(max(0, math.floor(t0 / tb)), stream=stream, backward=True, any_frame=False)
-                for i, frame in enumerate(container.decode(stream)):
-                    if i % 10 == 0 and (frame.pts is None or frame.pts * tb >= t0 - tb / 2):
+                i = 0
+                for frame in container.decode(stream):
+                    if frame.pts is not None and frame.pts * tb < t0 - tb / 2:
+                        continue
+                    if t1 is not None and frame.pts is not None and frame.pts * tb >= t1 - tb / 2:
+                        break
+                    if i % step == step // 2:
                         out.append(frame)
-                    if len(out) >= n or i >= 10 * n + SAMPLE_DECODE_LIMIT:
+                    i += 1
+                    if len(out) >= n or i >= budget + step:
                         break
                 return out
-            for t in targets:
-                if frames is None or at is None or t - at > SAMPLE_SEEK_AHEAD:
-                    container.seek(max(0, math.floor(t / tb)), stream=stream, backward=True, any_frame=False)
-                    frames = container.decode(stream)
+            per_sample = max(1, min(SAMPLE_DECODE_LIMIT, int(budget / n)))
+            taken_pts = set()
+            for k in range(n):
+                t = t0 + (t1 - t0) * Fraction(2 * k + 1, 2 * n)
+                container.seek(max(0, math.floor(t / tb)), stream=stream, backward=True, any_frame=False)
                 taken = None
                 try:
-                    for i, frame in enumerate(frames):
+                    for i, frame in enumerate(container.decode(stream)):
                         taken = frame
-                        at = frame.pts * tb if frame.pts is not None else None
-                        if at is None or at >= t - tb / 2 or i + 1 >= SAMPLE_DECODE_LIMIT:
+                        if frame.pts is None or frame.pts * tb >= t - tb / 2 or i + 1 >= per_sample:
                             break
                 except (av.error.FFmpegError, EOFError):
-                    frames = None
-                if taken is not None and (not out or taken is not out[-1]):
+                    pass
+                if taken is not None and taken.pts not in taken_pts:  # two seeks to one keyframe: one sample
+                    taken_pts.add(taken.pts)
                     out.append(taken)
         except (av.error.FFmpegError, EOFError):
             pass

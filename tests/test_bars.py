@@ -94,6 +94,13 @@ def test_frames_are_sampled_across_the_film_or_the_stretch_asked(tmp_path):
     assert media.sample_frames(tmp_path / "missing.mp4", 4) == []
 
 
+def test_sampling_a_film_beyond_the_budget_costs_its_keyframes(tmp_path, monkeypatch):
+    film = synth.make_clip(tmp_path / "film.mp4", frames=100, audio=(), keyint=50)
+    monkeypatch.setattr(media, "SAMPLE_PIXELS", 1)  # as if it were a long HD film: 10% of its frames, 10
+    times = [float(f.pts * f.time_base) for f in media.sample_frames(film, 8)]
+    assert times == [0.0, 2.0]  # one frame decoded per seek: the two keyframes, each once
+
+
 # --- colouring inside the bars ------------------------------------------------------------------------
 def test_the_picture_inside_bars_gets_the_colours_it_gets_without_them(tmp_path, model_path):
     boxed_film = synth.make_clip(tmp_path / "boxed.mkv", codec="ffv1", width=96, height=48, bars=(0, 16),
