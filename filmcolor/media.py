@@ -541,9 +541,14 @@ def sample_planes(path: str | Path, n: int, start: float | None = None, duration
                   fps: str | None = None, convert: Callable | None = None) -> list["Planes"]:
     """8-bit 4:2:0 :class:`Planes` of :func:`sample_frames`' frames, each after ``convert`` (a frame ->
     frame map, e.g. log scans shown at video levels): what the film looks like, for ``bars`` and
-    for telling a colour film from a black-and-white one."""
-    return [frame_to_planes(convert(f) if convert else f, "yuv420p")
-            for f in sample_frames(path, n, start, duration, fps=fps)]
+    for telling a colour film from a black-and-white one. A frame that cannot be converted is left out."""
+    planes = []
+    for frame in sample_frames(path, n, start, duration, fps=fps):
+        try:
+            planes.append(frame_to_planes(convert(frame) if convert else frame, "yuv420p"))
+        except (ValueError, av.error.FFmpegError):
+            continue
+    return planes
 
 
 def _stamped_in_decode_order(path: Path, index: int, start: Fraction | None, n: int = 48) -> bool:
