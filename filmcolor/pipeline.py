@@ -727,6 +727,14 @@ def photo_in_colour(rgb: np.ndarray) -> bool:
     return color.hue_variety(yuv[..., 1], yuv[..., 2]) >= COLOURED_SHARE
 
 
+def warn_photo_in_colour(src: Path, still: stills.Still, warn: Warn | None) -> bool:
+    """Say when a photo is in colour already (its colours would be replaced); returns whether it is."""
+    coloured = still.colour_source and photo_in_colour(still.rgb)
+    if coloured and warn is not None:
+        warn(f"{src}: the photo is in colour already; its colours are replaced by the model's")
+    return coloured
+
+
 def warn_in_colour(src: Path, look: Look, warn: Warn | None) -> None:
     """Say when the film is in colour already: ``run`` would replace its colours with the model's."""
     if warn is not None and look.in_colour:
@@ -894,8 +902,7 @@ def _colorize_still(src: Path, tmp: Path, dst: Path, colorizer: Colorizer, warn:
     if warn is not None:
         for note in still.notes:
             warn(f"{src}: {note}")
-    if still.colour_source and photo_in_colour(still.rgb) and warn is not None:
-        warn(f"{src}: the photo is in colour already; its colours are replaced by the model's")
+    warn_photo_in_colour(src, still, warn)
     area = bars.find_picture([still.L]) if find_bars else None
     area = None if area is None or area.whole else area
     dropped = stills.write_still(tmp, colorize_rgb(still.L, colorizer, area), still, final=dst)
@@ -985,6 +992,7 @@ def preview(src: str | Path, out_png: str | Path | None = None, n: int = 6, conf
     t0 = time.perf_counter()
     if still:
         photo = stills.read_still(src)
+        warn_photo_in_colour(src, photo, warn)
         images = [np.rint(photo.rgb * 255).astype(np.uint8)]
         area = bars.find_picture([photo.L]) if config.bars == "auto" else None
     else:
@@ -992,7 +1000,9 @@ def preview(src: str | Path, out_png: str | Path | None = None, n: int = 6, conf
         images = _sample_frames(src, info, n, config, warn)
         if not images:
             raise InputError(src, "no decodable video frames")
-        area = picture_area(src, info, config).turned(quarter_turns(info.rotation))  # the images are upright
+        look = look_at(src, info, config)
+        warn_in_colour(src, look, warn)
+        area = look.area.turned(quarter_turns(info.rotation))  # the images are upright
     area = None if area is None or area.whole else area
     sheet = preview_sheet(images, colorizer, area)
     with atomic_output(dst) as tmp:

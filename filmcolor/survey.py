@@ -77,9 +77,7 @@ def survey(src: str | Path, config: RunConfig | None = None, output: str | Path 
 def _photo(src: Path, config: RunConfig, output: str | Path | None, warnings: list[str]) -> dict[str, Any]:
     still = stills.read_still(src)
     warnings.extend(f"{src}: {note}" for note in still.notes)
-    in_colour = still.colour_source and pipeline.photo_in_colour(still.rgb)
-    if in_colour:
-        warnings.append(f"{src}: the photo is in colour already; its colours are replaced by the model's")
+    in_colour = pipeline.warn_photo_in_colour(src, still, warnings.append)
     h, w = still.L.shape
     area = bars.find_picture([still.L]) if config.bars == "auto" else None
     dst = Path(output) if output is not None else pipeline.default_output(src, still=True)

@@ -146,3 +146,19 @@ def synth_info(path: Path):
     from filmcolor import media
 
     return media.probe(path)
+
+
+def test_a_preview_of_a_colour_photo_says_it_is_in_colour_already(tmp_path):
+    from filmcolor import pipeline
+    from helpers import tiny_model
+
+    photo = tmp_path / "colour.png"
+    cv2.imwrite(str(photo), synth.synthetic_frame(0, 96, 64)[..., ::-1])
+    said: list[str] = []
+    cfg = RunConfig(model=str(tiny_model(tmp_path / "t.safetensors")), render_size=48)
+    pipeline.preview(photo, tmp_path / "sheet.png", 1, cfg, warn=said.append)
+    assert said == [f"{photo}: the photo is in colour already; its colours are replaced by the model's"]
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), synth.synthetic_frame(0, 96, 64, color=False))
+    pipeline.preview(grey, tmp_path / "sheet2.png", 1, cfg, warn=said.append)
+    assert len(said) == 1
