@@ -318,3 +318,17 @@ def test_cuda_colours_the_picture_inside_bars_as_the_cpu_does(tmp_path, model_pa
         for x, z in ((ua, ub), (va, vb)):
             assert np.abs(x.astype(int) - z.astype(int)).max() <= 3
             assert (z[:, :12] == 128).all() and (z[:, 52:] == 128).all()
+
+
+def test_a_10_bit_film_s_bars_get_10_bit_neutral_chroma(tmp_path, model_path):
+    film = synth.make_clip(tmp_path / "deep.mkv", codec="ffv1", pix_fmt="yuv422p10le", width=96, height=48,
+                           bars=(0, 16), color=False, audio=(), frames=4)
+    result = pipeline.colorize_file(film, tmp_path / "deep.color.mkv", config(model_path))
+    assert result.area == bars.Area(0, 16, 48, 64, (48, 96))
+    with av.open(str(result.dst)) as c:
+        frames = list(c.decode(video=0))
+    assert frames[0].format.name == "yuv422p10le"
+    for frame in frames:
+        p = media.frame_to_planes(frame, "yuv422p10le")
+        assert p.u.shape == (48, 48) and (p.u[:, :8] == 512).all() and (p.v[:, 40:] == 512).all()
+        assert np.ptp(p.u[:, 8:40]) > 0
