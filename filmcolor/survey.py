@@ -46,7 +46,8 @@ def survey(src: str | Path, config: RunConfig | None = None, output: str | Path 
     fps = info.fps
     picture = {
         "width": info.width, "height": info.height, "codec": info.codec_name, "pix_fmt": info.pix_fmt,
-        "bit_depth": info.bit_depth, "range": _RANGES[info.full_range],
+        "bit_depth": info.bit_depth,
+        "range": "RGB" if info.pix_fmt.lstrip("a").startswith(("rgb", "bgr", "gbr")) else _RANGES[info.full_range],
         "fps": None if fps is None else str(fps), "fps_value": None if fps is None else round(float(fps), 3),
         "frames": pipeline.expected_frames(info, config),
         "duration": None if info.duration is None else round(info.duration, 3),
@@ -132,8 +133,9 @@ def describe(report: dict[str, Any]) -> list[str]:
         rate = "unknown rate" if p["fps"] is None else f"{p['fps_value']:g} fps"
         frames = "" if p["frames"] is None else f", {p['frames']} frames"
         length = "" if p["duration"] is None else f", {p['duration']:.2f} s"
+        levels = "RGB" if p["range"] == "RGB" else f"{p['range']} range"
         lines.append(f"  picture    {p['width']}x{p['height']} {p['codec']} {p['pix_fmt']} ({p['bit_depth']}-bit, "
-                     f"{p['range']} range), {rate}{frames}{length}")
+                     f"{levels}), {rate}{frames}{length}")
         extra = [p["scan"]]
         if p["pixel_aspect"] and p["pixel_aspect"] != "1":
             extra.append(f"pixel aspect {p['pixel_aspect']}")

@@ -63,6 +63,7 @@ def test_a_folder_of_scans_reports_its_pictures_and_the_sound_beside_them(tmp_pa
         w.writeframes(np.zeros(12000, "<i2").tobytes())
     report = survey(reel, RunConfig(frames_as="dpx"))
     assert report["kind"] == "scans" and report["picture"]["frames"] == 6 and report["picture"]["fps"] == "24"
+    assert report["picture"]["range"] == "RGB"  # RGB scans have no video range
     assert report["added"] == [{"path": str(reel / "reel1_optical.wav"), "kind": "sound"}]
     assert report["output"] == {"path": str(tmp_path / "reel1.color"), "pictures": "dpx", "exists": False}
 
