@@ -349,7 +349,7 @@ def summary_line(result) -> str:
 
 # --- eval --------------------------------------------------------------------------------------------
 _EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smooth_strength", "saturation", "start",
-                "duration")
+                "duration", "bars")
 
 
 @main.command("eval", context_settings=CONTEXT_SETTINGS)
@@ -367,6 +367,7 @@ _EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smoot
 @click.option("--start", type=TIME, default=None, help="Score from this time on in each clip.")
 @click.option("--duration", type=LENGTH, default=None, help="Score only this long a stretch of each clip.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="At most this many frames per clip.")
+@bars_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (inf/nan as null).")
 @click.option("--preset", "preset_name", default="run", metavar="NAME", help="Preset from configs/ to start from.")
 @quiet_option

@@ -80,7 +80,7 @@ def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames:
     clips = [_evaluate_clip(Path(p), config, colorizer, max_frames, progress, image_every, opts) for p in references]
     settings = {k: v for k, v in asdict(config).items()
                 if k in ("model", "render_size", "smooth", "smooth_strength", "saturation", "cut_threshold", "start",
-                         "duration")}
+                         "duration", "bars")}
     settings["max_frames"] = max_frames
     settings["precision"] = str(getattr(colorizer, "dtype", "")).replace("torch.", "")  # auto resolves per machine
     settings.update(opts)

@@ -179,6 +179,9 @@ def test_eval_scores_the_picture_as_run_colours_it(tmp_path, model_path):
     clip = result["clips"][0]
     assert clip["picture"] == str(bars.Area(0, 16, 48, 64, (48, 96))) and clip["frames"] == 6
     assert 0 < clip["output"]["ciede2000"] and clip["output"]["colourfulness"] > 0
+    assert result["settings"]["bars"] == "auto"
+    whole = evaluate([film], config(model_path, smooth="off", bars="off"))
+    assert "picture" not in whole["clips"][0] and whole["settings"]["bars"] == "off"
 
 
 def test_the_cli_says_where_the_picture_was_and_takes_bars_off(tmp_path, model_path):
