@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from . import color, media
+from .config import PICTURE_AREA
 
 DARK_L = 8.0          # L* at or below which a pixel counts as black (video black is 0; Y=36 of 8-bit video)
 BRIGHT_SHARE = 0.01   # a row/column with more than this share of pixels above DARK_L is picture
@@ -84,6 +85,20 @@ class Area:
 
     def __str__(self) -> str:
         return f"{self.width}x{self.height} at ({self.left}, {self.top}) of {self.frame[1]}x{self.frame[0]}"
+
+
+def from_geometry(text: str, frame: tuple[int, int]) -> Area:
+    """``"WxH+X+Y"`` - the picture's width, height, left and top in the stored frame's pixels, as
+    ImageMagick and X11 write a geometry - -> its :class:`Area` in a frame of ``frame`` = ``(H, W)``.
+    Raises ``ValueError`` for another form, an empty area or one reaching outside the frame."""
+    m = PICTURE_AREA.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"{text!r} is not a picture area WxH+X+Y")
+    w, h, x, y = map(int, m.groups())
+    H, W = frame
+    if w < 1 or h < 1 or x + w > W or y + h > H:
+        raise ValueError(f"the picture area {text} does not fit the {W}x{H} frame")
+    return Area(y, x, h, w, (H, W))
 
 
 def picture_lines(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

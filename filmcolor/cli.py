@@ -32,8 +32,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from . import __version__
-from .config import (BARS, CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PRECISIONS, SCAN_TRANSFERS, SMOOTHERS,
-                     RunConfig)
+from .config import (BARS, CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PICTURE_AREA, PRECISIONS, SCAN_TRANSFERS,
+                     SMOOTHERS, RunConfig)
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, Terminated
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
@@ -97,12 +97,25 @@ frames_as_option = click.option(
     help="Write each film as numbered pictures (an image sequence, for grading or a DI conform) into a folder "
          "[default: <name>.color]: 10/16-bit where the source is deeper than 8; sound and subtitles go beside "
          "them into <stem>.mka.")
+class BarsType(click.ParamType):
+    """``--bars``: auto, off, or the picture's area ``WxH+X+Y``."""
+
+    name = "auto|off|WxH+X+Y"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).strip().lower()
+        if text in BARS or PICTURE_AREA.fullmatch(text):
+            return text
+        self.fail(f"{value!r} is not auto, off or a picture area WxH+X+Y (e.g. 1440x1080+240+0)", param, ctx)
+
+
 bars_option = click.option(
-    "--bars", type=click.Choice(BARS), default=_DEFAULTS.bars,
+    "--bars", type=BarsType(), default=_DEFAULTS.bars,
     help="Black bars around the picture (letterbox, pillarbox, a scan's black surround), found on frames "
          "sampled across the film: auto = only the picture inside them is coloured, at --render-size, and "
          "the bars stay black (the same picture gets the same colours however it was framed); off = the "
-         "whole frame is coloured.")
+         "whole frame is coloured; WxH+X+Y = only that area of the stored frame (a white mount, a scan's "
+         "perforations: what auto does not find).")
 saturation_option = click.option(
     "--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
     help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")
@@ -337,7 +350,7 @@ def build_run_config(ctx: click.Context, preset_name: str, genre: str | None) ->
 def summary_line(result) -> str:
     """One line: what was written, how many frames, how fast, and the picture inside black bars."""
     area = getattr(result, "area", None)
-    inside = f"; coloured the picture inside black bars, {area}" if area is not None else ""
+    inside = f"; only the picture coloured, {area}" if area is not None else ""
     if result.kind == "still":
         return f"filmcolor: wrote {result.dst} ({result.seconds:.1f} s){inside}"
     frames = f"{result.frames} frame{'' if result.frames == 1 else 's'}"

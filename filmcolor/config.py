@@ -7,6 +7,7 @@ in ``__post_init__`` so a bad value fails before any file is touched.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, fields, replace
 from fractions import Fraction
@@ -19,7 +20,8 @@ SMOOTHERS = ("off", "ema", "flow")
 CODECS = ("h264", "ffv1", "prores")
 FRAME_FORMATS = ("dpx", "tiff", "png")  # run --frames-as: a film as numbered pictures
 SCAN_TRANSFERS = ("log", "linear")  # run --scan-transfer: how scans are coded (color.scan_to_video)
-BARS = ("auto", "off")  # run --bars: colour only the picture inside black bars (bars.py), or the whole frame
+BARS = ("auto", "off")  # run --bars: colour only the picture inside black bars (bars.py), or the whole frame,
+PICTURE_AREA = re.compile(r"(\d+)x(\d+)\+(\d+)\+(\d+)")  # or only the picture at WxH+X+Y (bars.from_geometry)
 MAX_SATURATION = 3.0  # the a/b gain `--saturation` allows (1 = the model's own colours)
 
 
@@ -49,12 +51,12 @@ class RunConfig:
     frames_as: str | None = None      # dpx | tiff | png: write a film as numbered pictures into a folder
     scan_transfer: str | None = None  # log | linear: scans coded so, shown at video levels before colouring
     bars: str = "auto"                # auto: black bars found across the film stay black, the picture inside
-                                      # is coloured at render size; off: the whole frame is coloured
+                                      # is coloured at render size; off: the whole frame is coloured;
+                                      # "WxH+X+Y": only that picture area (a white mount, perforations)
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("device", self.device, DEVICES), ("precision", self.precision, PRECISIONS),
-                                     ("smooth", self.smooth, SMOOTHERS), ("codec", self.codec, CODECS),
-                                     ("bars", self.bars, BARS)):
+                                     ("smooth", self.smooth, SMOOTHERS), ("codec", self.codec, CODECS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if not 32 <= self.render_size <= 2048:
@@ -67,6 +69,9 @@ class RunConfig:
             raise ValueError(f"saturation must be in [0, {MAX_SATURATION:g}], got {self.saturation}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in 0..51, got {self.crf}")
+        if self.bars not in BARS and not PICTURE_AREA.fullmatch(str(self.bars)):
+            raise ValueError(f"bars must be auto, off or the picture's area WxH+X+Y (e.g. 1440x1080+240+0), "
+                             f"got {self.bars!r}")
         if self.scan_transfer is not None and self.scan_transfer not in SCAN_TRANSFERS:
             raise ValueError(f"scan_transfer must be one of {', '.join(SCAN_TRANSFERS)}, got {self.scan_transfer!r}")
         if self.frames_as is not None and self.frames_as not in FRAME_FORMATS:

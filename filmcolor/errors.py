@@ -44,5 +44,11 @@ class ModelError(FilmcolorError):
     exit_code = EXIT_USAGE
 
 
+class SettingsError(FilmcolorError):
+    """A setting does not fit this input (a picture area reaching outside its frame)."""
+
+    exit_code = EXIT_USAGE
+
+
 class ProcessingError(FilmcolorError):
     """Colouring failed part-way (for example out of memory at batch size 1); no output is left."""

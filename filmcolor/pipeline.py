@@ -47,7 +47,7 @@ import numpy as np
 
 from . import bars, color, compose, media, sequences, stills, tags, temporal
 from .config import RunConfig
-from .errors import FilmcolorError, InputError, OutputError, ProcessingError
+from .errors import FilmcolorError, InputError, OutputError, ProcessingError, SettingsError
 from .inference import Colorizer, cpu_threads
 
 Progress = Callable[[int, "int | None"], None]
@@ -655,7 +655,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     try:
         with (atomic_folder(dst) if frames_as else atomic_output(dst)) as tmp:
             if still:
-                area = _colorize_still(src, tmp, dst, colorizer, warn, config.bars == "auto")
+                area = _colorize_still(src, tmp, dst, colorizer, warn, config.bars)
                 frames = 1
                 if progress is not None:
                     progress(1, 1)
@@ -703,11 +703,35 @@ def look_at(src: Path, info, config: RunConfig) -> Look:
     planes = [p for p in media.sample_planes(src, bars.SAMPLES, config.start, config.duration,
                                               fps=config.sequence_fps, convert=convert)
               if p.y.shape == whole.frame]  # a rescanned frame of another size is not counted
-    found = bars.find_in_planes(planes) if config.bars == "auto" else None
-    area = found if found is not None else whole
+    area = chosen_area(src, config.bars, whole.frame)
+    if area is None:  # auto
+        found = bars.find_in_planes(planes)
+        area = found if found is not None else whole
     rows, cols = area.on_plane(*planes[0].u.shape) if planes else (slice(None), slice(None))
     coloured = sum(color.hue_variety(p.u[rows, cols], p.v[rows, cols]) >= COLOURED_SHARE for p in planes)
     return Look(area, coloured, len(planes))
+
+
+def chosen_area(src: Path, setting: str, frame: tuple[int, int]) -> bars.Area | None:
+    """The picture area ``--bars`` names for a frame of ``frame`` = ``(H, W)``: the whole frame for
+    "off", the given ``WxH+X+Y``, or None for "auto" (to be found). Raises ``SettingsError`` for an
+    area outside the frame."""
+    if setting == "auto":
+        return None
+    if setting == "off":
+        return bars.Area.whole_frame(*frame)
+    try:
+        return bars.from_geometry(setting, frame)
+    except ValueError as exc:
+        raise SettingsError(src, f"--bars {setting}: {exc}") from None
+
+
+def still_area(src: Path, L: np.ndarray, setting: str) -> bars.Area | None:
+    """The picture area of a photo (L* ``(H, W)``) as ``--bars`` has it; None for the whole photo."""
+    area = chosen_area(src, setting, L.shape)
+    if area is None:
+        area = bars.find_picture([L])
+    return None if area is None or area.whole else area
 
 
 def picture_area(src: Path, info, config: RunConfig) -> bars.Area:
@@ -896,15 +920,14 @@ def colorize_rgb(L: np.ndarray, colorizer: Colorizer, area: bars.Area | None = N
 
 
 def _colorize_still(src: Path, tmp: Path, dst: Path, colorizer: Colorizer, warn: Warn | None,
-                    find_bars: bool = True) -> bars.Area | None:
+                    bars_setting: str = "auto") -> bars.Area | None:
     """Colour one photo into ``tmp``; returns the picture area inside black bars where there were any."""
     still = stills.read_still(src)
     if warn is not None:
         for note in still.notes:
             warn(f"{src}: {note}")
     warn_photo_in_colour(src, still, warn)
-    area = bars.find_picture([still.L]) if find_bars else None
-    area = None if area is None or area.whole else area
+    area = still_area(src, still.L, bars_setting)
     dropped = stills.write_still(tmp, colorize_rgb(still.L, colorizer, area), still, final=dst)
     if dropped and warn is not None:
         warn(f"{dst.name}: written without the source's {'; '.join(dropped)}")
@@ -994,7 +1017,7 @@ def preview(src: str | Path, out_png: str | Path | None = None, n: int = 6, conf
         photo = stills.read_still(src)
         warn_photo_in_colour(src, photo, warn)
         images = [np.rint(photo.rgb * 255).astype(np.uint8)]
-        area = bars.find_picture([photo.L]) if config.bars == "auto" else None
+        area = still_area(src, photo.L, config.bars)
     else:
         info = as_decoded(info, config)
         images = _sample_frames(src, info, n, config, warn)

@@ -80,7 +80,7 @@ def _photo(src: Path, config: RunConfig, output: str | Path | None, warnings: li
     warnings.extend(f"{src}: {note}" for note in still.notes)
     in_colour = pipeline.warn_photo_in_colour(src, still, warnings.append)
     h, w = still.L.shape
-    area = bars.find_picture([still.L]) if config.bars == "auto" else None
+    area = pipeline.still_area(src, still.L, config.bars)
     dst = Path(output) if output is not None else pipeline.default_output(src, still=True)
     if problem := stills.output_problem(dst):
         warnings.append(f"{dst}: {problem}")
@@ -146,8 +146,8 @@ def describe(report: dict[str, Any]) -> list[str]:
         if p["coded_as"]:
             extra.append(f"coded as {p['coded_as']}")
         lines.append(f"             {', '.join(extra)}")
-    bars_line = report["inside_bars"]["text"] + " inside black bars: coloured alone" if report["inside_bars"] \
-        else "no black bars: the whole frame is coloured"
+    bars_line = "only the picture is coloured: " + report["inside_bars"]["text"] if report["inside_bars"] \
+        else "the whole frame is coloured (no black bars)"
     lines.append(f"  bars       {bars_line}")
     for t in report["tracks"]:
         label = ", ".join(x for x in (t.get("language"), f"\"{t['title']}\"" if t.get("title") else None) if x)

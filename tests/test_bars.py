@@ -194,7 +194,7 @@ def test_the_cli_says_where_the_picture_was_and_takes_bars_off(tmp_path, model_p
     common = ["--model", str(model_path), "--render-size", "48", "--device", "cpu"]
     r = CliRunner().invoke(main, ["run", str(film), "-o", str(tmp_path / "a.mp4"), *common])
     assert r.exit_code == 0, r.output
-    assert "coloured the picture inside black bars, 64x48 at (16, 0) of 96x48" in " ".join(r.stderr.split())
+    assert "only the picture coloured, 64x48 at (16, 0) of 96x48" in " ".join(r.stderr.split())
     r = CliRunner().invoke(main, ["run", str(film), "-o", str(tmp_path / "b.mp4"), "--bars", "off", *common])
     assert r.exit_code == 0 and "black bars" not in r.stderr
     r = CliRunner().invoke(main, ["run", str(film), "--bars", "maybe", *common])
@@ -335,3 +335,30 @@ def test_a_10_bit_film_s_bars_get_10_bit_neutral_chroma(tmp_path, model_path):
         p = media.frame_to_planes(frame, "yuv422p10le")
         assert p.u.shape == (48, 48) and (p.u[:, :8] == 512).all() and (p.v[:, 40:] == 512).all()
         assert np.ptp(p.u[:, 8:40]) > 0
+
+
+def test_a_picture_area_can_be_named_when_auto_cannot_find_it(tmp_path, model_path):
+    """A white mount is no black bar: --bars WxH+X+Y names the picture; outside it stays uncoloured."""
+    from filmcolor.errors import SettingsError
+
+    picture = synth.synthetic_frame(0, 64, 48, color=False)
+    mounted = np.full((80, 96, 3), 235, np.uint8)  # a print's white margin
+    mounted[16:64, 16:80] = picture
+    cv2.imwrite(str(tmp_path / "print.png"), mounted)
+    cv2.imwrite(str(tmp_path / "bare.png"), picture)
+    auto = pipeline.colorize_file(tmp_path / "print.png", tmp_path / "auto.png", config(model_path))
+    assert auto.area is None  # not found: a white margin is not black
+    named = pipeline.colorize_file(tmp_path / "print.png", tmp_path / "named.png",
+                                   config(model_path, bars="64x48+16+16"))
+    assert named.area == bars.Area(16, 16, 48, 64, (80, 96))
+    out = cv2.imread(str(named.dst)).astype(int)
+    bare = cv2.imread(str(pipeline.colorize_file(tmp_path / "bare.png", tmp_path / "b.png", config(model_path)).dst))
+    assert (out[:16] == out[:16, :, :1]).all() and np.abs(out[16:64, 16:80] - bare.astype(int)).max() <= 1
+    film = synth.make_clip(tmp_path / "boxed.mp4", width=96, height=48, bars=(0, 16), color=False, audio=(), frames=4)
+    result = pipeline.colorize_file(film, tmp_path / "f.mp4", config(model_path, codec="h264", bars="40x48+20+0"))
+    assert result.area == bars.Area(0, 20, 48, 40, (48, 96))
+    with pytest.raises(SettingsError, match="does not fit the 96x48 frame"):
+        pipeline.colorize_file(film, tmp_path / "g.mp4", config(model_path, bars="100x48+0+0"))
+    assert not (tmp_path / "g.mp4").exists()
+    with pytest.raises(ValueError, match="WxH"):
+        RunConfig(bars="64x48")
