@@ -1,11 +1,12 @@
 """Black bars: how the network's colours change when a picture is shown inside them, and what
 colouring only the picture costs or saves end to end.
 
-Quality: colour photos and frames of colour films are made B&W, framed three ways - bare, pillarboxed
-into 16:9 and letterboxed as a 2.39:1 picture in a 4:3 frame - and coloured with the bars (``--bars
-off``: the network sees the whole frame) and without them (``auto``: only the picture); CIEDE2000
-against the true colours is scored on the picture only. Speed: ``filmcolor run`` on a film with bars,
-``auto`` against ``off``, alternating, in one process.
+Quality: colour photos and frames of colour films are made B&W, framed - bare, pillarboxed into 16:9,
+letterboxed as a 2.39:1 picture in a 4:3 frame, and in a print's white mount - and coloured with
+the bars or mount shown to the network (``--bars off``) and without them (``auto``; the mount, which
+``auto`` does not find, with its area named: ``--bars WxH+X+Y``); CIEDE2000 against the true colours
+is scored on the picture only, and the chroma the mount's margin gets (C*ab) beside it. Speed:
+``filmcolor run`` on a film with bars, ``auto`` against ``off``, alternating, in one process.
 
     python scripts/bench_bars.py ../shared/data/photos/val ../shared/data/clips/color/*.mp4 \\
         --film samples/steamboat_willie_1928.mp4 --json docs/results/bars.json
@@ -49,6 +50,11 @@ def references(paths: list[Path], photo_every: int, frame_every: int):
 def framed(L: np.ndarray, lab: np.ndarray, kind: str):
     """(L* of the framed picture, its picture Area, the reference Lab of the picture)."""
     h, w = L.shape
+    if kind == "mount":  # a print's white margin, 8% of the short side all round (L* 94, paper grain)
+        m = round(0.08 * min(h, w)) // 2 * 2
+        frame = 94 + np.random.default_rng(h * w).normal(0, 0.7, (h + 2 * m, w + 2 * m)).astype(np.float32)
+        frame[m:m + h, m:m + w] = L
+        return frame, bars.Area(m, m, h, w, frame.shape), lab
     if kind == "pillarbox":  # into 16:9, bars left and right
         W = max(w, round(h * 16 / 9))
         left = (W - w) // 2 // 2 * 2
@@ -73,12 +79,17 @@ def quality(args, colorizer: Colorizer) -> dict:
         grey = lab.copy()
         grey[..., 1:] = 0
         row["grey"].append(metrics.ciede2000(grey, lab))
-        for kind in ("pillarbox", "letterbox"):
+        for kind in ("pillarbox", "letterbox", "mount"):
             frame, area, ref = framed(lab[..., 0], lab, kind)
-            found = bars.find_picture([frame])
-            for mode, used in (("off", None), ("auto", found)):
-                out = color.rgb_to_lab_np(colorize_rgb(frame, colorizer, used))[area.slices()]
-                row.setdefault(f"{kind} {mode}", []).append(metrics.ciede2000(out, ref))
+            found = bars.find_picture([frame])  # a white mount is not found: auto is off there
+            for mode, used in (("off", None), ("auto", found)) + ((("named", area),) if kind == "mount" else ()):
+                whole = color.rgb_to_lab_np(colorize_rgb(frame, colorizer, used))
+                row.setdefault(f"{kind} {mode}", []).append(metrics.ciede2000(whole[area.slices()], ref))
+                if kind == "mount":  # how much colour the margin gets (C*ab; 0 = stays white)
+                    bottom = area.top + area.height
+                    margin = np.concatenate([whole[:area.top].reshape(-1, 3), whole[bottom:].reshape(-1, 3)])
+                    chroma = float(np.hypot(margin[:, 1], margin[:, 2]).mean())
+                    row.setdefault(f"mount {mode} margin chroma", []).append(chroma)
     return {g: {k: float(np.mean(v)) for k, v in row.items()} | {"n": len(row["bare"])} for g, row in scores.items()}
 
 
@@ -111,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         for group, row in out["ciede2000"].items():
             print(f"{group} (n={row['n']}): grey {row['grey']:.2f}, bare {row['bare']:.2f}; "
                   f"pillarbox off {row['pillarbox off']:.2f} / auto {row['pillarbox auto']:.2f}; "
-                  f"letterbox off {row['letterbox off']:.2f} / auto {row['letterbox auto']:.2f}")
+                  f"letterbox off {row['letterbox off']:.2f} / auto {row['letterbox auto']:.2f}; "
+                  f"white mount off {row['mount off']:.2f} / named {row['mount named']:.2f} (margin chroma "
+                  f"{row['mount off margin chroma']:.2f} / {row['mount named margin chroma']:.2f})")
     if args.film:
         out["speed"] = s = speed(args.film, args.runs)
         print(f"{args.film.name} ({s['picture']}): median {s['median_s']['auto']:.2f} s with bars auto, "
