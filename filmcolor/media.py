@@ -469,6 +469,12 @@ SAMPLE_PIXELS = 3e8  # or this many pixels' worth (732 frames of 480p, 145 of 10
 
 def sample_frames(path: str | Path, n: int, start: float | None = None, duration: float | None = None, *,
                   fps: str | None = None) -> list[av.VideoFrame]:
+    """:func:`iter_sample_frames` as a list."""
+    return list(iter_sample_frames(path, n, start, duration, fps=fps))
+
+
+def iter_sample_frames(path: str | Path, n: int, start: float | None = None, duration: float | None = None, *,
+                       fps: str | None = None) -> Iterator[av.VideoFrame]:
     """Up to ``n`` distinct frames spread over the film, or over its ``start``/``duration`` stretch
     (seconds on the stream's own timeline, as :func:`decode`), within a decoding budget of
     ``SAMPLE_SHARE`` of its frames or ``SAMPLE_PIXELS`` worth, whichever is more. A film within the
@@ -477,17 +483,19 @@ def sample_frames(path: str | Path, n: int, start: float | None = None, duration
     ``n``-th of the budget: a feature film is sampled at its times, a short one with long GOPs mostly
     at its keyframes (fewer samples where two seeks land on one keyframe). A film that states no
     length gives every 10th of its first frames. For looking at a film (``bars``, colour), not for
-    output: damaged data ends a sample, never the call, and an unreadable file gives no frames."""
+    output: damaged data ends a sample, never the call, and an unreadable file gives no frames. Frames
+    are yielded as they are found, so a caller that converts each holds one raw frame at a time (a
+    4K 16-bit scan is 76 MB)."""
     p = Path(path)
-    out: list[av.VideoFrame] = []
+    count = 0
     try:
         container = open_input(p, fps)
     except (av.error.FFmpegError, OSError, InputError):
-        return out
+        return
     with container:
         stream = film_stream(container)
         if stream is None or n < 1:
-            return out
+            return
         stream.thread_type = "AUTO"
         tb = Fraction(stream.time_base)
         t0 = _to_fraction(start) if start else Fraction(stream.start_time or 0) * tb
@@ -511,11 +519,12 @@ def sample_frames(path: str | Path, n: int, start: float | None = None, duration
                     if t1 is not None and frame.pts is not None and frame.pts * tb >= t1 - tb / 2:
                         break
                     if i % step == step // 2:
-                        out.append(frame)
+                        yield frame
+                        count += 1
                     i += 1
-                    if len(out) >= n or i >= budget + step:
+                    if count >= n or i >= budget + step:
                         break
-                return out
+                return
             per_sample = max(1, min(SAMPLE_DECODE_LIMIT, int(budget / n)))
             taken_pts = set()
             for k in range(n):
@@ -531,10 +540,10 @@ def sample_frames(path: str | Path, n: int, start: float | None = None, duration
                     pass
                 if taken is not None and taken.pts not in taken_pts:  # two seeks to one keyframe: one sample
                     taken_pts.add(taken.pts)
-                    out.append(taken)
+                    yield taken
         except (av.error.FFmpegError, EOFError):
             pass
-    return out
+    return
 
 
 def sample_planes(path: str | Path, n: int, start: float | None = None, duration: float | None = None, *,
@@ -543,7 +552,7 @@ def sample_planes(path: str | Path, n: int, start: float | None = None, duration
     frame map, e.g. log scans shown at video levels): what the film looks like, for ``bars`` and
     for telling a colour film from a black-and-white one. A frame that cannot be converted is left out."""
     planes = []
-    for frame in sample_frames(path, n, start, duration, fps=fps):
+    for frame in iter_sample_frames(path, n, start, duration, fps=fps):
         try:
             planes.append(frame_to_planes(convert(frame) if convert else frame, "yuv420p"))
         except (ValueError, av.error.FFmpegError):
