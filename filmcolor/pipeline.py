@@ -598,16 +598,17 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
                   warn: Warn | None = None, pipelined: bool = True, tracks: Sequence[str | Path] = (),
                   area: bars.Area | None = None) -> RunResult:
     """Colour one film or still photo; see the module docstring. Raises a ``FilmcolorError``
-    (InputError, OutputError, ModelError, ProcessingError) naming the file on failure, leaving no
+    (InputError, OutputError, ModelError, SettingsError, ProcessingError) naming the file on failure, leaving no
     output behind. ``pipelined=False`` runs decode, inference and encode one after another in the
     calling thread (same output; a reference for tests and benchmarks). ``config.frames_as``
     (``"dpx"``, ``"tiff"``, ``"png"``) writes the film as numbered pictures into the folder ``dst`` instead
     (``sequences.SequenceWriter``; default ``<name>.color``), which appears whole or not at all.
     ``tracks``: sound or subtitle files added after the film's own streams; a folder of scans adds
-    the sound files inside it (``sequences.sound_files``) by itself. With ``config.bars == "auto"``
-    only the picture inside black bars is coloured: ``area`` where the caller found it (a segment of
-    a film: the whole film's), else :func:`look_at`, which also finds a film in colour already (a
-    ``warn``: its colours are replaced); ``RunResult.area`` says where the picture was."""
+    the sound files inside it (``sequences.sound_files``) by itself. Only the picture ``config.bars``
+    names is coloured (auto: inside black bars; off: the whole frame; or a ``WxH+X+Y`` area): ``area``
+    where the caller found it (a segment of a film: the whole film's), else :func:`look_at`, which
+    also finds a film in colour already (a ``warn``: its colours are replaced); ``RunResult.area``
+    says where the picture was."""
     config = config or RunConfig()
     frames_as = config.frames_as
     src = Path(src)
