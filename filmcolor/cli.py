@@ -458,7 +458,23 @@ def info(ctx: click.Context, inputs: tuple[Path, ...], as_json: bool, preset_nam
                 click.echo("\n".join(describe(report)))
     if as_json:
         click.echo(json.dumps(reports, indent=2))
+    elif len(reports) > 1:
+        click.echo(info_totals(reports))
     sys.exit(code)
+
+
+def info_totals(reports: list[dict]) -> str:
+    """One line over several ``info`` reports: what they are, and what to look at before a batch."""
+    read = [r for r in reports if "error" not in r]
+    names = {"film": ("film", "films"), "scans": ("scan folder", "scan folders"), "photo": ("photo", "photos")}
+    counts = {k: sum(r["kind"] == k for r in read) for k in names}
+    parts = [f"{n} {names[k][n != 1]}" for k, n in counts.items() if n]
+    parts.append(f"{sum(bool(r['inside_bars']) for r in read)} with black bars")
+    parts.append(f"{sum(bool(r['picture'].get('in_colour')) for r in read)} in colour already")
+    parts.append(f"{sum(r['output']['exists'] for r in read)} with an output already")
+    if len(read) < len(reports):
+        parts.append(f"{len(reports) - len(read)} unreadable")
+    return f"filmcolor info: {len(reports)} inputs: " + ", ".join(parts)
 
 
 # --- batch -------------------------------------------------------------------------------------------

@@ -85,6 +85,8 @@ def test_the_cli_goes_on_past_an_unreadable_input_and_exits_1(tmp_path):
     r = CliRunner().invoke(main, ["info", str(broken), str(film)])
     assert r.exit_code == 1
     assert f"{broken}: " in r.stderr and f"{film}: film" in r.stdout and "output" in r.stdout
+    assert "filmcolor info: 2 inputs: 1 film, 0 with black bars, 0 in colour already, 0 with an output already, " \
+           "1 unreadable" in r.stdout
     r = CliRunner().invoke(main, ["info", "--json", str(film), str(tmp_path / "missing.mp4")])
     data = json.loads(r.stdout)
     assert r.exit_code == 1 and data[0]["kind"] == "film" and data[1] == {"input": str(tmp_path / "missing.mp4"),
