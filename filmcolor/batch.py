@@ -398,6 +398,19 @@ def clean_stale_temps(reels: Iterable[Reel]) -> list[Path]:
     return removed
 
 
+def orphan_segments(out_dir: Path, reels: Iterable[Reel]) -> list[Path]:
+    """The hidden ``.<name>.segwork-<key>`` folders under ``out_dir`` (a segmented run's coloured
+    segments, kept for a resume) whose reel is no longer among ``reels``: its input was removed or
+    renamed, so no run will resume them, and FFV1 segments of a feature take gigabytes."""
+    wanted = {(r.dst.parent, r.dst.name) for r in reels}
+    found = []
+    for p in out_dir.rglob(".*.segwork-*"):
+        name = p.name[1:].rsplit(".segwork-", 1)[0]
+        if p.is_dir() and not p.is_symlink() and (p.parent, name) not in wanted:
+            found.append(p)
+    return sorted(found)
+
+
 def _group_by_folder(reels: Iterable[Reel]) -> dict[Path, list[str]]:
     groups: dict[Path, list[str]] = {}
     for r in reels:
@@ -660,6 +673,14 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
         entries = read_manifest(manifest_path)
         for p in [] if dry_run else clean_stale_temps(reels):
             warn(f"{p}: removed a temp file left by an interrupted run")
+        for p in orphan_segments(out_dir, reels):
+            if dry_run:
+                warn(f"{p}: coloured segments of a reel no longer in {in_dir}; a run removes them")
+            else:
+                import shutil
+
+                shutil.rmtree(p, ignore_errors=True)
+                warn(f"{p}: removed the coloured segments of a reel no longer in {in_dir}")
 
         total = len(reels)
         todo: deque[tuple[Reel, dict[str, Any]]] = deque()

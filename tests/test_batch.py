@@ -400,3 +400,20 @@ def test_the_cli_prints_what_each_reel_s_run_said(tmp_path, tiny_model):
     text = " ".join(r.stderr.split())
     assert r.exit_code == 0 and f"warning: {src / 'colour.mp4'}: the film is in colour already" in text
     assert "bw.mp4" not in text
+
+
+def test_segments_of_a_reel_no_longer_in_the_batch_are_removed(tmp_path, tiny_model):
+    src, out = tmp_path / "reels", tmp_path / "out"
+    src.mkdir()
+    synth.make_clip(src / "kept.mp4", frames=6, color=False, audio=())
+    orphan = out / "sub" / ".gone.color.mp4.segwork-0123abcd"  # a feature whose input was since removed
+    orphan.mkdir(parents=True)
+    (orphan / "col0000.nut").write_bytes(b"ffv1 segment")
+    own = out / ".kept.color.mp4.segwork-89ab"  # a reel still in the batch: its run decides
+    own.mkdir()
+    said: list[str] = []
+    batch(src, out, _config(tiny_model), dry_run=True, warn=said.append)
+    assert orphan.is_dir() and said == [f"{orphan}: coloured segments of a reel no longer in {src}; a run removes them"]
+    said.clear()
+    batch(src, out, _config(tiny_model), warn=said.append)
+    assert not orphan.exists() and said == [f"{orphan}: removed the coloured segments of a reel no longer in {src}"]
