@@ -114,8 +114,8 @@ bars_option = click.option(
     help="Black bars around the picture (letterbox, pillarbox, a scan's black surround), found on frames "
          "sampled across the film: auto = only the picture inside them is coloured, at --render-size, and "
          "the bars stay black (the same picture gets the same colours however it was framed); off = the "
-         "whole frame is coloured; WxH+X+Y = only that area of the stored frame (a white mount, a scan's "
-         "perforations: what auto does not find).")
+         "whole frame is coloured; WxH+X+Y = only that area of the picture as shown, in pixels (a white "
+         "mount, a scan's perforations: what auto does not find).")
 saturation_option = click.option(
     "--saturation", type=click.FloatRange(0, MAX_SATURATION), default=_DEFAULTS.saturation,
     help="Colour strength: the model's a/b times this (0 = B&W, 1 = as predicted, 1.3 = more vivid).")

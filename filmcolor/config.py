@@ -52,7 +52,7 @@ class RunConfig:
     scan_transfer: str | None = None  # log | linear: scans coded so, shown at video levels before colouring
     bars: str = "auto"                # auto: black bars found across the film stay black, the picture inside
                                       # is coloured at render size; off: the whole frame is coloured;
-                                      # "WxH+X+Y": only that picture area (a white mount, perforations)
+                                      # "WxH+X+Y": only that area of the picture as shown (a white mount)
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("device", self.device, DEVICES), ("precision", self.precision, PRECISIONS),

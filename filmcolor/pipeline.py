@@ -704,7 +704,7 @@ def look_at(src: Path, info, config: RunConfig) -> Look:
     planes = [p for p in media.sample_planes(src, bars.SAMPLES, config.start, config.duration,
                                               fps=config.sequence_fps, convert=convert)
               if p.y.shape == whole.frame]  # a rescanned frame of another size is not counted
-    area = chosen_area(src, config.bars, whole.frame)
+    area = chosen_area(src, config.bars, whole.frame, quarter_turns(info.rotation))
     if area is None:  # auto
         found = bars.find_in_planes(planes)
         area = found if found is not None else whole
@@ -713,16 +713,18 @@ def look_at(src: Path, info, config: RunConfig) -> Look:
     return Look(area, coloured, len(planes))
 
 
-def chosen_area(src: Path, setting: str, frame: tuple[int, int]) -> bars.Area | None:
-    """The picture area ``--bars`` names for a frame of ``frame`` = ``(H, W)``: the whole frame for
-    "off", the given ``WxH+X+Y``, or None for "auto" (to be found). Raises ``SettingsError`` for an
-    area outside the frame."""
+def chosen_area(src: Path, setting: str, frame: tuple[int, int], turns: int = 0) -> bars.Area | None:
+    """The picture area ``--bars`` names for a stored frame of ``frame`` = ``(H, W)``: the whole frame
+    for "off", the given ``WxH+X+Y`` - measured on the picture as shown, i.e. the stored frame turned
+    by ``turns`` quarter turns (a phone film's display rotation) - or None for "auto" (to be found).
+    Raises ``SettingsError`` for an area outside the frame."""
     if setting == "auto":
         return None
     if setting == "off":
         return bars.Area.whole_frame(*frame)
+    shown = frame if turns % 2 == 0 else (frame[1], frame[0])
     try:
-        return bars.from_geometry(setting, frame)
+        return bars.from_geometry(setting, shown).turned(-turns % 4)
     except ValueError as exc:
         raise SettingsError(src, f"--bars {setting}: {exc}") from None
 

@@ -127,6 +127,9 @@ def test_a_turned_film_is_cropped_in_its_stored_frame(tmp_path, model_path):
                            frames=6, rotation=90)
     result = pipeline.colorize_file(film, tmp_path / "turned.color.mp4", config(model_path, codec="h264"))
     assert result.area == bars.Area(0, 16, 48, 64, (48, 96)) and result.frames == 6
+    # shown upright the film is 48x96 with its bars above and below: a named area is measured there
+    named = pipeline.colorize_file(film, tmp_path / "named.mp4", config(model_path, codec="h264", bars="48x64+0+16"))
+    assert named.area == result.area
     for u, v in uv(result.dst):
         assert np.abs(u[:, :6].astype(int) - 128).max() <= 1 and np.abs(v[:, 42:].astype(int) - 128).max() <= 1
 
