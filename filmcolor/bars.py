@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import cv2
 import numpy as np
 
-from . import color, media
+from . import compose, media
 from .config import PICTURE_AREA
 
 DARK_L = 8.0          # L* at or below which a pixel counts as black (video black is 0; Y=36 of 8-bit video)
@@ -143,7 +142,7 @@ def find_in_film(path: str | Path, start: float | None = None, duration: float |
 def find_in_planes(planes: Iterable) -> Area | None:
     """:func:`find_picture` on the L* of 8-bit ``media.Planes`` (frames of another size than the first
     are not counted)."""
-    return find_picture(cv2.LUT(p.y, color.luma_to_L_lut(8, p.full_range)) for p in planes)
+    return find_picture(compose.planes_L(p) for p in planes)
 
 
 def _span(picture: np.ndarray) -> tuple[int, int]:

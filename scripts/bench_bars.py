@@ -95,13 +95,15 @@ def quality(args, colorizer: Colorizer) -> dict:
 
 def speed(film: Path, runs: int) -> dict:
     times: dict[str, list[float]] = {"auto": [], "off": []}
+    area = None
     with tempfile.TemporaryDirectory() as tmp:
         colorizer = Colorizer.from_config(RunConfig())
         for k in range(runs):
             for mode in ("auto", "off") if k % 2 == 0 else ("off", "auto"):
                 r = colorize_file(film, Path(tmp) / f"{mode}{k}.mp4", RunConfig(bars=mode), colorizer=colorizer)
                 times[mode].append(r.seconds)
-                area = r.area if mode == "auto" else None
+                if mode == "auto":
+                    area = r.area
     med = {m: statistics.median(t) for m, t in times.items()}
     return {"film": str(film), "runs": runs, "median_s": med, "off_over_auto": med["off"] / med["auto"],
             "picture": str(area) if area else None}
