@@ -17,6 +17,11 @@
 - ``pictures``: one 854x480 photo encoded as PNG (zlib default vs level 3, the writer's), deflate
   TIFF and DPX, 8 and 16 bit, ms and kB; then the sample film coloured end to end as H.264 and as
   each ``--frames-as`` format (one model, same run), seconds and the ratio to H.264.
+- ``sampling``: ``media.sample_frames`` (12 frames, what ``run`` looks at first) on a synthetic
+  1-minute 1080p film with 10 s GOPs, within its decoding budget and without one, against decoding
+  the whole film, seconds and distinct frames.
+- ``hue``: ``color.hue_variety`` (the "in colour already" test) on 12 frames sampled from each clip in
+  ``../shared/data/clips``, per cent per frame.
 """
 
 from __future__ import annotations
@@ -194,16 +199,42 @@ def bench_pictures() -> None:
             f"{k} {v:.2f} s ({v / times['h264']:.2f}x)" for k, v in times.items()))
 
 
+def bench_sampling() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        film = synth.make_clip(Path(tmp) / "hd.mp4", frames=1440, width=1920, height=1080, fps=24, audio=(),
+                               keyint=240, color=False)
+        runs, budget = {}, media.SAMPLE_SHARE
+        for name, share in (("within the budget", budget), ("no budget", 1e9)):
+            media.SAMPLE_SHARE = share
+            t0 = time.perf_counter()
+            frames = media.sample_frames(film, 12)
+            runs[name] = (time.perf_counter() - t0, len({f.pts for f in frames}))
+        media.SAMPLE_SHARE = budget
+        t0 = time.perf_counter()
+        total = sum(1 for _ in media.decode(film))
+        whole = time.perf_counter() - t0
+    print(f"sampling 12 frames of a 1-minute 1080p film (10 s GOPs): " + ", ".join(
+        f"{k} {sec:.2f} s ({n} frames)" for k, (sec, n) in runs.items()) + f"; decoding all {total}: {whole:.2f} s")
+
+
+def bench_hue() -> None:
+    from filmcolor import color
+
+    for clip in sorted((ROOT.parent / "shared" / "data" / "clips").glob("*/*.*")):
+        shares = [color.hue_variety(p.u, p.v) for p in media.sample_planes(clip, 12)]
+        print(f"{clip.parent.name}/{clip.name}: " + " ".join(f"{v:.1f}" for v in shares))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", nargs="+", choices=("resize", "lab", "batch", "encode-repeat", "listing", "pictures"),
-                    default=("resize", "lab", "batch", "encode-repeat", "listing", "pictures"))
+    pieces = ("resize", "lab", "batch", "encode-repeat", "listing", "pictures", "sampling", "hue")
+    ap.add_argument("--only", nargs="+", choices=pieces, default=pieces)
     ap.add_argument("--repeats", type=int, default=25, help="encodes for encode-repeat")
     args = ap.parse_args()
     for name in args.only:
         {"resize": bench_resize, "lab": bench_lab, "batch": bench_batch,
          "encode-repeat": lambda: bench_encode_repeat(args.repeats), "listing": bench_listing,
-         "pictures": bench_pictures}[name]()
+         "pictures": bench_pictures, "sampling": bench_sampling, "hue": bench_hue}[name]()
     return 0
 
 
