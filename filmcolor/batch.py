@@ -174,7 +174,7 @@ def output_name(src: Path, kind: str, codec: str = "h264", frames_as: str | None
     """``reel.mp4`` -> ``reel.color.mp4``, a still -> ``photo.color.png``, a sequence folder
     ``reel1`` -> ``reel1.color.mkv`` (the pipeline's naming: a container that cannot hold ``codec``
     video becomes ``.mkv``); with ``frames_as``, a film or sequence -> the folder ``reel.color``."""
-    from .pipeline import default_frames_output, default_output
+    from .outputs import default_frames_output, default_output
 
     if frames_as and kind != "still":
         return default_frames_output(src).name
@@ -200,7 +200,7 @@ def discover(in_dir: str | Path, out_dir: str | Path, codec: str = "h264",
     numbered pictures (see ``sequences.image_sequence``) are one reel of kind ``"sequence"``, coloured
     as a film into ``<folder>.color.mkv``; its other files are taken one by one as usual. With
     ``frames_as`` films and sequences are written as folders of pictures (``output_name``)."""
-    from .pipeline import subtitle_sidecars
+    from .companions import subtitle_sidecars
     from .sequences import image_sequence, sound_files
 
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()

@@ -286,7 +286,8 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
     """
     console = stderr_console()
     warn = warn_printer(console)
-    from . import pipeline  # imported here so `filmcolor --help` stays fast
+    from . import outputs, pipeline  # imported here so `filmcolor --help` stays fast
+    from .preview import write_preview
 
     with cli_errors(input, show_traceback):
         _place_timecodes(ctx, input)
@@ -295,16 +296,16 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
             if config.frames_as is not None:
                 raise click.UsageError("give --preview or --frames-as, not both")
             with progress_bar(console, f"preview {input.name}", quiet) as progress:
-                result = pipeline.preview(input, output, preview, config, progress=progress, warn=warn)
+                result = write_preview(input, output, preview, config, progress=progress, warn=warn)
         elif segments > 1:
             if config.frames_as:
                 raise click.UsageError("--segments joins one film file: not with --frames-as")
             from .media import is_still_path
             from .segments import colorize_segmented
 
-            pipeline.check_input(input)
-            dst = output or pipeline.default_output(input, still=is_still_path(input), codec=config.codec)
-            pipeline.check_output(input, dst, config.overwrite)
+            outputs.check_input(input)
+            dst = output or outputs.default_output(input, still=is_still_path(input), codec=config.codec)
+            outputs.check_output(input, dst, config.overwrite)
             with progress_bar(console, input.name, quiet) as progress:
                 result = colorize_segmented(input, dst, config, segments=segments, warn=warn, progress=progress,
                                             tracks=tracks)

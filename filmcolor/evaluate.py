@@ -173,7 +173,7 @@ class _VideoScore:
 def _picture_area(path: Path, config: RunConfig) -> Any:
     """The clip's picture inside black bars, found as ``filmcolor run`` finds it (None: whole frame)."""
     from .media import probe
-    from .pipeline import picture_area
+    from .look import picture_area
 
     return picture_area(path, probe(path, config.sequence_fps), config)
 

@@ -33,7 +33,7 @@ import copy
 import os
 import threading
 from contextlib import nullcontext
-from typing import Any, Callable
+from typing import Callable
 
 import cv2
 import numpy as np

@@ -116,6 +116,13 @@ class VideoInfo:
         return matrix_for(self.height, _COLORSPACE_NAMES.get(self.colorspace or 0))
 
 
+def quarter_turns(rotation: int | float | None) -> int:
+    """Counter-clockwise quarter turns (0-3) that show a stored frame upright, from the stream's
+    display rotation (degrees counter-clockwise, as ``VideoInfo.rotation``); 0 for non-right angles."""
+    r = int(round(rotation or 0)) % 360
+    return r // 90 if r % 90 == 0 else 0
+
+
 def _field_order(first: av.VideoFrame, cc) -> int:
     """The source's field order, judged on its first frame: progressive unless that frame is flagged
     interlaced; then the decoder's order, or (unknown) bottom first for DV, as the DV standard has

@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence
 import av
 from av.video.frame import PictureType
 
-from . import media
+from . import companions, look, media, outputs, transfer
 from .config import RunConfig
 from .errors import InputError, OutputError, ProcessingError
 
@@ -209,9 +209,8 @@ def join_segments(src: str | Path, dst: Path, plan: SegmentPlan, pieces: list[st
     the source's timestamps and audio, and the streams of the added ``tracks`` (``VideoWriter``).
     Returns the number of frames written."""
     from .media import VideoWriter, probe
-    from .pipeline import as_decoded
 
-    info = as_decoded(probe(src), config)  # the pieces are at video levels where the scans were converted
+    info = transfer.as_decoded(probe(src), config)  # the pieces are at video levels where the scans were converted
     written = 0
     with VideoWriter(src, dst, info, codec=config.codec, crf=config.crf, preset=config.preset, warn=warn,
                      tracks=tracks) as writer:
@@ -263,7 +262,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     called as segments finish; ``tracks`` are sound or subtitle files added at the join."""
     from .batch import InlineRunner
     from .media import is_still_path
-    from .pipeline import RunResult, as_decoded, atomic_output, colorize_file, look_at, warn_in_colour
+    from .pipeline import RunResult, colorize_file
 
     warn = warn or (lambda message: None)
     src, dst = Path(src), Path(dst)
@@ -289,12 +288,10 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
 
         return colorize_file(src, dst, config, colorizer=build_colorizer(config), warn=warn, tracks=tracks)
 
-    from .pipeline import film_tracks
-
-    tracks = film_tracks(src, tracks, warn)
-    look = look_at(src, as_decoded(info, config), config)  # on the whole film, for every segment
-    warn_in_colour(src, look, warn)
-    area = look.area
+    tracks = companions.film_tracks(src, tracks, warn)
+    seen = look.look_at(src, transfer.as_decoded(info, config), config)  # on the whole film, for every segment
+    look.warn_in_colour(src, seen, warn)
+    area = seen.area
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = work_folder(src, dst, config, plan)
     for old in dst.parent.glob(f".{glob_escape(dst.name)}.segwork-*"):  # other inputs or settings: no use
@@ -324,7 +321,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
             if i not in done:
                 done[i] = _finished(f, warn)
                 report()
-        with atomic_output(dst) as tmp:  # hidden temp beside dst, renamed when complete
+        with outputs.atomic_output(dst) as tmp:  # hidden temp beside dst, renamed when complete
             frames = join_segments(src, tmp, plan, [str(done[g.index]) for g in plan.segments], config, warn,
                                    tracks)
             if frames != plan.frames:

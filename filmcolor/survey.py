@@ -18,7 +18,7 @@ from typing import Any
 
 import av
 
-from . import bars, media, pipeline, stills
+from . import bars, companions, look, media, outputs, stills, transfer
 from .config import RunConfig
 
 _RANGES = {True: "full", False: "limited"}
@@ -32,41 +32,41 @@ def survey(src: str | Path, config: RunConfig | None = None, output: str | Path 
     module docstring. Raises ``InputError`` for an input ``run`` cannot read."""
     config = config or RunConfig()
     src = Path(src)
-    pipeline.check_input(src)
+    outputs.check_input(src)
     warnings: list[str] = []
     info = None if media.is_still_path(src) else media.probe(src, config.sequence_fps)
     if info is None or info.is_still:
         return _photo(src, config, output, warnings)
-    stated = pipeline.stated_transfer(src, info)
-    pipeline.warn_transfer(src, stated, config.scan_transfer, warnings.append)
-    decoded = pipeline.as_decoded(info, config)
-    look = pipeline.look_at(src, decoded, config)
-    pipeline.warn_in_colour(src, look, warnings.append)
-    area = look.area
+    stated = transfer.stated_transfer(src, info)
+    transfer.warn_transfer(src, stated, config.scan_transfer, warnings.append)
+    decoded = transfer.as_decoded(info, config)
+    seen = look.look_at(src, decoded, config)
+    look.warn_in_colour(src, seen, warnings.append)
+    area = seen.area
     fps = info.fps
     picture = {
         "width": info.width, "height": info.height, "codec": info.codec_name, "pix_fmt": info.pix_fmt,
         "bit_depth": info.bit_depth,
         "range": "RGB" if info.pix_fmt.lstrip("a").startswith(("rgb", "bgr", "gbr")) else _RANGES[info.full_range],
         "fps": None if fps is None else str(fps), "fps_value": None if fps is None else round(float(fps), 3),
-        "frames": pipeline.expected_frames(info, config),
+        "frames": outputs.expected_frames(info, config),
         "duration": None if info.duration is None else round(info.duration, 3),
         "pixel_aspect": None if info.sample_aspect_ratio is None else str(info.sample_aspect_ratio),
         "rotation": info.rotation, "scan": _FIELDS.get(info.field_order, "progressive"),
-        "timecode": info.timecode, "coded_as": stated, "in_colour": look.in_colour,
+        "timecode": info.timecode, "coded_as": stated, "in_colour": seen.in_colour,
     }
     tracks, chapters, attachments = _tracks(src, config)
     added = [{"path": str(p), "kind": "sound" if src.is_dir() else "subtitles"}
-             for p in pipeline.usable_companions(src, warnings.append)]
+             for p in companions.usable_companions(src, warnings.append)]
     if config.frames_as:
-        dst = Path(output) if output is not None else pipeline.default_frames_output(src)
+        dst = Path(output) if output is not None else outputs.default_frames_output(src)
         out = {"path": str(dst), "pictures": config.frames_as}
     else:
-        dst = Path(output) if output is not None else pipeline.default_output(src, still=False, codec=config.codec)
+        dst = Path(output) if output is not None else outputs.default_output(src, still=False, codec=config.codec)
         out = {"path": str(dst), "codec": config.codec, "pix_fmt": media.writer_pix_fmt(config.codec, decoded)}
         if problem := media.film_output_problem(dst, config.codec):
             warnings.append(f"{dst}: {problem}")
-        if lag := pipeline.avi_lag(dst, config.codec):
+        if lag := outputs.avi_lag(dst, config.codec):
             warnings.append(f"{dst}: {lag}")
     out["exists"] = dst.exists()
     kind = "scans" if src.is_dir() else "film"
@@ -78,10 +78,10 @@ def survey(src: str | Path, config: RunConfig | None = None, output: str | Path 
 def _photo(src: Path, config: RunConfig, output: str | Path | None, warnings: list[str]) -> dict[str, Any]:
     still = stills.read_still(src)
     warnings.extend(f"{src}: {note}" for note in still.notes)
-    in_colour = pipeline.warn_photo_in_colour(src, still, warnings.append)
+    in_colour = look.warn_photo_in_colour(src, still, warnings.append)
     h, w = still.L.shape
-    area = pipeline.still_area(src, still.L, config.bars)
-    dst = Path(output) if output is not None else pipeline.default_output(src, still=True)
+    area = look.still_area(src, still.L, config.bars)
+    dst = Path(output) if output is not None else outputs.default_output(src, still=True)
     if problem := stills.output_problem(dst):
         warnings.append(f"{dst}: {problem}")
     return {"input": str(src), "kind": "photo",

@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from filmcolor import color, compose, media, pipeline, synth, temporal  # noqa: E402
+from filmcolor import color, look, media, outputs, pipeline, synth, temporal  # noqa: E402
 from filmcolor.config import RunConfig  # noqa: E402
 from filmcolor.cpu import proc_cpuinfo  # noqa: E402
 from filmcolor.inference import Colorizer, resolve_device  # noqa: E402
@@ -327,7 +327,7 @@ def per_thread(src: Path, info, config: RunConfig, colorizer: Colorizer, n: int,
         ms[name] = 1000 * (time.perf_counter() - t0) / max(1, frames if frames is not None else len(out))
         return out
 
-    area = pipeline.picture_area(src, info, config)
+    area = look.picture_area(src, info, config)
     items = clock("decode", lambda: list(pipeline._frame_items(limited(media.decode(src), n), pix_fmt, colorizer,
                                                                False, turns, not colorizer.on_device_compose,
                                                                None if area.whole else area)))
@@ -370,14 +370,14 @@ def bench_clip(src: Path, name: str, config: RunConfig, colorizer: Colorizer, ba
     info = media.probe(src)
     pix_fmt = media.writer_pix_fmt(config.codec, info)
     fps = float(info.fps) if info.fps else 25.0
-    total = pipeline.expected_frames(info, config) or n
+    total = outputs.expected_frames(info, config) or n
     n = min(n, total)
     duration = n / fps if n < total else None
-    turns = pipeline.quarter_turns(info.rotation)
+    turns = media.quarter_turns(info.rotation)
     cuda = colorizer.device.type == "cuda"
     sync = (lambda: torch.cuda.synchronize(colorizer.device)) if cuda else (lambda: None)
     run_config = config.with_overrides(duration=duration, overwrite=True)
-    area = pipeline.picture_area(src, info, run_config)  # the network sees what the run shows it
+    area = look.picture_area(src, info, run_config)  # the network sees what the run shows it
     area = None if area.whole else area
     h, w = (area.height, area.width) if area else (info.height, info.width)
     rh, rw = colorizer.render_shape(*((h, w) if turns % 2 == 0 else (w, h)))
@@ -400,7 +400,7 @@ def bench_clip(src: Path, name: str, config: RunConfig, colorizer: Colorizer, ba
         res["profile_one_batch"] = profile_batch(colorizer, L)
     del L
 
-    out = work / f"{name}.color{src.suffix if src.suffix.lower() in pipeline.KEEP_SUFFIXES else '.mkv'}"
+    out = work / f"{name}.color{src.suffix if src.suffix.lower() in outputs.KEEP_SUFFIXES else '.mkv'}"
     with GpuSampler(cuda) as g:
         st["end-to-end"] = timed(lambda: pipeline.colorize_file(src, out, run_config, colorizer=colorizer).frames,
                                  sync)

@@ -213,7 +213,7 @@ def bench_sampling() -> None:
         t0 = time.perf_counter()
         total = sum(1 for _ in media.decode(film))
         whole = time.perf_counter() - t0
-    print(f"sampling 12 frames of a 1-minute 1080p film (10 s GOPs): " + ", ".join(
+    print("sampling 12 frames of a 1-minute 1080p film (10 s GOPs): " + ", ".join(
         f"{k} {sec:.2f} s ({n} frames)" for k, (sec, n) in runs.items()) + f"; decoding all {total}: {whole:.2f} s")
 
 

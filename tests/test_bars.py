@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from filmcolor import bars, color, compose, media, pipeline, synth
+from filmcolor import bars, color, compose, look, media, pipeline, preview, synth
 from filmcolor.config import RunConfig
 from helpers import tiny_model
 
@@ -153,7 +153,7 @@ def test_a_photo_in_a_black_mount_keeps_the_mount_grey(tmp_path, model_path):
 def test_a_preview_colours_what_the_run_colours(tmp_path, model_path):
     film = synth.make_clip(tmp_path / "boxed.mp4", width=96, height=48, bars=(0, 16), color=False, audio=(),
                            frames=6)
-    result = pipeline.preview(film, tmp_path / "sheet.png", 2, config(model_path))
+    result = preview.write_preview(film, tmp_path / "sheet.png", 2, config(model_path))
     assert result.area == bars.Area(0, 16, 48, 64, (48, 96))
     sheet = cv2.imread(str(result.dst)).astype(int)
     colour = sheet[:, 96:]  # B&W | colour, 96 px each
@@ -234,7 +234,7 @@ def test_device_compose_of_an_area_matches_the_host(tmp_path):
                            audio=(), frames=2)
     col = Colorizer(tiny_generator(), "cpu", "fp32", batch_size=2, render_size=24, workers=1)
     frames = list(media.decode(film))
-    area = pipeline.picture_area(film, media.probe(film), RunConfig())
+    area = look.picture_area(film, media.probe(film), RunConfig())
     assert area == bars.Area(0, 18, 50, 62, (50, 98))
     host = list(pipeline._frame_items(frames, "yuv420p", col, area=area))
     device = list(pipeline._frame_items(frames, "yuv420p", col, chroma_L=False, area=area))

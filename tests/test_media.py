@@ -683,11 +683,11 @@ def test_damaged_middle_fails_cleanly_or_warns(clip, tmp_path):
 
 
 def test_an_avi_film_comes_back_as_mkv_by_default_since_ffmpeg_reads_h264_in_avi_a_frame_late(tmp_path, clip):
-    from filmcolor import pipeline
+    from filmcolor import outputs, pipeline
 
     src = clip("a.avi", audio=("mp3",), color=False)
-    assert pipeline.default_output(src).name == "a.color.mkv"
-    assert pipeline.default_output(src, codec="ffv1").name == "a.color.avi"  # FFV1 in AVI reads right
+    assert outputs.default_output(src).name == "a.color.mkv"
+    assert outputs.default_output(src, codec="ffv1").name == "a.color.avi"  # FFV1 in AVI reads right
     # the lag itself: x264 (B-frames off) in AVI, frames 0, 1, 2 ... read back by FFmpeg as 1, 2, 3 ...
     lagged = tmp_path / "x.avi"
     with av.open(str(lagged), "w") as out:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from filmcolor import color, compose, media, pipeline, stills, synth
+from filmcolor import color, compose, media, outputs, pipeline, preview, stills, synth
 from filmcolor.config import RunConfig
 from filmcolor.errors import InputError, OutputError, ProcessingError
 from filmcolor.inference import Colorizer, pad_to_multiple, resolve_device
@@ -191,10 +191,10 @@ def test_prefetch_is_bounded_and_propagates_errors():
 
 
 def test_default_output_names():
-    assert pipeline.default_output(Path("/x/movie.mp4")) == Path("/x/movie.color.mp4")
-    assert pipeline.default_output(Path("reel.MKV")) == Path("reel.color.MKV")
-    assert pipeline.default_output(Path("photo.JPG")) == Path("photo.color.png")
-    assert pipeline.default_output(Path("clip.webm")) == Path("clip.color.mkv")
+    assert outputs.default_output(Path("/x/movie.mp4")) == Path("/x/movie.color.mp4")
+    assert outputs.default_output(Path("reel.MKV")) == Path("reel.color.MKV")
+    assert outputs.default_output(Path("photo.JPG")) == Path("photo.color.png")
+    assert outputs.default_output(Path("clip.webm")) == Path("clip.color.mkv")
 
 
 # --- video end to end -------------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ def test_unreadable_still(tmp_path, model_path):
 
 def test_preview_png(tmp_path, model_path):
     src = synth.make_clip(tmp_path / "a.mp4", frames=30, width=64, height=48, color=False)
-    result = pipeline.preview(src, None, 3, config(model_path))
+    result = preview.write_preview(src, None, 3, config(model_path))
     assert result.dst == tmp_path / "a.preview.png" and result.frames == 3
     sheet = cv2.imread(str(result.dst))
     assert sheet.shape == (3 * 48, 2 * 64, 3)
@@ -358,6 +358,26 @@ def test_preview_png(tmp_path, model_path):
     assert np.abs(left[..., 0] - left[..., 2]).max() <= 2  # B&W side is grey
     assert np.abs(right[..., 0] - right[..., 2]).mean() > 5  # colour side is not
     assert listing(tmp_path) == {"a.mp4", "a.preview.png"}  # no film encoded
+
+
+def test_a_preview_reads_the_film_once_and_shows_frames_from_its_stretch(tmp_path, model_path, monkeypatch):
+    src = synth.make_clip(tmp_path / "a.mp4", frames=50, width=256, height=48, audio=())  # 25 fps
+    passes = []
+    real = media.iter_sample_frames
+
+    def counted(*args, **kwargs):
+        passes.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(media, "iter_sample_frames", counted)
+    monkeypatch.setattr(media, "sample_planes", lambda *a, **k: pytest.fail("the film was sampled twice"))
+    shown = []
+    monkeypatch.setattr(preview, "preview_sheet", lambda images, *a: shown.extend(images) or np.zeros((8, 8, 3)))
+    result = preview.write_preview(src, None, 4, config(model_path).with_overrides(start=1.0))
+    assert passes == [12] and result.frames == len(shown) == 4  # one pass, also enough frames for the bars
+    # the red square moves 3 px a frame from x = 0 (synth.synthetic_frame): where it is tells the frame
+    at = [int(np.argmax(img[24, :, 0].astype(int) - img[24, :, 1] > 120)) for img in shown]
+    assert all(b > a for a, b in zip(at, at[1:])) and at[0] >= 3 * 25 - 2, at  # in order, all from 1 s on
 
 
 @pytest.mark.parametrize("pix_fmt, codec, full", [("yuv420p10le", "ffv1", False), ("yuv420p", "libx264", True)],
@@ -417,7 +437,7 @@ def _rotated_clip(path: Path, rotation: int, frames: int = 6) -> Path:
 def test_rotated_film_is_coloured_upright_and_keeps_its_rotation(tmp_path, model_path, monkeypatch):
     src = _rotated_clip(tmp_path / "phone.mp4", 90)
     info = media.probe(src)
-    assert info.rotation == 90 and pipeline.quarter_turns(info.rotation) == 1
+    assert info.rotation == 90 and media.quarter_turns(info.rotation) == 1
     col = Colorizer(tiny_generator(), "cpu", "fp32", batch_size=4, render_size=48)
     shapes, real = [], col.predict_ab
     monkeypatch.setattr(col, "predict_ab", lambda L: shapes.append(L.shape) or real(L))

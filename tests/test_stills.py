@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from filmcolor import pipeline, stills
+from filmcolor import pipeline, preview, stills
 from filmcolor.config import RunConfig
 from helpers import besides_colour, tiny_model
 
@@ -159,7 +159,7 @@ def test_tiff_output_is_upright_and_warns_what_it_cannot_keep(tmp_path, model_pa
 def test_preview_of_a_rotated_still_is_upright(tmp_path, model_path):
     stored = cv2.rotate(asymmetric_bgr(), cv2.ROTATE_90_COUNTERCLOCKWISE)
     src = write_with_metadata(tmp_path / "r.png", stored, {EXIF: make_exif(6)})
-    sheet = cv2.imread(str(pipeline.preview(src, None, 1, config(model_path)).dst))
+    sheet = cv2.imread(str(preview.write_preview(src, None, 1, config(model_path)).dst))
     assert sheet.shape == (40, 2 * 64, 3)
 
 

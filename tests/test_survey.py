@@ -125,20 +125,20 @@ def test_hue_variety_tells_colour_from_black_and_white_and_tints():
 
 
 def test_a_film_in_colour_already_is_named_a_toned_one_is_not(tmp_path):
-    from filmcolor import pipeline
+    from filmcolor import look
 
     said: list[str] = []
     colour = synth.make_clip(tmp_path / "colour.mp4", frames=12, color=True, audio=())
-    look = pipeline.look_at(colour, synth_info(colour), RunConfig())
-    assert look.in_colour and look.coloured == look.sampled >= 10
+    seen = look.look_at(colour, synth_info(colour), RunConfig())
+    assert seen.in_colour and seen.coloured == seen.sampled >= 10
     toned = (_tinted_film(tmp_path / "sepia.mp4", (1.0, 0.85, 0.6)),
              _tinted_film(tmp_path / "blue.mp4", (0.7, 0.85, 1.0)))
     for film in (*toned, synth.make_clip(tmp_path / "bw.mp4", frames=12, color=False, audio=())):
-        look = pipeline.look_at(film, synth_info(film), RunConfig())
-        assert not look.in_colour and look.coloured == 0, film
-    look = pipeline.look_at(colour, synth_info(colour), RunConfig())
-    pipeline.warn_in_colour(colour, look, said.append)
-    n = look.sampled
+        seen = look.look_at(film, synth_info(film), RunConfig())
+        assert not seen.in_colour and seen.coloured == 0, film
+    seen = look.look_at(colour, synth_info(colour), RunConfig())
+    look.warn_in_colour(colour, seen, said.append)
+    n = seen.sampled
     assert said == [f"{colour}: the film is in colour already ({n} of {n} sampled frames); its colours are replaced "
                     "by the model's"]
     assert survey(colour)["picture"]["in_colour"] and survey(colour)["warnings"] == said
@@ -152,16 +152,16 @@ def synth_info(path: Path):
 
 
 def test_a_preview_of_a_colour_photo_says_it_is_in_colour_already(tmp_path):
-    from filmcolor import pipeline
+    from filmcolor import preview
     from helpers import tiny_model
 
     photo = tmp_path / "colour.png"
     cv2.imwrite(str(photo), synth.synthetic_frame(0, 96, 64)[..., ::-1])
     said: list[str] = []
     cfg = RunConfig(model=str(tiny_model(tmp_path / "t.safetensors")), render_size=48)
-    pipeline.preview(photo, tmp_path / "sheet.png", 1, cfg, warn=said.append)
+    preview.write_preview(photo, tmp_path / "sheet.png", 1, cfg, warn=said.append)
     assert said == [f"{photo}: the photo is in colour already; its colours are replaced by the model's"]
     grey = tmp_path / "grey.png"
     cv2.imwrite(str(grey), synth.synthetic_frame(0, 96, 64, color=False))
-    pipeline.preview(grey, tmp_path / "sheet2.png", 1, cfg, warn=said.append)
+    preview.write_preview(grey, tmp_path / "sheet2.png", 1, cfg, warn=said.append)
     assert len(said) == 1
