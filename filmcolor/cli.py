@@ -1,7 +1,8 @@
 """The ``filmcolor`` command line: a thin click layer over the library.
 
-Each command builds a typed config (a TOML preset from ``configs/``, then the flags the user gave)
-and calls one library function. Shared helpers for commands added here later:
+Each command builds a typed config (a TOML preset from ``configs/`` or the user's own file, then
+``--set KEY=VALUE``, then the flags the user gave: :func:`build_run_config`) and calls one library
+function. Shared helpers for commands added here later:
 
 - :func:`cli_errors` turns a ``FilmcolorError`` into one line on stderr (``filmcolor: <path>: <cause>``)
   and its exit code, KeyboardInterrupt into exit 130, anything else into exit 1 with a one-line
@@ -83,6 +84,18 @@ def cli_errors(path: Path | None = None, show_traceback: bool = False) -> Iterat
 traceback_option = click.option("--traceback", "show_traceback", is_flag=True,
                                 help="On an error, show the full Python traceback too.")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+
+
+def preset_options(command: Callable) -> Callable:
+    """``--preset NAME|FILE.toml`` and ``--set KEY=VALUE``: where every setting ``run`` knows comes from
+    (a preset, then ``--set``, then the flags given)."""
+    command = click.option(
+        "--set", "settings", multiple=True, metavar="KEY=VALUE",
+        help="Any setting, also those without a flag (repeatable): --set cut_threshold=0.5 --set preset=slow "
+             "(x264's speed) --set threads=4; the keys are those of configs/run.toml.")(command)
+    return click.option(
+        "--preset", "preset_name", default="run", metavar="NAME|FILE",
+        help="Settings preset: run, archival, or a .toml file of your own; --set and flags override it.")(command)
 fps_option = click.option(
     "--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE",
     help="Frame rate of an image sequence (a folder of numbered scans): 24, 25, 24000/1001.  "
@@ -270,13 +283,13 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @click.option("--preview", type=click.IntRange(1, 100), default=None, metavar="N",
               help="Write a PNG of N frames (B&W | colour) instead of the film.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never the input).")
-@click.option("--preset", "preset_name", default="run", metavar="NAME",
-              help="Settings preset from configs/ (e.g. run, archival); flags override it.")
+@preset_options
 @quiet_option
 @traceback_option
 @click.pass_context
 def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, tracks: tuple[Path, ...],
-        segments: int, preview: int | None, preset_name: str, quiet: bool, show_traceback: bool,
+        segments: int, preview: int | None, preset_name: str, settings: tuple[str, ...], quiet: bool,
+        show_traceback: bool,
         **_flags: Any) -> None:
     """Colour the film or photo INPUT (or a folder of numbered scans: one film).
 
@@ -291,7 +304,7 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
 
     with cli_errors(input, show_traceback):
         _place_timecodes(ctx, input)
-        config = build_run_config(ctx, preset_name, genre)
+        config = build_run_config(ctx, preset_name, settings, genre)
         if preview is not None:
             if config.frames_as is not None:
                 raise click.UsageError("give --preview or --frames-as, not both")
@@ -330,12 +343,13 @@ def _place_timecodes(ctx: click.Context, src: Path) -> None:
             raise click.BadParameter("must be > 0", param_hint="'--duration'")
 
 
-def build_run_config(ctx: click.Context, preset_name: str, genre: str | None) -> RunConfig:
-    """Preset ``preset_name``, then the flags the user gave; ``--genre`` sets the model. Bad values
-    are usage errors (exit 2)."""
-    from .config import run_config_from_preset
+def build_run_config(ctx: click.Context, preset_name: str, settings: Iterable[str], genre: str | None = None,
+                     flags: Iterable[str] = _RUN_FIELDS) -> RunConfig:
+    """Preset ``preset_name``, then ``--set`` ``settings``, then the ``flags`` the user gave; ``--genre``
+    sets the model. Bad values are usage errors (exit 2)."""
+    from .config import parse_overrides, run_config_from_preset
 
-    given = user_overrides(ctx, _RUN_FIELDS)
+    given = user_overrides(ctx, flags)
     if genre is not None:
         if "model" in given:
             raise click.UsageError("give --model or --genre, not both")
@@ -343,7 +357,7 @@ def build_run_config(ctx: click.Context, preset_name: str, genre: str | None) ->
     if not given.get("overwrite"):
         given.pop("overwrite", None)
     try:
-        return run_config_from_preset(preset_name, **given)
+        return run_config_from_preset(preset_name, parse_overrides(settings), **given)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -383,28 +397,20 @@ _EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smoot
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="At most this many frames per clip.")
 @bars_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (inf/nan as null).")
-@click.option("--preset", "preset_name", default="run", metavar="NAME", help="Preset from configs/ to start from.")
+@preset_options
 @quiet_option
 @traceback_option
 @click.pass_context
 def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, max_frames: int | None,
-          as_json: bool, preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
+          as_json: bool, preset_name: str, settings: tuple[str, ...], quiet: bool, show_traceback: bool,
+          **_flags: Any) -> None:
     """Score the current settings on colour REFERENCE clips (or folders of numbered colour scans): each
     is made B&W, coloured, and compared with itself (PSNR, SSIM, CIEDE2000, colourfulness, CDC, warp
     error in RGB and in a/b alone; grey input and reference beside; the grey input's a/b warp error is
     0 by definition)."""
-    from .config import run_config_from_preset
     from .evaluate import evaluate, format_table, to_json  # imported here so `--help` stays fast
 
-    given = user_overrides(ctx, _EVAL_FIELDS)
-    if genre is not None:
-        if "model" in given:
-            raise click.UsageError("give --model or --genre, not both")
-        given["model"] = genre
-    try:
-        config = run_config_from_preset(preset_name, **given)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    config = build_run_config(ctx, preset_name, settings, genre, _EVAL_FIELDS)
     console = stderr_console()
     with cli_errors(None, show_traceback):
         with progress_bar(console, "eval", quiet) as update:
@@ -427,24 +433,20 @@ _INFO_FIELDS = ("codec", "start", "duration", "sequence_fps", "scan_transfer", "
 @frames_as_option
 @bars_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per input.")
-@click.option("--preset", "preset_name", default="run", metavar="NAME", help="Preset from configs/ to start from.")
+@preset_options
 @traceback_option
 @click.pass_context
-def info(ctx: click.Context, inputs: tuple[Path, ...], as_json: bool, preset_name: str, show_traceback: bool,
-         **_flags: Any) -> None:
+def info(ctx: click.Context, inputs: tuple[Path, ...], as_json: bool, preset_name: str, settings: tuple[str, ...],
+         show_traceback: bool, **_flags: Any) -> None:
     """Show what filmcolor sees in each film, folder of scans or photo INPUT, and what `run` would
     write: the picture (size, rate, frames, interlace, timecode, log/linear coding), the picture inside
     black bars, the sound and subtitle tracks kept and the files added, the output and its warnings.
     Colours and writes nothing. An input that cannot be read is named with its cause (exit 1)."""
     import json
 
-    from .config import run_config_from_preset
     from .survey import describe, survey  # imported here so `--help` stays fast
 
-    try:
-        config = run_config_from_preset(preset_name, **user_overrides(ctx, _INFO_FIELDS))
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    config = build_run_config(ctx, preset_name, settings, flags=_INFO_FIELDS)
     reports, code = [], 0
     with cli_errors(None, show_traceback):  # a bug: one line; an unreadable input: named, and the rest go on
         for src in inputs:
@@ -522,14 +524,14 @@ def info_totals(reports: list[dict]) -> str:
 @click.option("--dry-run", is_flag=True,
               help="Colour nothing: list each reel as already done or still to colour, and why (new, input, "
                    "settings or model changed, output missing, failed before). Writes and deletes nothing.")
-@click.option("--preset", "preset_name", default="run", metavar="NAME",
-              help="Settings preset from configs/ (e.g. run, archival); flags override it.")
+@preset_options
 @quiet_option
 @traceback_option
 @click.pass_context
 def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, jobs: int, force: bool,
            ray_address: str | None, segments: int, sequences: bool, report_path: Path | None, dry_run: bool,
-           preset_name: str, quiet: bool, show_traceback: bool, **_flags: Any) -> None:
+           preset_name: str, settings: tuple[str, ...], quiet: bool, show_traceback: bool,
+           **_flags: Any) -> None:
     """Colour every film and photo under IN_DIR into OUT_DIR, resumably.
 
     A re-run skips reels already done with the same input, settings and model (see the manifest);
@@ -538,7 +540,7 @@ def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, j
     from .batch import VIDEO_SUFFIXES, batch  # imported here so `--help` stays fast
     from .sequences import STILL_EXTENSIONS
 
-    config = build_run_config(ctx, preset_name, genre)
+    config = build_run_config(ctx, preset_name, settings, genre)
     if segments > 1 and config.frames_as:
         raise click.UsageError("give --segments or --frames-as, not both (segments join into one film file)")
     console = stderr_console()
@@ -640,7 +642,8 @@ def _library_log(console: Console, quiet: bool) -> Callable[[str], None]:
               help="Run folder: checkpoint, model, metrics.csv, PNGs. [default: the preset's]")
 @click.option("--device", type=click.Choice(DEVICES), default=None, help="Where to train. [default: auto]")
 @click.option("--preset", "preset_name", default="train_default", metavar="NAME",
-              help="Training preset from configs/ (train_default, finetune, ...); flags override it.")
+              help="Training preset: train_default, finetune, ... from configs/, or a .toml file of your own; "
+                   "flags override it.")
 @click.option("--from", "from_model", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               metavar="MODEL", help="Start the generator from these weights (same architecture) instead of "
                                     "random ones; the step count, optimisers and EMA start fresh.")

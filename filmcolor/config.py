@@ -1,7 +1,8 @@
-"""Typed, frozen configuration, read once at the edge (CLI flags over a TOML preset in ``configs/``).
+"""Typed, frozen configuration, read once at the edge (CLI flags over ``--set`` over a TOML preset).
 
-``RunConfig`` describes how a film or photo is coloured; ``load_preset(kind, name)`` returns the
-preset's table as a dict for click's ``default_map``/dataclass construction. Validation happens
+``RunConfig`` describes how a film or photo is coloured; ``load_preset(name)`` returns a preset's
+tables as a dict (a packaged ``configs/<name>.toml``, or the user's own ``.toml`` file), and
+``run_config_from_preset`` lays ``--set`` settings and flags over its ``[run]`` table. Validation happens
 in ``__post_init__`` so a bad value fails before any file is touched.
 """
 
@@ -12,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from fractions import Fraction
 from importlib import resources
+from pathlib import Path
 from typing import Any, Iterable
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -93,12 +95,27 @@ class RunConfig:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """The table of ``configs/<name>.toml`` (packaged as ``filmcolor.configs``)."""
+    """The table of a preset: the user's own TOML file when ``name`` is a path to one (ends in
+    ``.toml`` or names a folder: ``my.toml``, ``~/presets/restore.toml``), else the packaged
+    ``configs/<name>.toml`` (``filmcolor.configs``). Raises ``ValueError`` naming the file or the
+    known names."""
+    if name.lower().endswith(".toml") or "/" in name or "\\" in name:
+        path = Path(name).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"preset file {name}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"preset file {name}: not a text file") from None
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"preset file {name}: not valid TOML ({exc})") from None
     try:
         text = resources.files("filmcolor.configs").joinpath(f"{name}.toml").read_text()
     except FileNotFoundError:
         known = sorted(p.name[:-5] for p in resources.files("filmcolor.configs").iterdir() if p.name.endswith(".toml"))
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(known)}") from None
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(known)}, or a .toml file of your own") from None
     return tomllib.loads(text)
 
 
@@ -118,11 +135,46 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def run_config_from_preset(name: str = "run", **overrides: Any) -> RunConfig:
-    """``RunConfig`` from a preset's ``[run]`` table, then ``overrides`` (``None`` = keep preset)."""
-    table = load_preset(name).get("run", {})
-    known = {f.name for f in fields(RunConfig)}
-    unknown = set(table) - known
+def run_config_from_preset(name: str = "run", settings: dict[str, Any] | None = None, **overrides: Any) -> RunConfig:
+    """``RunConfig`` from a preset's ``[run]`` table, then ``settings`` (``--set KEY=VALUE``: any
+    field, flag or not), then ``overrides`` (the flags given; ``None`` = keep). Numbers are taken
+    where a field holds text (``sequence_fps = 24``) and integers where it holds a float; an unknown
+    key or a value of the wrong kind is a ``ValueError`` naming the key."""
+    preset = load_preset(name)
+    if "run" in preset:
+        table = preset["run"]
+    elif any(isinstance(value, dict) for value in preset.values()):  # e.g. a training preset
+        raise ValueError(f"preset {name!r} has no [run] table")
+    else:  # a file of run settings alone, no table header
+        table = preset
+    _check_keys(table, f"preset {name!r} has unknown keys")
+    settings = dict(settings or {})
+    _check_keys(settings, "unknown setting")
+    merged = {key: _as_field_type(key, value) for key, value in {**table, **settings}.items()}
+    return RunConfig(**merged).with_overrides(**overrides)
+
+
+_RUN_FIELDS = {f.name: str(f.type) for f in fields(RunConfig)}
+
+
+def _check_keys(table: dict[str, Any], what: str) -> None:
+    unknown = sorted(set(table) - set(_RUN_FIELDS))
     if unknown:
-        raise ValueError(f"preset {name!r} has unknown keys: {', '.join(sorted(unknown))}")
-    return RunConfig(**table).with_overrides(**overrides)
+        raise ValueError(f"{what}: {', '.join(unknown)}; known: {', '.join(_RUN_FIELDS)}")
+
+
+def _as_field_type(key: str, value: Any) -> Any:
+    """``value`` (read from TOML) as ``RunConfig.<key>``'s type holds it."""
+    kind = _RUN_FIELDS[key].split("|")[0].strip()
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str" and number:
+        return str(value)
+    if kind == "float" and number:
+        return float(value)
+    if kind == "int" and number and float(value).is_integer():
+        return int(value)
+    wanted = {"str": str, "float": float, "int": int, "bool": bool}.get(kind)
+    if wanted is not None and not isinstance(value, wanted) and not (value is None and "None" in _RUN_FIELDS[key]):
+        names = {"str": "text", "float": "a number", "int": "a whole number", "bool": "true or false"}
+        raise ValueError(f"{key} must be {names[kind]}, got {value!r}")
+    return value

@@ -180,6 +180,42 @@ def test_preset_and_flag_override(tmp_path, clip, model_path):
         assert c.streams.video[0].codec_context.name == "h264"
 
 
+def _x264_options(path: Path) -> str:
+    """The option string x264 writes into its first packet (SEI): how the film was encoded."""
+    with av.open(str(path)) as c:
+        data = bytes(next(c.demux(video=0)))
+    start = data.index(b"x264 - core")
+    return data[start:data.index(b"\x00", start)].decode()
+
+
+def test_a_preset_file_of_ones_own_and_set_reach_every_setting(tmp_path, clip, model_path):
+    common = ["--model", model_path, "--render-size", "48"]
+    bare = tmp_path / "mine.toml"
+    bare.write_text('codec = "ffv1"\nsmooth = "off"\n')  # run settings alone, without a [run] header
+    r = run(clip, "--preset", bare, "-o", tmp_path / "a.mkv", *common)
+    assert r.exit_code == 0, r.output
+    with av.open(str(tmp_path / "a.mkv")) as c:
+        assert c.streams.video[0].codec_context.name == "ffv1"
+    table = tmp_path / "table.toml"
+    table.write_text('[run]\ncodec = "ffv1"\ncrf = 30\n')
+    # the file, then --set (also keys without a flag: x264's speed preset), then the flags given
+    r = run(clip, "--preset", table, "--set", "codec=h264", "--set", "preset=ultrafast", "--set", "crf=40",
+            "--crf", "12", "-o", tmp_path / "b.mp4", *common)
+    assert r.exit_code == 0, r.output
+    options = _x264_options(tmp_path / "b.mp4")
+    assert "subme=0" in options and "crf=12.0" in options, options  # ultrafast; the flag over --set and file
+    assert run(clip, "-o", tmp_path / "c.mp4", *common).exit_code == 0
+    assert "subme=0" not in _x264_options(tmp_path / "c.mp4")  # veryfast without --set
+    for args, said in [(["--set", "cut_treshold=0.5"], "unknown setting: cut_treshold; known: model"),
+                       (["--set", "render_size=1.5"], "render_size must be a whole number, got 1.5"),
+                       (["--set", "smooth"], "expected KEY=VALUE, got 'smooth'"),
+                       (["--preset", tmp_path / "nope.toml"], f"preset file {tmp_path / 'nope.toml'}: No such file"),
+                       (["--preset", "finetune"], "preset 'finetune' has no [run] table")]:
+        r = run(clip, *args, "-o", tmp_path / "x.mp4", *common)
+        assert r.exit_code == 2 and said in " ".join(r.stderr.split()), r.stderr
+    assert not (tmp_path / "x.mp4").exists()
+
+
 def test_still_photo(tmp_path, model_path):
     src = synth.make_photo(tmp_path / "photo.jpg", grey=True)
     r = run(src, "--model", model_path, "--render-size", "48")

@@ -94,6 +94,19 @@ def test_the_cli_goes_on_past_an_unreadable_input_and_exits_1(tmp_path):
     assert CliRunner().invoke(main, ["info", str(film), "--codec", "vp8"]).exit_code == 2
 
 
+def test_info_takes_the_settings_run_would_take(tmp_path):
+    film = synth.make_clip(tmp_path / "boxed.mp4", width=96, height=48, bars=(0, 16), color=False, audio=(), frames=6)
+    seen = {}
+    for args in ([], ["--set", "bars=off"], ["--set", "bars=off", "--bars", "auto"], ["--set", "codec=ffv1"]):
+        r = CliRunner().invoke(main, ["info", "--json", str(film), *args])
+        assert r.exit_code == 0, r.output
+        seen[" ".join(args)] = json.loads(r.stdout)[0]
+    assert seen[""]["inside_bars"]["text"] == "64x48 at (16, 0) of 96x48"
+    assert seen["--set bars=off"]["inside_bars"] is None
+    assert seen["--set bars=off --bars auto"]["inside_bars"] == seen[""]["inside_bars"]  # the flag over --set
+    assert seen["--set codec=ffv1"]["output"]["codec"] == "ffv1"
+
+
 def _tinted_film(path: Path, tint: tuple[float, float, float], frames: int = 12) -> Path:
     """A B&W film printed on toned stock: every frame the synthetic grey picture times ``tint`` (RGB)."""
     import av
