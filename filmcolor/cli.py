@@ -241,10 +241,10 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Output file (with --frames-as, a folder). [default: <stem>.color<ext> beside INPUT; "
-                   "stills: .png; --preview: <stem>.preview.png]")
+              help="Output file (with --frames-as, a folder); with several INPUTs, the folder their outputs go "
+                   "into. [default: <stem>.color<ext> beside INPUT; stills: .png; --preview: <stem>.preview.png]")
 @click.option("--model", default=_DEFAULTS.model, metavar="NAME|PATH",
               help="Model: 'default', a genre model's name, or a .safetensors file.")
 @click.option("--genre", default=None, metavar="NAME",
@@ -287,11 +287,11 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @quiet_option
 @traceback_option
 @click.pass_context
-def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None, tracks: tuple[Path, ...],
-        segments: int, preview: int | None, preset_name: str, settings: tuple[str, ...], quiet: bool,
-        show_traceback: bool,
-        **_flags: Any) -> None:
-    """Colour the film or photo INPUT (or a folder of numbered scans: one film).
+def run(ctx: click.Context, inputs: tuple[Path, ...], output: Path | None, genre: str | None,
+        tracks: tuple[Path, ...], segments: int, preview: int | None, preset_name: str, settings: tuple[str, ...],
+        quiet: bool, show_traceback: bool, **_flags: Any) -> None:
+    """Colour the film or photo INPUT (or a folder of numbered scans: one film); several INPUTs are
+    coloured one after another, each to its own output, and one that fails does not stop the rest.
 
     A film keeps its own luminance, size, frame timing and every audio and subtitle stream; a photo
     (JPEG/PNG/TIFF) becomes a PNG of the same size; an image sequence (DPX, TIFF, PNG... frames
@@ -299,34 +299,93 @@ def run(ctx: click.Context, input: Path, output: Path | None, genre: str | None,
     """
     console = stderr_console()
     warn = warn_printer(console)
+    several = len(inputs) > 1
+    if several and tracks:
+        raise click.UsageError("--add-track adds a track to one film: give one INPUT")
+    if several and output is not None and not output.is_dir():
+        raise click.UsageError(f"with several inputs, -o names the folder their outputs go into; {output} is not one")
+    timecodes = {k: v for k in ("start", "duration") if isinstance(v := ctx.params.get(k), str)}
+    shared: dict[str, Any] = {}  # with several inputs, one network for them all
+    if not several:
+        with cli_errors(inputs[0], show_traceback):
+            result = _run_one(ctx, inputs[0], output, None, genre, tracks, segments, preview, preset_name, settings,
+                              quiet, console, warn, None)
+        if not quiet:
+            click.echo(summary_line(result), err=True)
+        return
+    failed: list[tuple[Path, int]] = []
+    with cli_errors(None, show_traceback):  # Ctrl-C stops them all; what was finished stays
+        for src in inputs:
+            ctx.params.update(timecodes)  # an SMPTE --start is placed by each film's own timecode
+            try:
+                result = _run_one(ctx, src, None, output, genre, tracks, segments, preview, preset_name, settings,
+                                  quiet, console, warn, shared)
+            except FilmcolorError as exc:  # named on one line, and the rest go on
+                line, code = str(exc), exc.exit_code
+            except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+                raise  # a usage error is the same for every input
+            except Exception as exc:  # noqa: BLE001 - a bug on one input: named, and the rest go on
+                if show_traceback:
+                    tb_module.print_exc(file=sys.stderr)
+                line, code = f"{src}: unexpected error: {type(exc).__name__}: {exc}", EXIT_FAILED
+            else:
+                if not quiet:
+                    click.echo(summary_line(result), err=True)
+                continue
+            click.echo(f"filmcolor: {line}", err=True)
+            failed.append((src, code))
+    if not quiet:
+        names = f": {', '.join(str(p) for p, _ in failed)}" if failed else ""
+        click.echo(f"filmcolor: {len(inputs) - len(failed)} of {len(inputs)} inputs coloured; "
+                   f"{len(failed)} failed{names}", err=True)
+    if failed:
+        sys.exit(max(code for _, code in failed))
+
+
+def _run_one(ctx: click.Context, src: Path, output: Path | None, folder: Path | None, genre: str | None,
+             tracks: tuple[Path, ...], segments: int, preview: int | None, preset_name: str,
+             settings: tuple[str, ...], quiet: bool, console: Any, warn: Callable[[str], None],
+             shared: dict[str, Any] | None) -> Any:
+    """`run` on one input, to ``output`` (a file; default: beside it) or into ``folder`` (several
+    inputs: ``shared`` then keeps the Colorizer, built once, for the next input)."""
     from . import outputs, pipeline  # imported here so `filmcolor --help` stays fast
+    from .inference import Colorizer
+    from .media import is_still_path
     from .preview import write_preview
 
-    with cli_errors(input, show_traceback):
-        _place_timecodes(ctx, input)
-        config = build_run_config(ctx, preset_name, settings, genre)
-        if preview is not None:
-            if config.frames_as is not None:
-                raise click.UsageError("give --preview or --frames-as, not both")
-            with progress_bar(console, f"preview {input.name}", quiet) as progress:
-                result = write_preview(input, output, preview, config, progress=progress, warn=warn)
-        elif segments > 1:
-            if config.frames_as:
-                raise click.UsageError("--segments joins one film file: not with --frames-as")
-            from .media import is_still_path
-            from .segments import colorize_segmented
+    _place_timecodes(ctx, src)
+    config = build_run_config(ctx, preset_name, settings, genre)
+    if preview is not None and config.frames_as is not None:
+        raise click.UsageError("give --preview or --frames-as, not both")
+    if segments > 1 and config.frames_as:
+        raise click.UsageError("--segments joins one film file: not with --frames-as")
+    if folder is not None and output is None:  # several inputs: each under its own default name
+        named = (outputs.default_preview_output(src) if preview is not None
+                 else outputs.default_frames_output(src) if config.frames_as
+                 else outputs.default_output(src, still=is_still_path(src), codec=config.codec))
+        output = folder / named.name
+    if segments > 1 and preview is None:
+        from .segments import colorize_segmented
 
-            outputs.check_input(input)
-            dst = output or outputs.default_output(input, still=is_still_path(input), codec=config.codec)
-            outputs.check_output(input, dst, config.overwrite)
-            with progress_bar(console, input.name, quiet) as progress:
-                result = colorize_segmented(input, dst, config, segments=segments, warn=warn, progress=progress,
-                                            tracks=tracks)
-        else:
-            with progress_bar(console, input.name, quiet) as progress:
-                result = pipeline.colorize_file(input, output, config, progress=progress, warn=warn, tracks=tracks)
-    if not quiet:
-        click.echo(summary_line(result), err=True)
+        outputs.check_input(src)
+        dst = output or outputs.default_output(src, still=is_still_path(src), codec=config.codec)
+        outputs.check_output(src, dst, config.overwrite)
+        with progress_bar(console, src.name, quiet) as progress:
+            return colorize_segmented(src, dst, config, segments=segments, warn=warn, progress=progress,
+                                      tracks=tracks)
+    colorizer = None  # one input: colorize_file builds it after checking the input and output
+    if shared is not None:
+        outputs.check_input(src)  # not a model load before a missing file's error
+        if "colorizer" not in shared:
+            shared["colorizer"] = Colorizer.from_config(config)
+            shared["colorizer"].on_oom = lambda old, new: warn(f"out of memory at batch size {old}; retrying at {new}")
+        colorizer = shared["colorizer"]
+    if preview is not None:
+        with progress_bar(console, f"preview {src.name}", quiet) as progress:
+            return write_preview(src, output, preview, config, colorizer=colorizer, progress=progress, warn=warn)
+    with progress_bar(console, src.name, quiet) as progress:
+        return pipeline.colorize_file(src, output, config, colorizer=colorizer, progress=progress, warn=warn,
+                                      tracks=tracks)
 
 
 def _place_timecodes(ctx: click.Context, src: Path) -> None:

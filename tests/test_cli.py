@@ -216,6 +216,42 @@ def test_a_preset_file_of_ones_own_and_set_reach_every_setting(tmp_path, clip, m
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_several_inputs_each_get_their_output_and_one_failure_does_not_stop_the_rest(tmp_path, clip, model_path,
+                                                                                     monkeypatch):
+    from filmcolor.inference import Colorizer
+
+    loads = []
+    real = Colorizer.from_config.__func__
+    monkeypatch.setattr(Colorizer, "from_config", classmethod(lambda cls, c: loads.append(c) or real(cls, c)))
+    films = tmp_path / "in"
+    films.mkdir()
+    reel = films / "reel.mp4"
+    reel.write_bytes(clip.read_bytes())
+    broken = films / "broken.mp4"
+    broken.write_bytes(b"not a film" * 50)
+    photo = synth.make_photo(films / "photo.jpg", grey=True)
+    common = ["--model", model_path, "--render-size", "48"]
+    r = run(reel, broken, photo, *common)
+    assert r.exit_code == 1, r.output
+    said = " ".join(r.stderr.split())
+    assert f"filmcolor: {broken}: " in said and "2 of 3 inputs coloured; 1 failed: " + str(broken) in said
+    assert listing(films) == {"reel.mp4", "broken.mp4", "photo.jpg", "reel.color.mp4", "photo.color.png"}
+    assert len(loads) == 1  # one network for every input
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run(reel, photo, "-o", out, *common)
+    assert r.exit_code == 0, r.output
+    assert listing(out) == {"reel.color.mp4", "photo.color.png"}
+    r = run(reel, photo, "-o", out, "--preview", "1", *common)
+    assert r.exit_code == 0 and {"reel.preview.png", "photo.preview.png"} <= listing(out)
+    r = run(reel, photo, "-o", out, *common)  # the outputs exist: a usage error for each, exit 2
+    assert r.exit_code == 2 and "0 of 2 inputs coloured" in " ".join(r.stderr.split())
+    for args, cause in [(["-o", out / "x.mp4"], "-o names the folder their outputs go into"),
+                        (["--add-track", clip], "--add-track adds a track to one film")]:
+        r = run(reel, photo, *args, *common)
+        assert r.exit_code == 2 and cause in " ".join(r.stderr.split()), r.stderr
+
+
 def test_still_photo(tmp_path, model_path):
     src = synth.make_photo(tmp_path / "photo.jpg", grey=True)
     r = run(src, "--model", model_path, "--render-size", "48")
