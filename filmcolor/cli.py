@@ -35,7 +35,7 @@ from rich.text import Text
 from . import __version__
 from .config import (BARS, CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PICTURE_AREA, PRECISIONS, SCAN_TRANSFERS,
                      SMOOTHERS, RunConfig)
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, Terminated
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, OutputError, Terminated
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 _DEFAULTS = RunConfig()
@@ -359,11 +359,15 @@ def _run_one(ctx: click.Context, src: Path, output: Path | None, folder: Path | 
         raise click.UsageError("give --preview or --frames-as, not both")
     if segments > 1 and config.frames_as:
         raise click.UsageError("--segments joins one film file: not with --frames-as")
-    if folder is not None and output is None:  # several inputs: each under its own default name
+    if shared is not None:  # several inputs: each under its default name, beside it or in -o's folder
         named = (outputs.default_preview_output(src) if preview is not None
                  else outputs.default_frames_output(src) if config.frames_as
                  else outputs.default_output(src, still=is_still_path(src), codec=config.codec))
-        output = folder / named.name
+        output = (folder or src.parent) / named.name
+        written = shared.setdefault("written", {})
+        if (earlier := written.get(output.resolve())) is not None:  # a/reel.mp4 and b/reel.mp4 into one folder
+            raise OutputError(output, f"is also the output of {earlier}; not written twice in one run")
+        written[output.resolve()] = src
     if segments > 1 and preview is None:
         from .segments import colorize_segmented
 

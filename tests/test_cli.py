@@ -246,6 +246,14 @@ def test_several_inputs_each_get_their_output_and_one_failure_does_not_stop_the_
     assert r.exit_code == 0 and {"reel.preview.png", "photo.preview.png"} <= listing(out)
     r = run(reel, photo, "-o", out, *common)  # the outputs exist: a usage error for each, exit 2
     assert r.exit_code == 2 and "0 of 2 inputs coloured" in " ".join(r.stderr.split())
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "reel.mp4").write_bytes(clip.read_bytes())
+    (tmp_path / "out2").mkdir()
+    r = run(reel, other / "reel.mp4", reel, "-o", tmp_path / "out2", "--overwrite", *common)
+    said = " ".join(r.stderr.split())
+    assert r.exit_code == 2 and "1 of 3 inputs coloured" in said, said  # never one output written twice
+    assert f"{tmp_path / 'out2' / 'reel.color.mp4'}: is also the output of {reel}" in said
     for args, cause in [(["-o", out / "x.mp4"], "-o names the folder their outputs go into"),
                         (["--add-track", clip], "--add-track adds a track to one film")]:
         r = run(reel, photo, *args, *common)
