@@ -35,7 +35,8 @@ from rich.text import Text
 from . import __version__
 from .config import (BARS, CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PICTURE_AREA, PRECISIONS, SCAN_TRANSFERS,
                      SMOOTHERS, RunConfig)
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, OutputError, Terminated
+from .errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, ModelError, OutputError,
+                     Terminated)
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 _DEFAULTS = RunConfig()
@@ -305,7 +306,6 @@ def run(ctx: click.Context, inputs: tuple[Path, ...], output: Path | None, genre
     if several and output is not None and not output.is_dir():
         raise click.UsageError(f"with several inputs, -o names the folder their outputs go into; {output} is not one")
     timecodes = {k: v for k in ("start", "duration") if isinstance(v := ctx.params.get(k), str)}
-    shared: dict[str, Any] = {}  # with several inputs, one network for them all
     if not several:
         with cli_errors(inputs[0], show_traceback):
             result = _run_one(ctx, inputs[0], output, None, genre, tracks, segments, preview, preset_name, settings,
@@ -313,6 +313,7 @@ def run(ctx: click.Context, inputs: tuple[Path, ...], output: Path | None, genre
         if not quiet:
             click.echo(summary_line(result), err=True)
         return
+    shared: dict[str, Any] = {}  # one network for them all, and the outputs written so far
     failed: list[tuple[Path, int]] = []
     with cli_errors(None, show_traceback):  # Ctrl-C stops them all; what was finished stays
         for src in inputs:
@@ -320,10 +321,10 @@ def run(ctx: click.Context, inputs: tuple[Path, ...], output: Path | None, genre
             try:
                 result = _run_one(ctx, src, None, output, genre, tracks, segments, preview, preset_name, settings,
                                   quiet, console, warn, shared)
+            except (ModelError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+                raise  # a usage error or an unknown model is the same for every input: stop at the first
             except FilmcolorError as exc:  # named on one line, and the rest go on
                 line, code = str(exc), exc.exit_code
-            except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-                raise  # a usage error is the same for every input
             except Exception as exc:  # noqa: BLE001 - a bug on one input: named, and the rest go on
                 if show_traceback:
                     tb_module.print_exc(file=sys.stderr)

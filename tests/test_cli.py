@@ -254,6 +254,8 @@ def test_several_inputs_each_get_their_output_and_one_failure_does_not_stop_the_
     said = " ".join(r.stderr.split())
     assert r.exit_code == 2 and "1 of 3 inputs coloured" in said, said  # never one output written twice
     assert f"{tmp_path / 'out2' / 'reel.color.mp4'}: is also the output of {reel}" in said
+    r = run(reel, photo, "--model", "no-such-model", "--overwrite")  # said once, not once per input
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "no-such-model" in r.stderr
     for args, cause in [(["-o", out / "x.mp4"], "-o names the folder their outputs go into"),
                         (["--add-track", clip], "--add-track adds a track to one film")]:
         r = run(reel, photo, *args, *common)
