@@ -1,7 +1,9 @@
 """Exceptions that carry a one-line message naming the file and the cause, and an exit code.
 
-Exit codes (like httpie's ``ExitStatus``): 0 ok, 1 an input failed, 2 usage, 130 interrupted (Ctrl-C),
-143 terminated (SIGTERM).
+Exit codes (like httpie's ``ExitStatus``): 0 ok, 1 an input could not be coloured (bad input; for
+``batch``: a reel failed), 2 usage, 3 colouring failed part-way for a reason other than the input (the
+disk full, out of memory at batch size 1: the same command may work with more room), 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM).
 The CLI prints ``str(error)`` on one line; ``--traceback`` shows the chain.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROCESSING, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 
 
 class Terminated(KeyboardInterrupt):
@@ -51,4 +53,8 @@ class SettingsError(FilmcolorError):
 
 
 class ProcessingError(FilmcolorError):
-    """Colouring failed part-way (for example out of memory at batch size 1); no output is left."""
+    """Colouring failed part-way for a reason other than the input (out of memory at batch size 1, the
+    disk full, the encoder refusing); no output is left. Its own exit code, so a script can tell
+    "skip this reel" (1) from "try again with more room" (3)."""
+
+    exit_code = EXIT_PROCESSING

@@ -370,7 +370,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
             raise type(exc)(src, exc.cause) from exc
         raise
     except (OSError, av.FFmpegError) as exc:  # disk full, folder gone, the encoder or muxer refusing...
-        # a failure part-way (exit 1), not a usage error: the same command may work with more room
+        # a failure part-way (exit 3), not bad input nor a usage error: the same command may work with more room
         raise ProcessingError(dst, f"cannot write: {getattr(exc, 'strerror', None) or exc}") from exc
     kind = "still" if still else "frames" if frames_as else "video"
     return RunResult(src, dst, frames, time.perf_counter() - t0, kind, area)

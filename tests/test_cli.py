@@ -120,7 +120,8 @@ def test_a_folder_of_numbered_scans_is_coloured_as_one_film(tmp_path, model_path
     assert run(folder, "--fps", "fast").exit_code == 2
 
 
-def test_a_full_disk_part_way_is_a_failure_not_a_usage_error(tmp_path, clip, model_path, monkeypatch):
+def test_a_full_disk_part_way_is_a_failure_of_its_own_not_bad_input_nor_usage(tmp_path, clip, model_path,
+                                                                               monkeypatch):
     import errno
 
     from filmcolor import media
@@ -130,7 +131,7 @@ def test_a_full_disk_part_way_is_a_failure_not_a_usage_error(tmp_path, clip, mod
 
     monkeypatch.setattr(media.VideoWriter, "write", full)
     r = run(clip, "-o", tmp_path / "out.mp4", "--model", model_path, "--render-size", "48")
-    assert r.exit_code == 1 and listing(tmp_path) == set()  # exit 2 is for usage; nothing half-written
+    assert r.exit_code == 3 and listing(tmp_path) == set()  # 1 is bad input, 2 usage; nothing half-written
     assert r.stderr.strip() == f"filmcolor: {tmp_path / 'out.mp4'}: cannot write: No space left on device"
 
 

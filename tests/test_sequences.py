@@ -213,7 +213,7 @@ def test_a_picture_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sequences.SequenceWriter, "_picture", fail_part_way)
     r = _cli(reel, "-o", out, *args)
-    assert r.exit_code == 1 and "No space left on device" in r.stderr
+    assert r.exit_code == 3 and "No space left on device" in r.stderr  # a failure part-way, not bad input
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reel1", "tiny.safetensors"]  # no half folder
     monkeypatch.undo()
 
