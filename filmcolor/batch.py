@@ -30,7 +30,10 @@ writing into the same ``out_dir`` at once.
 Isolation: an exception while colouring a reel (damaged file, decode error, out of memory) marks
 that reel ``failed`` with a one-line error and the batch goes on; a worker process that dies is
 reported the same way and the pool is rebuilt. ``BatchReport.exit_code`` is 1 when any reel
-failed. ``KeyboardInterrupt`` cancels pending reels, lets the reels in progress clean up their temp
+failed. One failure stops new reels from starting: a disk (or quota) with no room left
+(:func:`out_of_room`), since every later reel would fail the same way after colouring most of its
+frames; the reels in flight finish, the others stay as they were in the manifest (status ``todo``
+in the report, ``BatchReport.stopped`` says why, exit code 3) and the same command goes on. ``KeyboardInterrupt`` cancels pending reels, lets the reels in progress clean up their temp
 files (the pipeline does that on interrupt), saves the manifest and re-raises (the CLI exits 130).
 
 Concurrency: ``jobs=1`` colours in this process. ``jobs=N`` on CPU runs N spawned worker
@@ -51,6 +54,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -64,7 +68,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .config import RunConfig
-from .errors import EXIT_FAILED, EXIT_OK, FilmcolorError
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_PROCESSING, FilmcolorError
 
 MANIFEST_NAME = "filmcolor-manifest.jsonl"
 LOCK_NAME = ".filmcolor-batch.lock"
@@ -109,7 +113,7 @@ class ReelResult:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     picture: str | None = None  # where only the picture inside black bars was coloured (bars.Area)
-    reason: str | None = None  # status "todo" (a dry run): why it would be coloured
+    reason: str | None = None  # status "todo": why it would be coloured (a dry run), or why it was not started
 
     def to_dict(self) -> dict[str, Any]:
         return {"input": self.rel, "src": str(self.src), "output": str(self.dst), "kind": self.kind,
@@ -127,6 +131,7 @@ class BatchReport:
     results: list[ReelResult] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # relative paths that are neither film nor photo
     seconds: float = 0.0
+    stopped: str | None = None  # why reels were left unstarted (the output's disk full), to resume later
 
     def _with(self, status: str) -> list[ReelResult]:
         return [r for r in self.results if r.status == status]
@@ -150,12 +155,13 @@ class BatchReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when no reel failed, 1 (``EXIT_FAILED``) otherwise."""
-        return EXIT_FAILED if self.failed else EXIT_OK
+        """0 when no reel failed, 1 (``EXIT_FAILED``) otherwise, 3 (``EXIT_PROCESSING``) when the batch
+        stopped early for want of room."""
+        return EXIT_PROCESSING if self.stopped else EXIT_FAILED if self.failed else EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
         return {"in_dir": str(self.in_dir), "out_dir": str(self.out_dir), "manifest": str(self.manifest),
-                "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
+                "exit_code": self.exit_code, "seconds": round(self.seconds, 3), "stopped": self.stopped,
                 "counts": {"ok": len(self.done), "failed": len(self.failed), "skipped": len(self.skipped),
                            "todo": len(self.todo), "ignored": len(self.ignored)},
                 "reels": [r.to_dict() for r in self.results], "ignored": self.ignored}
@@ -499,9 +505,24 @@ def colorize_reel(src: str, dst: str, config: RunConfig) -> dict[str, Any]:
                                colorizer=build_colorizer(config), warn=warnings.append)
     except Exception as exc:  # noqa: BLE001 - isolation: every failure of one reel is reported, not raised
         return {"status": "failed", "frames": 0, "seconds": time.perf_counter() - t0, "error": _one_line(exc),
-                "warnings": warnings}
+                "warnings": warnings, "no_room": out_of_room(exc)}
     return {"status": "ok", "frames": int(result.frames), "seconds": float(result.seconds), "error": None,
             "warnings": warnings, "picture": _picture(result)}
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
+
+
+def out_of_room(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a disk (or quota) with no room left, anywhere in its chain: every reel
+    after it would fail the same way, after colouring most of its frames."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _picture(result: Any) -> str | None:
@@ -731,11 +752,17 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
             runner = make_runner(config, jobs, ray_address, warn)
             try:
                 if segments > 1:
-                    _run_segmented(todo, runner, config, segments, record, warn)
+                    no_room = _run_segmented(todo, runner, config, segments, record, warn)
                 else:
-                    _run_reels(todo, runner, config, record)
+                    no_room = _run_reels(todo, runner, config, record)
             finally:
                 runner.close()
+            if no_room and todo:  # left as they were in the manifest: the same command resumes them
+                why = "not started: no room left to write in the output folder"
+                for reel, _fp in todo:
+                    by_rel[reel.rel] = ReelResult(reel.rel, reel.src, reel.dst, reel.kind, "todo", reason=why)
+                rep.stopped = (f"no room left to write in {out_dir}: {len(todo)} reel(s) not started; free some "
+                               "room and run the same command to go on")
 
     rep.results = [by_rel[r.rel] for r in reels if r.rel in by_rel]
     rep.seconds = time.perf_counter() - t0
@@ -745,12 +772,15 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
 
 
 def _run_reels(todo: deque, runner: Runner, config: RunConfig,
-               record: Callable[[Reel, dict[str, Any], dict[str, Any]], None]) -> None:
-    """Keep ``runner.slots`` reels in flight; record each as it finishes."""
+               record: Callable[[Reel, dict[str, Any], dict[str, Any]], None]) -> bool:
+    """Keep ``runner.slots`` reels in flight; record each as it finishes. A reel that failed for want
+    of room stops new ones from starting (those in flight finish); returns whether that happened,
+    with the unstarted reels left in ``todo``."""
     inflight: dict[cf.Future, tuple[Reel, dict[str, Any]]] = {}
+    no_room = False
     try:
-        while todo or inflight:
-            while todo and len(inflight) < runner.slots:
+        while (todo and not no_room) or inflight:
+            while todo and not no_room and len(inflight) < runner.slots:
                 reel, fp = todo.popleft()
                 inflight[runner.submit(colorize_reel, str(reel.src), str(reel.dst), config)] = (reel, fp)
             finished, _ = cf.wait(list(inflight), return_when=cf.FIRST_COMPLETED)
@@ -767,6 +797,7 @@ def _run_reels(todo: deque, runner: Runner, config: RunConfig,
                 except Exception as exc:  # noqa: BLE001 - e.g. a Ray task lost with its node
                     outcome = {"status": "failed", "error": _one_line(exc)}
                 record(reel, fp, outcome)
+                no_room = no_room or bool(outcome.get("no_room"))
             if broken and isinstance(runner, PoolRunner):
                 for future, (reel, fp) in list(inflight.items()):  # lost with the pool: run them again
                     todo.appendleft((reel, fp))
@@ -776,18 +807,23 @@ def _run_reels(todo: deque, runner: Runner, config: RunConfig,
         # Ctrl-C (or anything else): the reels in progress clean up their temp files, nothing new starts
         runner.cancel(list(inflight))
         raise
+    return no_room
 
 
 def _run_segmented(todo: deque, runner: Runner, config: RunConfig, segments: int,
                    record: Callable[[Reel, dict[str, Any], dict[str, Any]], None],
-                   warn: Callable[[str], None]) -> None:
-    """Films one at a time, each split into ``segments`` parts coloured in parallel on ``runner``."""
+                   warn: Callable[[str], None]) -> bool:
+    """Films one at a time, each split into ``segments`` parts coloured in parallel on ``runner``. Stops
+    after a reel that failed for want of room, as :func:`_run_reels`, and says whether it did."""
     from .segments import colorize_segmented
 
     while todo:
         reel, fp = todo.popleft()
         if reel.kind != "video":
-            record(reel, fp, runner.submit(colorize_reel, str(reel.src), str(reel.dst), config).result())
+            outcome = runner.submit(colorize_reel, str(reel.src), str(reel.dst), config).result()
+            record(reel, fp, outcome)
+            if outcome.get("no_room"):
+                return True
             continue
         warnings: list[str] = []
         t0 = time.perf_counter()
@@ -799,4 +835,8 @@ def _run_segmented(todo: deque, runner: Runner, config: RunConfig, segments: int
         except Exception as exc:  # noqa: BLE001 - isolation per film
             outcome = {"status": "failed", "seconds": time.perf_counter() - t0, "error": _one_line(exc),
                        "warnings": warnings}
+            if out_of_room(exc):
+                record(reel, fp, outcome)
+                return True
         record(reel, fp, outcome)
+    return False

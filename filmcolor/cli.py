@@ -625,6 +625,8 @@ def batch_(ctx: click.Context, in_dir: Path, out_dir: Path, genre: str | None, j
                    f"{', '.join(sorted(VIDEO_SUFFIXES | STILL_EXTENSIONS))})", err=True)
     for r in rep.failed:
         click.echo(f"filmcolor: {r.src}: {r.error}", err=True)
+    if rep.stopped:
+        click.echo(f"filmcolor: batch stopped: {rep.stopped}", err=True)
     if rep.exit_code:
         sys.exit(rep.exit_code)
 
@@ -647,8 +649,10 @@ def batch_table(rep, dry_run: bool = False) -> Any:
         table.caption = (f"dry run: {len(rep.todo)} to colour, {len(rep.skipped)} already done, "
                          f"{len(rep.ignored)} other files ignored; nothing written")
     else:
+        unstarted = f"{len(rep.todo)} not started, " if rep.todo else ""
         table.caption = (f"{len(rep.done)} coloured, {len(rep.skipped)} already done, {len(rep.failed)} failed, "
-                         f"{len(rep.ignored)} other files ignored; {rep.seconds:.1f} s; manifest {rep.manifest}")
+                         f"{unstarted}{len(rep.ignored)} other files ignored; {rep.seconds:.1f} s; "
+                         f"manifest {rep.manifest}")
     return table
 
 

@@ -175,6 +175,37 @@ def test_ctrl_c_stops_after_the_reel_and_resumes(tmp_path, tiny_model):
     assert sorted(r.status for r in rep.results) == ["ok", "ok", "skipped"]
 
 
+def test_a_full_disk_stops_new_reels_and_the_same_command_goes_on(tmp_path, tiny_model, monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    from filmcolor import media
+    from filmcolor.cli import main
+
+    src, out = _reels(tmp_path), tmp_path / "out"
+    (src / "broken.mp4").unlink()
+    cfg = _config(tiny_model)
+    real_write = media.VideoWriter.write
+
+    def full(self, frame):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(media.VideoWriter, "write", full)
+    rep = batch(src, out, cfg)  # a.mp4 comes first and finds the disk full: nothing else is started
+    assert [(r.rel, r.status) for r in rep.results] == [("a.mp4", "failed"), ("photo.png", "todo"),
+                                                        ("sub/b.mp4", "todo")]
+    assert rep.exit_code == 3 and "2 reel(s) not started" in rep.stopped and "No space left" in rep.results[0].error
+    assert _hidden_temps(out) == [] and sorted(read_manifest(out / MANIFEST_NAME)) == ["a.mp4"]
+    r = CliRunner().invoke(main, ["batch", str(src), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
+                                  "--render-size", "64"])
+    said = " ".join(r.stderr.split())
+    assert r.exit_code == 3 and "batch stopped: no room left to write in" in said and "not started" in said
+    monkeypatch.setattr(media.VideoWriter, "write", real_write)  # room again: the same call goes on
+    rep = batch(src, out, cfg)
+    assert rep.exit_code == 0 and sorted(r.status for r in rep.results) == ["ok", "ok", "ok"]
+
+
 @pytest.mark.slow
 def test_sigkill_mid_batch_then_rerun_completes(tmp_path, tiny_model):
     src, out = tmp_path / "reels", tmp_path / "out"
