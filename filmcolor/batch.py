@@ -33,8 +33,9 @@ reported the same way and the pool is rebuilt. ``BatchReport.exit_code`` is 1 wh
 failed. One failure stops new reels from starting: a disk (or quota) with no room left
 (:func:`out_of_room`), since every later reel would fail the same way after colouring most of its
 frames; the reels in flight finish, the others stay as they were in the manifest (status ``todo``
-in the report, ``BatchReport.stopped`` says why, exit code 3) and the same command goes on. ``KeyboardInterrupt`` cancels pending reels, lets the reels in progress clean up their temp
-files (the pipeline does that on interrupt), saves the manifest and re-raises (the CLI exits 130).
+in the report, ``BatchReport.stopped`` says why, exit code 3) and the same command goes on.
+``KeyboardInterrupt`` cancels pending reels, lets the reels in progress clean up their temp files
+(the pipeline does that on interrupt), saves the manifest and re-raises (the CLI exits 130).
 
 Concurrency: ``jobs=1`` colours in this process. ``jobs=N`` on CPU runs N spawned worker
 processes, each loading the model once (pool initializer) with the CPU threads split between them.
