@@ -31,7 +31,7 @@ Isolation: an exception while colouring a reel (damaged file, decode error, out 
 that reel ``failed`` with a one-line error and the batch goes on; a worker process that dies is
 reported the same way and the pool is rebuilt. ``BatchReport.exit_code`` is 1 when any reel
 failed. One failure stops new reels from starting: a disk (or quota) with no room left
-(:func:`out_of_room`), since every later reel would fail the same way after colouring most of its
+(``errors.out_of_room``), since every later reel would fail the same way after colouring most of its
 frames; the reels in flight finish, the others stay as they were in the manifest (status ``todo``
 in the report, ``BatchReport.stopped`` says why, exit code 3) and the same command goes on.
 ``KeyboardInterrupt`` cancels pending reels, lets the reels in progress clean up their temp files
@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import errno
 import hashlib
 import json
 import multiprocessing
@@ -69,7 +68,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .config import RunConfig
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_PROCESSING, FilmcolorError
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_PROCESSING, FilmcolorError, out_of_room
 
 MANIFEST_NAME = "filmcolor-manifest.jsonl"
 LOCK_NAME = ".filmcolor-batch.lock"
@@ -509,21 +508,6 @@ def colorize_reel(src: str, dst: str, config: RunConfig) -> dict[str, Any]:
                 "warnings": warnings, "no_room": out_of_room(exc)}
     return {"status": "ok", "frames": int(result.frames), "seconds": float(result.seconds), "error": None,
             "warnings": warnings, "picture": _picture(result)}
-
-
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
-
-
-def out_of_room(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from a disk (or quota) with no room left, anywhere in its chain: every reel
-    after it would fail the same way, after colouring most of its frames."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _picture(result: Any) -> str | None:

@@ -36,7 +36,7 @@ from . import __version__
 from .config import (BARS, CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PICTURE_AREA, PRECISIONS, SCAN_TRANSFERS,
                      SMOOTHERS, RunConfig)
 from .errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, ModelError, OutputError,
-                     Terminated)
+                     Terminated, out_of_room)
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 _DEFAULTS = RunConfig()
@@ -315,8 +315,9 @@ def run(ctx: click.Context, inputs: tuple[Path, ...], output: Path | None, genre
         return
     shared: dict[str, Any] = {}  # one network for them all, and the outputs written so far
     failed: list[tuple[Path, int]] = []
+    coloured = 0
     with cli_errors(None, show_traceback):  # Ctrl-C stops them all; what was finished stays
-        for src in inputs:
+        for k, src in enumerate(inputs):
             ctx.params.update(timecodes)  # an SMPTE --start is placed by each film's own timecode
             try:
                 result = _run_one(ctx, src, None, output, genre, tracks, segments, preview, preset_name, settings,
@@ -324,21 +325,24 @@ def run(ctx: click.Context, inputs: tuple[Path, ...], output: Path | None, genre
             except (ModelError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
                 raise  # a usage error or an unknown model is the same for every input: stop at the first
             except FilmcolorError as exc:  # named on one line, and the rest go on
-                line, code = str(exc), exc.exit_code
+                click.echo(f"filmcolor: {exc}", err=True)
+                failed.append((src, exc.exit_code))
+                if out_of_room(exc):  # unless the disk is full: the rest would fail alike, each part-way
+                    click.echo(f"filmcolor: stopped: no room left to write; {len(inputs) - k - 1} input(s) not "
+                               "started", err=True)
+                    break
             except Exception as exc:  # noqa: BLE001 - a bug on one input: named, and the rest go on
                 if show_traceback:
                     tb_module.print_exc(file=sys.stderr)
-                line, code = f"{src}: unexpected error: {type(exc).__name__}: {exc}", EXIT_FAILED
+                click.echo(f"filmcolor: {src}: unexpected error: {type(exc).__name__}: {exc}", err=True)
+                failed.append((src, EXIT_FAILED))
             else:
+                coloured += 1
                 if not quiet:
                     click.echo(summary_line(result), err=True)
-                continue
-            click.echo(f"filmcolor: {line}", err=True)
-            failed.append((src, code))
     if not quiet:
         names = f": {', '.join(str(p) for p, _ in failed)}" if failed else ""
-        click.echo(f"filmcolor: {len(inputs) - len(failed)} of {len(inputs)} inputs coloured; "
-                   f"{len(failed)} failed{names}", err=True)
+        click.echo(f"filmcolor: {coloured} of {len(inputs)} inputs coloured; {len(failed)} failed{names}", err=True)
     if failed:
         sys.exit(max(code for _, code in failed))
 

@@ -9,6 +9,7 @@ The CLI prints ``str(error)`` on one line; ``--traceback`` shows the chain.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROCESSING, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
@@ -58,3 +59,18 @@ class ProcessingError(FilmcolorError):
     "skip this reel" (1) from "try again with more room" (3)."""
 
     exit_code = EXIT_PROCESSING
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
+
+
+def out_of_room(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a disk (or quota) with no room left, anywhere in its chain: every reel
+    after it would fail the same way, after colouring most of its frames."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

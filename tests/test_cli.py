@@ -255,6 +255,20 @@ def test_several_inputs_each_get_their_output_and_one_failure_does_not_stop_the_
     said = " ".join(r.stderr.split())
     assert r.exit_code == 2 and "1 of 3 inputs coloured" in said, said  # never one output written twice
     assert f"{tmp_path / 'out2' / 'reel.color.mp4'}: is also the output of {reel}" in said
+    import errno
+
+    from filmcolor import media
+
+    def full(self, frame):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:  # a full disk: the next inputs would fail alike, so none is started
+        m.setattr(media.VideoWriter, "write", full)
+        (tmp_path / "out3").mkdir()
+        r = run(reel, other / "reel.mp4", photo, "-o", tmp_path / "out3", *common)
+    said = " ".join(r.stderr.split())
+    assert r.exit_code == 3 and "stopped: no room left to write; 2 input(s) not started" in said
+    assert "0 of 3 inputs coloured; 1 failed" in said
     r = run(reel, photo, "--model", "no-such-model", "--overwrite")  # said once, not once per input
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "no-such-model" in r.stderr
     for args, cause in [(["-o", out / "x.mp4"], "-o names the folder their outputs go into"),
