@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from . import carry, color, tags
 from .config import FRAME_FORMATS
@@ -439,8 +440,11 @@ class SequenceWriter:
     def _picture(self, frame: av.VideoFrame, number: int, timecode: str | None) -> None:
         """In a worker: one frame -> RGB, upright -> encoded -> its file."""
         space = "itu709" if frame.colorspace == 1 else "itu601"
-        rgb = frame.reformat(format=self._rgb, src_colorspace=space, dst_colorspace=space,
-                             src_color_range=frame.color_range or _RANGE_TV, dst_color_range=_RANGE_PC)
+        # this worker's own swscale context: a held frame (a damaged number) is converted by two workers
+        # at once, and frame.reformat() shares one context per frame between them, which crashes FFmpeg
+        reformatter = self._local.__dict__.setdefault("reformatter", VideoReformatter())
+        rgb = reformatter.reformat(frame, format=self._rgb, src_colorspace=space, dst_colorspace=space,
+                                   src_color_range=frame.color_range or _RANGE_TV, dst_color_range=_RANGE_PC)
         if self._turns or self._recode is not None:  # turned upright (no rotation flag in a picture file),
             packed = "rgb24" if self._rgb == "rgb24" else "rgb48le"  # coded back to log or linear
             pixels = rgb.reformat(format=packed).to_ndarray()

@@ -409,6 +409,35 @@ def test_an_anamorphic_scan_keeps_its_pixel_aspect_in_and_out(tmp_path):
         assert media.probe(tmp_path / fmt / name).sample_aspect_ratio == 2
 
 
+def test_a_long_gap_holds_one_picture_under_many_numbers_written_by_several_workers_at_once(tmp_path):
+    """A film whose timestamps jump 200 frames (a lost stretch): the picture before the gap is written
+    again under each missing number, by the writer's worker threads at the same time. Each worker
+    converts with its own swscale context; one shared per frame crashed FFmpeg (a segfault or a hang)."""
+    from fractions import Fraction
+
+    from helpers import tiny_model
+
+    src = tmp_path / "gap.mkv"
+    with av.open(str(src), "w") as c:
+        vs = c.add_stream("ffv1", rate=25)
+        vs.width, vs.height, vs.pix_fmt, vs.time_base = 64, 48, "yuv420p", Fraction(1, 25)
+        for pts in (0, 1, 2, 203, 204):
+            frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(pts, 64, 48), format="rgb24").reformat(
+                format="yuv420p")
+            frame.pts, frame.time_base = pts, Fraction(1, 25)
+            for packet in vs.encode(frame):
+                c.mux(packet)
+        for packet in vs.encode():
+            c.mux(packet)
+    r = _cli(src, "--frames-as", "png", "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48",
+             "--smooth", "off")
+    assert r.exit_code == 0, r.output
+    out = sorted((tmp_path / "gap.color").glob("*.png"))
+    assert len(out) == 205
+    held = {out[n].read_bytes() for n in range(2, 203)}
+    assert len(held) == 1  # every missing number holds the same picture
+
+
 def test_a_damaged_scan_keeps_every_other_picture_under_its_own_number(tmp_path):
     from helpers import tiny_model
 
