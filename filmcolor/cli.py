@@ -30,6 +30,7 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+from rich.markup import escape
 from rich.text import Text
 
 from . import __version__
@@ -154,7 +155,7 @@ def progress_bar(console: Console, description: str, quiet: bool = False,
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
                TextColumn(unit), FpsColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(description, total=None)
+        task = bar.add_task(escape(description), total=None)  # "Reel 1 [restored].mkv" is no markup
 
         def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
@@ -321,7 +322,7 @@ def run(ctx: click.Context, inputs: tuple[Path, ...], output: Path | None, genre
             ctx.params.update(timecodes)  # an SMPTE --start is placed by each film's own timecode
             try:
                 result = _run_one(ctx, src, None, output, genre, tracks, segments, preview, preset_name, settings,
-                                  quiet, console, warn, shared)
+                                  quiet, console, warn, shared, label=f"[{k + 1}/{len(inputs)}] ")
             except (ModelError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
                 raise  # a usage error or an unknown model is the same for every input: stop at the first
             except FilmcolorError as exc:  # named on one line, and the rest go on
@@ -350,9 +351,10 @@ def run(ctx: click.Context, inputs: tuple[Path, ...], output: Path | None, genre
 def _run_one(ctx: click.Context, src: Path, output: Path | None, folder: Path | None, genre: str | None,
              tracks: tuple[Path, ...], segments: int, preview: int | None, preset_name: str,
              settings: tuple[str, ...], quiet: bool, console: Any, warn: Callable[[str], None],
-             shared: dict[str, Any] | None) -> Any:
+             shared: dict[str, Any] | None, label: str = "") -> Any:
     """`run` on one input, to ``output`` (a file; default: beside it) or into ``folder`` (several
-    inputs: ``shared`` then keeps the Colorizer, built once, for the next input)."""
+    inputs: ``shared`` then keeps the Colorizer, built once, for the next input, and ``label``, e.g.
+    "[2/5] ", leads the progress bar)."""
     from . import outputs, pipeline  # imported here so `filmcolor --help` stays fast
     from .inference import Colorizer
     from .media import is_still_path
@@ -379,7 +381,7 @@ def _run_one(ctx: click.Context, src: Path, output: Path | None, folder: Path | 
         outputs.check_input(src)
         dst = output or outputs.default_output(src, still=is_still_path(src), codec=config.codec)
         outputs.check_output(src, dst, config.overwrite)
-        with progress_bar(console, src.name, quiet) as progress:
+        with progress_bar(console, f"{label}{src.name}", quiet) as progress:
             return colorize_segmented(src, dst, config, segments=segments, warn=warn, progress=progress,
                                       tracks=tracks)
     colorizer = None  # one input: colorize_file builds it after checking the input and output
@@ -390,9 +392,9 @@ def _run_one(ctx: click.Context, src: Path, output: Path | None, folder: Path | 
             shared["colorizer"].on_oom = lambda old, new: warn(f"out of memory at batch size {old}; retrying at {new}")
         colorizer = shared["colorizer"]
     if preview is not None:
-        with progress_bar(console, f"preview {src.name}", quiet) as progress:
+        with progress_bar(console, f"{label}preview {src.name}", quiet) as progress:
             return write_preview(src, output, preview, config, colorizer=colorizer, progress=progress, warn=warn)
-    with progress_bar(console, src.name, quiet) as progress:
+    with progress_bar(console, f"{label}{src.name}", quiet) as progress:
         return pipeline.colorize_file(src, output, config, colorizer=colorizer, progress=progress, warn=warn,
                                       tracks=tracks)
 
@@ -641,22 +643,23 @@ def batch_table(rep, dry_run: bool = False) -> Any:
     from rich.table import Table
 
     styles = {"ok": "green", "skipped": "dim", "failed": "bold red", "todo": "yellow"}
-    table = Table(title=f"filmcolor batch: {rep.in_dir} -> {rep.out_dir}", title_justify="left")
+    # file names and FFmpeg's messages ("[h264 @ 0x...]", "Reel 1 [restored].mkv") as text, not markup
+    table = Table(title=Text(f"filmcolor batch: {rep.in_dir} -> {rep.out_dir}"), title_justify="left")
     for name, justify in (("reel", "left"), ("status", "left"), ("frames", "right"), ("seconds", "right"),
                           ("why" if dry_run else "error", "left")):
         table.add_column(name, justify=justify, overflow="fold")
     for r in rep.results:
         frames = "" if r.status == "todo" else str(r.frames)
-        table.add_row(r.rel, Text(r.status, style=styles.get(r.status, "")), frames,
-                      f"{r.seconds:.1f}" if r.status in ("ok", "failed") else "", r.error or r.reason or "")
+        table.add_row(Text(r.rel), Text(r.status, style=styles.get(r.status, "")), frames,
+                      f"{r.seconds:.1f}" if r.status in ("ok", "failed") else "", Text(r.error or r.reason or ""))
     if dry_run:
-        table.caption = (f"dry run: {len(rep.todo)} to colour, {len(rep.skipped)} already done, "
-                         f"{len(rep.ignored)} other files ignored; nothing written")
+        table.caption = Text(f"dry run: {len(rep.todo)} to colour, {len(rep.skipped)} already done, "
+                             f"{len(rep.ignored)} other files ignored; nothing written")
     else:
         unstarted = f"{len(rep.todo)} not started, " if rep.todo else ""
-        table.caption = (f"{len(rep.done)} coloured, {len(rep.skipped)} already done, {len(rep.failed)} failed, "
-                         f"{unstarted}{len(rep.ignored)} other files ignored; {rep.seconds:.1f} s; "
-                         f"manifest {rep.manifest}")
+        table.caption = Text(f"{len(rep.done)} coloured, {len(rep.skipped)} already done, {len(rep.failed)} "
+                             f"failed, {unstarted}{len(rep.ignored)} other files ignored; {rep.seconds:.1f} s; "
+                             f"manifest {rep.manifest}")
     return table
 
 
@@ -686,7 +689,7 @@ def training_bar(console: Console, description: str, total: int, quiet: bool = F
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
                _LossesColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(description, total=total, losses="")
+        task = bar.add_task(escape(description), total=total, losses="")
 
         def on_step(step: int, losses: dict) -> None:
             bar.update(task, completed=step, losses=" ".join(f"{k} {v:.4f}" for k, v in losses.items()))
@@ -835,12 +838,12 @@ def models_cmd(as_json: bool) -> None:
     if not models:
         click.echo(f"filmcolor: no models found (user models live in {models_dir()})", err=True)
         return
-    table = Table(title=f"filmcolor models (user models: {models_dir()})", title_justify="left")
+    table = Table(title=Text(f"filmcolor models (user models: {models_dir()})"), title_justify="left")
     for col in ("name", "source", "arch", "data", "steps", "validation"):
         table.add_column(col, overflow="fold")
     for name, m in sorted(models.items()):
         args = ",".join(f"{k}={v}" for k, v in sorted(m.arch_args.items()))
-        table.add_row(name, m.source, f"{m.arch}({args})", *_card_summary(m.card))
+        table.add_row(*(Text(cell) for cell in (name, m.source, f"{m.arch}({args})", *_card_summary(m.card))))
     Console(highlight=False).print(table)
 
 

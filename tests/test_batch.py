@@ -315,6 +315,31 @@ def test_cli_batch_exit_code_table_and_report(tmp_path, tiny_model):
     assert empty.exit_code == 0 and "no films or photos found" in empty.output  # a mistyped folder is visible
 
 
+def test_names_in_square_brackets_are_shown_as_they_are(tmp_path, tiny_model):
+    """Archive names like "Reel 1 [restored].mp4" or "[bold]" appear verbatim in the table and the
+    progress bar, not as rich markup (which drops them, or refuses "[/x]" as an unmatched closing tag)."""
+    import io
+
+    from click.testing import CliRunner
+    from rich.console import Console
+
+    from filmcolor.cli import main, progress_bar
+
+    src = tmp_path / "reels"
+    src.mkdir()
+    synth.make_clip(src / "Reel 1 [restored].mp4", frames=6, color=False, audio=())
+    (src / "bad [bold].mp4").write_bytes(b"not a film" * 40)
+    r = CliRunner().invoke(main, ["batch", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model),
+                                  "--device", "cpu", "--render-size", "64"])
+    assert r.exit_code == 1, r.output
+    table = " ".join(r.stdout.split()) + " ".join(r.stderr.split())
+    assert "Reel 1 [restored].mp4" in table and "bad [bold].mp4" in table
+    screen = io.StringIO()
+    with progress_bar(Console(file=screen, force_terminal=True, width=120), "[1/2] take [/x] [bold]") as update:
+        update(1, 2)
+    assert "[1/2] take [/x] [bold]" in screen.getvalue()
+
+
 def test_sequences_option_colours_a_folder_of_scans_as_one_film(tmp_path, tiny_model):
     src, out = tmp_path / "in", tmp_path / "out"
     scans = src / "scans" / "reel1"
