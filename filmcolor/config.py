@@ -95,8 +95,8 @@ class RunConfig:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """The table of a preset: the user's own TOML file when ``name`` is a path to one (ends in
-    ``.toml`` or names a folder: ``my.toml``, ``~/presets/restore.toml``), else the packaged
+    """The table of a preset: the user's own TOML file when ``name`` is a path to one (it ends in
+    ``.toml`` or holds a path separator: ``my.toml``, ``~/presets/restore``), else the packaged
     ``configs/<name>.toml`` (``filmcolor.configs``). Raises ``ValueError`` naming the file or the
     known names."""
     if name.lower().endswith(".toml") or "/" in name or "\\" in name:
