@@ -119,6 +119,18 @@ def load_preset(name: str) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
+def preset_table(name: str, kind: str) -> dict[str, Any]:
+    """The ``[kind]`` table (``run``, ``train``) of preset ``name``; a file of settings alone, without
+    a table header, is that table. Raises ``ValueError`` for a preset made for something else (a
+    training preset given to ``run``), which would otherwise be ignored without a word."""
+    preset = load_preset(name)
+    if kind in preset:
+        return dict(preset[kind])
+    if any(isinstance(value, dict) for value in preset.values()):
+        raise ValueError(f"preset {name!r} has no [{kind}] table")
+    return dict(preset)
+
+
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     """``["lr=2e-5", "scale_range=[0.5, 1.0]", "name=x"]`` -> ``{"lr": 2e-05, ...}``: each value is
     read as a TOML value (numbers, booleans, arrays, quoted strings), else taken as a bare string."""
@@ -140,13 +152,7 @@ def run_config_from_preset(name: str = "run", settings: dict[str, Any] | None = 
     field, flag or not), then ``overrides`` (the flags given; ``None`` = keep). Numbers are taken
     where a field holds text (``sequence_fps = 24``) and integers where it holds a float; an unknown
     key or a value of the wrong kind is a ``ValueError`` naming the key."""
-    preset = load_preset(name)
-    if "run" in preset:
-        table = preset["run"]
-    elif any(isinstance(value, dict) for value in preset.values()):  # e.g. a training preset
-        raise ValueError(f"preset {name!r} has no [run] table")
-    else:  # a file of run settings alone, no table header
-        table = preset
+    table = preset_table(name, "run")
     _check_keys(table, f"preset {name!r} has unknown keys")
     settings = dict(settings or {})
     _check_keys(settings, "unknown setting")

@@ -645,12 +645,13 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
 
 
 def train_config_from_preset(preset: str, /, **overrides: Any) -> TrainConfig:
-    """``TrainConfig`` from ``configs/<preset>.toml``'s ``[train]`` table, then ``overrides`` (None = keep)."""
+    """``TrainConfig`` from a preset's ``[train]`` table (``configs/<preset>.toml`` or the user's own
+    file, ``config.preset_table``), then ``overrides`` (None = keep)."""
     from dataclasses import fields
 
-    from .config import load_preset
+    from .config import preset_table
 
-    table = dict(load_preset(preset).get("train", {}))
+    table = preset_table(preset, "train")
     table.update({k: v for k, v in overrides.items() if v is not None})
     unknown = set(table) - {f.name for f in fields(TrainConfig)}
     if unknown:

@@ -134,6 +134,20 @@ def test_set_overrides_read_toml_values():
         parse_overrides(["lr"])
 
 
+def test_a_training_preset_file_of_ones_own(tmp_path):
+    from filmcolor.train import train_config_from_preset
+
+    bare = tmp_path / "mine.toml"
+    bare.write_text('steps = 123\nlr = 1e-4\nscale_range = [0.5, 0.75]\n')  # settings alone, no [train] header
+    cfg = train_config_from_preset(str(bare), batch_size=4)
+    assert (cfg.steps, cfg.lr, cfg.scale_range, cfg.batch_size) == (123, 1e-4, (0.5, 0.75), 4)
+    table = tmp_path / "both.toml"
+    table.write_text('[train]\nsteps = 7\n[run]\nsmooth = "off"\n')
+    assert train_config_from_preset(str(table)).steps == 7
+    with pytest.raises(ValueError, match=r"preset 'run' has no \[train\] table"):  # not ignored without a word
+        train_config_from_preset("run")
+
+
 def test_one_step_finetune_writes_genre_model_with_card(tmp_path, photos, films, monkeypatch):
     monkeypatch.setenv("FILMCOLOR_HOME", str(tmp_path / "home"))
     base = train(_cfg(tmp_path, photos, val=()), log=lambda s: None)
