@@ -763,6 +763,9 @@ def train_cmd(sources: tuple[Path, ...], data: tuple[Path, ...], val: tuple[Path
         click.echo(f"filmcolor: wrote {path}", err=True)
 
 
+_FINETUNE_OWN = {"data", "val", "name", "out", "init_from", "base_model", "ngf", "num_downs"}
+
+
 @main.command("finetune", context_settings=CONTEXT_SETTINGS)
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option("--genre", required=True, metavar="NAME", help="Name of the genre model to make (e.g. western).")
@@ -776,25 +779,40 @@ def train_cmd(sources: tuple[Path, ...], data: tuple[Path, ...], val: tuple[Path
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.pt.")
 @click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None, metavar="M",
               help="Stop after M minutes of training and save the genre model as at the last step.")
+@click.option("--preset", "preset_name", default="finetune", metavar="NAME|FILE",
+              help="Training preset: finetune from configs/, or a .toml file of your own; flags override it.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Override any preset key (repeatable), e.g. --set lr=1e-5 --set warmup_steps=100.")
 @quiet_option
 @traceback_option
 def finetune_cmd(sources: tuple[Path, ...], genre: str, steps: int | None, from_model: str, val: tuple[Path, ...],
-                 out: Path | None, device: str | None, resume: bool, max_minutes: float | None, quiet: bool,
-                 show_traceback: bool) -> None:
+                 out: Path | None, device: str | None, resume: bool, max_minutes: float | None, preset_name: str,
+                 settings: tuple[str, ...], quiet: bool, show_traceback: bool) -> None:
     """Teach a model the palette of a genre from colour films of that genre, or of one film from a few
     colour stills of it (SOURCES: films, photos or folders); the result is a user model that
     `filmcolor run --genre NAME` uses."""
+    from .config import parse_overrides
     from .train import finetune, train_config_from_preset
 
-    total = steps or train_config_from_preset("finetune").steps
+    try:
+        overrides = parse_overrides(settings)
+        steps = steps or overrides.pop("steps", None)
+        own = sorted(set(overrides) & _FINETUNE_OWN)
+        if own:
+            raise ValueError(f"--set {', '.join(own)}: finetune sets these itself (from SOURCES, --val, --out, "
+                             "--genre and the --from model)")
+        total = steps or train_config_from_preset(preset_name, **overrides).steps
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
     console = stderr_console()
     with cli_errors(None, show_traceback):
         with training_bar(console, f"finetune {genre}", total, quiet) as on_step:
             try:
                 path = finetune(genre, [str(s) for s in sources], steps, from_model, val=[str(v) for v in val],
-                                out=str(out) if out else None, resume=resume, log=_library_log(console, quiet),
-                                on_step=on_step, **({"device": device} if device else {}),
-                                **({"max_minutes": max_minutes} if max_minutes else {}))
+                                out=str(out) if out else None, preset=preset_name, resume=resume,
+                                log=_library_log(console, quiet), on_step=on_step,
+                                **{**overrides, **({"device": device} if device else {}),
+                                   **({"max_minutes": max_minutes} if max_minutes else {})})
             except ValueError as exc:
                 fail(str(exc), 2, show_traceback)
     if not quiet and _is_rank0():

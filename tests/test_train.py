@@ -264,9 +264,13 @@ def test_cli_train_finetune_models(tmp_path, photos, films, monkeypatch):
     assert config["lr_decay_steps"] == 2 and config["warmup_steps"] == 2 and config["init_from"] == str(base)
     res = runner.invoke(main, ["train", "--preset", "train_tiny", "--data", str(photos), "--set", "no_such_key=1"])
     assert res.exit_code == 2 and "no_such_key" in res.output
-    res = runner.invoke(main, ["finetune", "--genre", "street", "--from", str(base), "--steps", "1",
-                               "--out", str(tmp_path / "ft"), "-q", *map(str, films)])
+    res = runner.invoke(main, ["finetune", "--genre", "street", "--from", str(base), "--set", "steps=1",
+                               "--set", "lr=3e-5", "--out", str(tmp_path / "ft"), "-q", *map(str, films)])
     assert res.exit_code == 0, res.output
+    config = json.loads(torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=True)["config"])
+    assert config["lr"] == 3e-5 and config["steps"] == 1  # --set reaches the fine-tune's config
+    res = runner.invoke(main, ["finetune", "--genre", "x", "--set", "ngf=8", *map(str, films)])
+    assert res.exit_code == 2 and "finetune sets these itself" in res.output
     res = runner.invoke(main, ["finetune", "--genre", "noir", "--from", str(base), "--steps", "50",
                                "--max-minutes", "1e-9", "--out", str(tmp_path / "ft2"), "-q", *map(str, films)])
     assert res.exit_code == 0, res.output
