@@ -59,6 +59,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import time
 from collections import deque
 from contextlib import nullcontext
@@ -180,11 +181,9 @@ def output_name(src: Path, kind: str, codec: str = "h264", frames_as: str | None
     """``reel.mp4`` -> ``reel.color.mp4``, a still -> ``photo.color.png``, a sequence folder
     ``reel1`` -> ``reel1.color.mkv`` (the pipeline's naming: a container that cannot hold ``codec``
     video becomes ``.mkv``); with ``frames_as``, a film or sequence -> the folder ``reel.color``."""
-    from .outputs import default_frames_output, default_output
+    from .outputs import default_for
 
-    if frames_as and kind != "still":
-        return default_frames_output(src).name
-    return default_output(src, still=kind == "still", codec=codec).name
+    return default_for(src, codec=codec, frames_as=frames_as, still=kind == "still").name
 
 
 def classify(path: Path) -> str | None:
@@ -345,10 +344,6 @@ def write_manifest(path: str | Path, entries: dict[str, dict[str, Any]]) -> None
     """Rewrite the whole manifest atomically, one line per entry, sorted by input path."""
     lines = [json.dumps(entries[k], sort_keys=True) for k in sorted(entries)]
     _atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
-
-
-def is_up_to_date(entry: dict[str, Any] | None, reel: Reel, fp: dict[str, Any], settings: str, model: str) -> bool:
-    return why_redo(entry, reel, fp, settings, model) is None
 
 
 def why_redo(entry: dict[str, Any] | None, reel: Reel, fp: dict[str, Any], settings: str, model: str) -> str | None:
@@ -683,8 +678,6 @@ def batch(in_dir: str | Path, out_dir: str | Path, config: RunConfig, *, jobs: i
             if dry_run:
                 warn(f"{p}: coloured segments of a reel no longer in {in_dir}; a run removes them")
             else:
-                import shutil
-
                 shutil.rmtree(p, ignore_errors=True)
                 warn(f"{p}: removed the coloured segments of a reel no longer in {in_dir}")
 
@@ -819,9 +812,8 @@ def _run_segmented(todo: deque, runner: Runner, config: RunConfig, segments: int
                        "picture": _picture(result)}
         except Exception as exc:  # noqa: BLE001 - isolation per film
             outcome = {"status": "failed", "seconds": time.perf_counter() - t0, "error": _one_line(exc),
-                       "warnings": warnings}
-            if out_of_room(exc):
-                record(reel, fp, outcome)
-                return True
+                       "warnings": warnings, "no_room": out_of_room(exc)}
         record(reel, fp, outcome)
+        if outcome.get("no_room"):
+            return True
     return False

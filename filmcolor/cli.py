@@ -357,7 +357,6 @@ def _run_one(ctx: click.Context, src: Path, output: Path | None, folder: Path | 
     "[2/5] ", leads the progress bar)."""
     from . import outputs, pipeline  # imported here so `filmcolor --help` stays fast
     from .inference import Colorizer
-    from .media import is_still_path
     from .preview import write_preview
 
     _place_timecodes(ctx, src)
@@ -367,9 +366,7 @@ def _run_one(ctx: click.Context, src: Path, output: Path | None, folder: Path | 
     if segments > 1 and config.frames_as:
         raise click.UsageError("--segments joins one film file: not with --frames-as")
     if shared is not None:  # several inputs: each under its default name, beside it or in -o's folder
-        named = (outputs.default_preview_output(src) if preview is not None
-                 else outputs.default_frames_output(src) if config.frames_as
-                 else outputs.default_output(src, still=is_still_path(src), codec=config.codec))
+        named = outputs.default_for(src, codec=config.codec, frames_as=config.frames_as, preview=preview is not None)
         output = (folder or src.parent) / named.name
         written = shared.setdefault("written", {})
         if (earlier := written.get(output.resolve())) is not None:  # a/reel.mp4 and b/reel.mp4 into one folder
@@ -379,7 +376,7 @@ def _run_one(ctx: click.Context, src: Path, output: Path | None, folder: Path | 
         from .segments import colorize_segmented
 
         outputs.check_input(src)
-        dst = output or outputs.default_output(src, still=is_still_path(src), codec=config.codec)
+        dst = output or outputs.default_for(src, codec=config.codec)
         outputs.check_output(src, dst, config.overwrite)
         with progress_bar(console, f"{label}{src.name}", quiet) as progress:
             return colorize_segmented(src, dst, config, segments=segments, warn=warn, progress=progress,

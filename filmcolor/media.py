@@ -342,6 +342,15 @@ def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
         )
 
 
+def probe_film(path: str | Path, fps: str | None = None) -> VideoInfo | None:
+    """:func:`probe` for a film or a folder of scans; None for a still photo, told by its name or, when
+    the name does not say, by what FFmpeg finds in it."""
+    if is_still_path(path):
+        return None
+    info = probe(path, fps)
+    return None if info.is_still else info
+
+
 def seconds_at(info: VideoInfo, timecode: str, *, length: bool = False) -> float:
     """Where SMPTE ``timecode`` falls on the film's own timeline, in seconds: counted from the film's
     first-frame timecode (``info.timecode``; 00:00:00:00 when it states none) at its frame rate.
@@ -550,7 +559,6 @@ def iter_sample_frames(path: str | Path, n: int, start: float | None = None, dur
                     yield taken
         except (av.error.FFmpegError, EOFError):
             pass
-    return
 
 
 def sample_planes(path: str | Path, n: int, start: float | None = None, duration: float | None = None, *,

@@ -72,6 +72,18 @@ def default_preview_output(src: str | Path) -> Path:
     return src.with_name(f"{src.stem}.preview.png")
 
 
+def default_for(src: str | Path, *, codec: str = "h264", frames_as: str | None = None, preview: bool = False,
+                still: bool | None = None) -> Path:
+    """Where ``run`` writes ``src`` by default: the preview sheet (``preview``), the picture folder of a
+    film (``frames_as``; a photo stays a photo), or the coloured file (:func:`default_output`)."""
+    if preview:
+        return default_preview_output(src)
+    still = media.is_still_path(src) if still is None else still
+    if frames_as and not still:
+        return default_frames_output(src)
+    return default_output(src, still=still, codec=codec)
+
+
 def check_input(src: Path) -> None:
     """Cheap checks before any decoding: exists, a regular readable file, not empty; or a folder
     holding an image sequence without gaps."""

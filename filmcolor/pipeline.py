@@ -315,11 +315,9 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     frames_as = config.frames_as
     src = Path(src)
     outputs.check_input(src)
-    still = media.is_still_path(src)
-    info = None
+    info = media.probe_film(src, config.sequence_fps)
+    still = info is None
     if not still:
-        info = media.probe(src, config.sequence_fps)
-        still = bool(info.is_still)
         stated = transfer.stated_transfer(src, info)
         transfer.warn_transfer(src, stated, config.scan_transfer, warn)
         info = transfer.as_decoded(info, config)

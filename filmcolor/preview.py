@@ -80,11 +80,8 @@ def write_preview(src: str | Path, out_png: str | Path | None = None, n: int = 6
         raise ValueError(f"preview needs n >= 1, got {n}")
     src = Path(src)
     outputs.check_input(src)
-    still = media.is_still_path(src)
-    info = None
-    if not still:
-        info = media.probe(src, config.sequence_fps)
-        still = bool(info.is_still)
+    info = media.probe_film(src, config.sequence_fps)
+    still = info is None
     dst = Path(out_png) if out_png is not None else outputs.default_preview_output(src)
     outputs.check_output(src, dst, config.overwrite)
     if problem := stills.output_problem(dst):

@@ -135,6 +135,8 @@ TRANSFER_NAMES = {"log": _DPX_TRANSFERS[1], "linear": _DPX_TRANSFERS[2]}
 def transfer_kind(name: str | None) -> str | None:
     """``"log"`` or ``"linear"`` for a ``ScanHeader.transfer`` name, None for video levels or unsaid."""
     return None if name is None else "linear" if name == TRANSFER_NAMES["linear"] else "log"
+
+
 _DPX_FILM_FPS, _DPX_TIMECODE, _DPX_TV_FPS = 1724, 1920, 1940  # film and television header fields
 _DPX_FRAME_POSITION, _DPX_INTERLACE = 1712, 1928
 

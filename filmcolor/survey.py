@@ -34,8 +34,8 @@ def survey(src: str | Path, config: RunConfig | None = None, output: str | Path 
     src = Path(src)
     outputs.check_input(src)
     warnings: list[str] = []
-    info = None if media.is_still_path(src) else media.probe(src, config.sequence_fps)
-    if info is None or info.is_still:
+    info = media.probe_film(src, config.sequence_fps)
+    if info is None:
         return _photo(src, config, output, warnings)
     stated = transfer.stated_transfer(src, info)
     transfer.warn_transfer(src, stated, config.scan_transfer, warnings.append)

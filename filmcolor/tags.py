@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Mapping
 
 # Tags that describe the file that holds them rather than the film (lower-cased).
@@ -176,8 +177,6 @@ def language_in_name(path: Any) -> str | None:
     """The language a sidecar file's name gives, as players read it, as a three-letter ISO 639-2
     code: ``reel.fr.srt`` -> ``"fre"``, ``reel.eng.wav`` -> ``"eng"`` (an unknown two-letter code is
     kept as it is); None when the part before the extension is no 2-3 letter code."""
-    from pathlib import Path
-
     parts = Path(path).name.split(".")
     code = parts[-2].lower() if len(parts) >= 3 else ""
     return ISO639_2.get(code, code) if _LANGUAGE_PART.match(code) else None
