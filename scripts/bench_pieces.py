@@ -20,6 +20,10 @@
 - ``sampling``: ``media.sample_frames`` (12 frames, what ``run`` looks at first) on a synthetic
   1-minute 1080p film with 10 s GOPs, within its decoding budget and without one, against decoding
   the whole film, seconds and distinct frames.
+- ``preview``: the frames ``run --preview 6`` looks at, on the sample and the B&W clips in
+  ``../shared/data/clips/bw``: one pass (``preview.sample_film``: the shown frames also give the bars
+  and the colour check) against the two passes preview made before (a seek and decode to each of the
+  6 times, then ``look.look_at``'s 12 frames), median of 3, seconds.
 - ``hue``: ``color.hue_variety`` (the "in colour already" test) on 12 frames sampled from each clip in
   ``../shared/data/clips``, per cent per frame.
 """
@@ -217,6 +221,48 @@ def bench_sampling() -> None:
         f"{k} {sec:.2f} s ({n} frames)" for k, (sec, n) in runs.items()) + f"; decoding all {total}: {whole:.2f} s")
 
 
+def _two_pass_preview_frames(src: Path, info, n: int, config) -> int:
+    """What preview did before it sampled once: each of ``n`` times decoded from a seek, then the
+    12 frames of ``look.look_at`` for the bars and the colour check (the baseline of ``preview``)."""
+    from filmcolor import look
+
+    span = float(info.duration)
+    shown = 0
+    for k in range(n):
+        frames = media.decode(src, start=span * (k + 0.5) / n)
+        try:
+            for frame in frames:
+                frame.to_ndarray(format="rgb24")
+                shown += 1
+                break
+        finally:
+            frames.close()
+    look.look_at(src, info, config)
+    return shown
+
+
+def bench_preview(n: int = 6) -> None:
+    from filmcolor import preview
+    from filmcolor.config import RunConfig
+
+    config = RunConfig()
+    clips = [ROOT / "samples" / "steamboat_willie_1928.mp4",
+             *sorted((ROOT.parent / "shared" / "data" / "clips" / "bw").glob("*.mp4"))]
+    for clip in clips:
+        info = media.probe(clip)
+        times = {}
+        for name, fn in (("two passes", lambda: _two_pass_preview_frames(clip, info, n, config)),
+                         ("one pass", lambda: preview.sample_film(clip, info, n, config))):
+            runs = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                fn()
+                runs.append(time.perf_counter() - t0)
+            times[name] = sorted(runs)[1]
+        print(f"preview frames of {clip.name}: two passes {times['two passes']:.3f} s, one pass "
+              f"{times['one pass']:.3f} s ({times['two passes'] / times['one pass']:.2f}x)")
+
+
 def bench_hue() -> None:
     from filmcolor import color
 
@@ -227,14 +273,15 @@ def bench_hue() -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    pieces = ("resize", "lab", "batch", "encode-repeat", "listing", "pictures", "sampling", "hue")
+    pieces = ("resize", "lab", "batch", "encode-repeat", "listing", "pictures", "sampling", "preview", "hue")
     ap.add_argument("--only", nargs="+", choices=pieces, default=pieces)
     ap.add_argument("--repeats", type=int, default=25, help="encodes for encode-repeat")
     args = ap.parse_args()
     for name in args.only:
         {"resize": bench_resize, "lab": bench_lab, "batch": bench_batch,
          "encode-repeat": lambda: bench_encode_repeat(args.repeats), "listing": bench_listing,
-         "pictures": bench_pictures, "sampling": bench_sampling, "hue": bench_hue}[name]()
+         "pictures": bench_pictures, "sampling": bench_sampling, "preview": bench_preview,
+         "hue": bench_hue}[name]()
     return 0
 
 
