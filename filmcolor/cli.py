@@ -34,8 +34,8 @@ from rich.markup import escape
 from rich.text import Text
 
 from . import __version__
-from .config import (BARS, CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PICTURE_AREA, PRECISIONS, SCAN_TRANSFERS,
-                     SMOOTHERS, RunConfig)
+from .config import (BARS, CODECS, DEVICES, FRAME_FORMATS, MAX_SATURATION, PICTURE_AREA, SCAN_TRANSFERS,
+                     SETTING_NOTES, SMOOTHERS, RunConfig)
 from .errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, FilmcolorError, ModelError, OutputError,
                      Terminated, out_of_room)
 
@@ -93,11 +93,37 @@ def preset_options(command: Callable) -> Callable:
     (a preset, then ``--set``, then the flags given)."""
     command = click.option(
         "--set", "settings", multiple=True, metavar="KEY=VALUE",
-        help="Any setting, also those without a flag (repeatable): --set cut_threshold=0.5 --set preset=slow "
-             "(x264's speed) --set threads=4; the keys are those of configs/run.toml.")(command)
+        help="Any setting, also those without a flag (below), repeatable: --set render_size=256 --set crf=14.")(command)
     return click.option(
         "--preset", "preset_name", default="run", metavar="NAME|FILE",
         help="Settings preset: run, archival, or a .toml file of your own; --set and flags override it.")(command)
+
+
+class SettingsCommand(click.Command):
+    """A command whose less-used settings have no flag of their own (STYLE: about ten flags on
+    ``run``): its help lists them with their defaults under "Settings without a flag", and a flag
+    for one of them (``--crf 12``) is a usage error that names the ``--set`` to give instead."""
+
+    def __init__(self, *args: Any, settings: Iterable[str] = tuple(SETTING_NOTES), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = tuple(settings)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            key = exc.option_name.removeprefix("--").replace("-", "_")
+            if key in self.settings:
+                raise click.UsageError(f"{exc.option_name} is a setting without a flag: give --set {key}=VALUE",
+                                       ctx) from None
+            raise
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Settings without a flag (--set KEY=VALUE, or in a --preset file)"):
+            formatter.write_dl([(f"{key}={getattr(_DEFAULTS, key)}", SETTING_NOTES[key]) for key in self.settings])
+        super().format_epilog(ctx, formatter)
+
+
 fps_option = click.option(
     "--fps", "sequence_fps", default=_DEFAULTS.sequence_fps, metavar="RATE",
     help="Frame rate of an image sequence (a folder of numbered scans): 24, 25, 24000/1001.  "
@@ -127,7 +153,7 @@ class BarsType(click.ParamType):
 bars_option = click.option(
     "--bars", type=BarsType(), default=_DEFAULTS.bars,
     help="Black bars around the picture (letterbox, pillarbox, a scan's black surround), found on frames "
-         "sampled across the film: auto = only the picture inside them is coloured, at --render-size, and "
+         "sampled across the film: auto = only the picture inside them is coloured, at the render size, and "
          "the bars stay black (the same picture gets the same colours however it was framed); off = the "
          "whole frame is coloured; WxH+X+Y = only that area of the picture as shown, in pixels (a white "
          "mount, a scan's perforations: what auto does not find).")
@@ -237,12 +263,11 @@ def _quiet_libraries() -> None:
 
 
 # --- run ---------------------------------------------------------------------------------------------
-_RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smooth", "smooth_strength",
-               "saturation", "deflicker", "codec", "crf", "start", "duration", "overwrite", "sequence_fps",
-               "frames_as", "scan_transfer", "bars")
+_RUN_FIELDS = ("model", "device", "smooth", "saturation", "deflicker", "codec", "start", "duration", "overwrite",
+               "sequence_fps", "frames_as", "scan_transfer", "bars")
 
 
-@main.command(context_settings=CONTEXT_SETTINGS)
+@main.command(cls=SettingsCommand, context_settings=CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output file (with --frames-as, a folder); with several INPUTs, the folder their outputs go "
@@ -252,22 +277,13 @@ _RUN_FIELDS = ("model", "device", "precision", "render_size", "batch_size", "smo
 @click.option("--genre", default=None, metavar="NAME",
               help="Use the genre model NAME made by `filmcolor finetune` (same as --model NAME).")
 @click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, help="Where the network runs.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision,
-              help="Network arithmetic: auto = bf16 on GPUs and on CPUs with native bf16, else fp32.")
-@click.option("--render-size", type=click.IntRange(32, 2048), default=_DEFAULTS.render_size,
-              help="Short side (px) at which the network sees each frame; chroma is upsampled.")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=_DEFAULTS.batch_size,
-              help="Frames per network call (halved automatically on a GPU out-of-memory).")
 @click.option("--smooth", type=click.Choice(SMOOTHERS), default=_DEFAULTS.smooth,
               help="Temporal chroma smoothing (reset at scene cuts).")
-@click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
-              help="How strongly chroma is held over time: 0 = none, towards 1 = stronger.")
 @saturation_option
 @click.option("--deflicker/--no-deflicker", default=_DEFAULTS.deflicker,
               help="Even out frame-to-frame brightness pumping (changes the film's own luminance).")
 @click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,
               help="Video codec: h264, or ffv1 / prores for archival masters.")
-@click.option("--crf", type=click.IntRange(0, 51), default=_DEFAULTS.crf, help="H.264 quality (lower = better).")
 @click.option("--start", type=TIME_OR_TIMECODE, default=None,
               help="Colour from this time on: seconds, H:MM:SS, or the film's own timecode HH:MM:SS:FF.")
 @click.option("--duration", type=LENGTH_OR_TIMECODE, default=None,
@@ -443,21 +459,16 @@ def summary_line(result) -> str:
 
 
 # --- eval --------------------------------------------------------------------------------------------
-_EVAL_FIELDS = ("model", "device", "render_size", "batch_size", "smooth", "smooth_strength", "saturation", "start",
-                "duration", "bars")
+_EVAL_FIELDS = ("model", "device", "smooth", "saturation", "start", "duration", "bars")
 
 
-@main.command("eval", context_settings=CONTEXT_SETTINGS)
+@main.command("eval", cls=SettingsCommand, context_settings=CONTEXT_SETTINGS,
+              settings=("render_size", "precision", "batch_size", "smooth_strength", "cut_threshold", "threads"))
 @click.argument("references", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option("--model", default=_DEFAULTS.model, metavar="NAME|PATH", help="Model name or .safetensors path.")
 @click.option("--genre", default=None, metavar="NAME", help="Use this genre's model (instead of --model).")
 @click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, help="Where the network runs.")
-@click.option("--render-size", type=click.IntRange(32, 2048), default=_DEFAULTS.render_size,
-              help="Short side (px) at which the network runs.")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=_DEFAULTS.batch_size, help="Frames per network call.")
 @click.option("--smooth", type=click.Choice(SMOOTHERS), default=_DEFAULTS.smooth, help="Temporal chroma smoothing.")
-@click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
-              help="0 = none, towards 1 = stronger.")
 @saturation_option
 @click.option("--start", type=TIME, default=None, help="Score from this time on in each clip.")
 @click.option("--duration", type=LENGTH, default=None, help="Score only this long a stretch of each clip.")
@@ -548,7 +559,7 @@ def info_totals(reports: list[dict]) -> str:
 
 
 # --- batch -------------------------------------------------------------------------------------------
-@main.command("batch", context_settings=CONTEXT_SETTINGS)
+@main.command("batch", cls=SettingsCommand, context_settings=CONTEXT_SETTINGS)
 @click.argument("in_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Folder for the coloured copies (IN_DIR's tree mirrored) and filmcolor-manifest.jsonl.")
@@ -556,22 +567,13 @@ def info_totals(reports: list[dict]) -> str:
               help="Model: 'default', a genre model's name, or a .safetensors file.")
 @click.option("--genre", default=None, metavar="NAME", help="Use the genre model NAME (same as --model NAME).")
 @click.option("--device", type=click.Choice(DEVICES), default=_DEFAULTS.device, help="Where the network runs.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision,
-              help="Network arithmetic: auto = bf16 on GPUs and on CPUs with native bf16, else fp32.")
-@click.option("--render-size", type=click.IntRange(32, 2048), default=_DEFAULTS.render_size,
-              help="Short side (px) at which the network sees each frame; chroma is upsampled.")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=_DEFAULTS.batch_size,
-              help="Frames per network call (halved automatically on a GPU out-of-memory).")
 @click.option("--smooth", type=click.Choice(SMOOTHERS), default=_DEFAULTS.smooth,
               help="Temporal chroma smoothing (reset at scene cuts).")
-@click.option("--smooth-strength", type=click.FloatRange(0, 1), default=_DEFAULTS.smooth_strength,
-              help="How strongly chroma is held over time: 0 = none, towards 1 = stronger.")
 @saturation_option
 @click.option("--deflicker/--no-deflicker", default=_DEFAULTS.deflicker,
               help="Even out frame-to-frame brightness pumping (changes the film's own luminance).")
 @click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,
               help="Video codec: h264, or ffv1 / prores for archival masters.")
-@click.option("--crf", type=click.IntRange(0, 51), default=_DEFAULTS.crf, help="H.264 quality (lower = better).")
 @click.option("--jobs", type=click.IntRange(1, 256), default=1,
               help="Worker processes on CPU, each with its own model (a GPU serves the reels in turn).")
 @click.option("--force", is_flag=True, help="Redo every reel, also those the manifest says are done.")

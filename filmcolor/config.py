@@ -26,6 +26,20 @@ BARS = ("auto", "off")  # run --bars: colour only the picture inside black bars 
 PICTURE_AREA = re.compile(r"(\d+)x(\d+)\+(\d+)\+(\d+)")  # or only the picture at WxH+X+Y (bars.from_geometry)
 MAX_SATURATION = 3.0  # the a/b gain `--saturation` allows (1 = the model's own colours)
 
+#: What the settings that have no flag on ``run`` do (``--set KEY=VALUE`` or a preset file sets them);
+#: ``filmcolor run --help`` lists them with their defaults.
+SETTING_NOTES = {
+    "render_size": "short side (px) at which the network sees each frame, 32-2048; only chroma is upsampled",
+    "precision": "network arithmetic: auto (bf16 on GPUs and on CPUs with native bf16, else fp32), fp32, "
+                 "bf16, fp16",
+    "batch_size": "frames per network call (halved by itself on a GPU out-of-memory)",
+    "smooth_strength": "how strongly chroma is held over time: 0 = none, towards 1 = stronger",
+    "cut_threshold": "scene-cut sensitivity (L histogram distance; lower = more cuts)",
+    "crf": "H.264 quality, 0-51 (lower = better and larger)",
+    "preset": "x264's speed: ultrafast ... veryslow (slower = smaller at the same quality)",
+    "threads": "CPU threads of the network (0 = filmcolor chooses)",
+}
+
 
 @dataclass(frozen=True)
 class RunConfig:

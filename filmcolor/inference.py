@@ -372,7 +372,7 @@ class Colorizer:
             except torch.OutOfMemoryError as exc:
                 if bs <= 1:
                     raise ProcessingError(None, f"out of memory on {self.device} even at batch size 1 at "
-                                                f"render size {self.render_size} (try a smaller --render-size "
+                                                f"render size {self.render_size} (try a smaller --set render_size "
                                                 f"or --device cpu)") from exc
                 new = max(1, bs // 2)
                 if self.on_oom is not None:

@@ -21,7 +21,7 @@ of the ``train_default`` preset): the EMA and the blend carry statistics measure
 (``train.recalibrate_bn``). With ``--calibrate`` it is applied to every A.
 
 The metrics are computed twice: with the network seeing each photo at ``--short-side`` (the
-training loop's validation), and the way `filmcolor run` colours a photo (``--render-size``, the run
+training loop's validation), and the way `filmcolor run` colours a photo (its ``render_size``, the run
 preset's by default: the network sees L at that short side and its a/b are upsampled onto the
 full-size L). Both go in the card.
 """

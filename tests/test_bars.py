@@ -194,7 +194,7 @@ def test_the_cli_says_where_the_picture_was_and_takes_bars_off(tmp_path, model_p
 
     film = synth.make_clip(tmp_path / "boxed.mp4", width=96, height=48, bars=(0, 16), color=False, audio=(),
                            frames=6)
-    common = ["--model", str(model_path), "--render-size", "48", "--device", "cpu"]
+    common = ["--model", str(model_path), "--set", "render_size=48", "--device", "cpu"]
     r = CliRunner().invoke(main, ["run", str(film), "-o", str(tmp_path / "a.mp4"), *common])
     assert r.exit_code == 0, r.output
     assert "only the picture coloured, 64x48 at (16, 0) of 96x48" in " ".join(r.stderr.split())

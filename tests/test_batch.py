@@ -198,7 +198,7 @@ def test_a_full_disk_stops_new_reels_and_the_same_command_goes_on(tmp_path, tiny
     assert rep.exit_code == 3 and "2 reel(s) not started" in rep.stopped and "No space left" in rep.results[0].error
     assert _hidden_temps(out) == [] and sorted(read_manifest(out / MANIFEST_NAME)) == ["a.mp4"]
     r = CliRunner().invoke(main, ["batch", str(src), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
-                                  "--render-size", "64"])
+                                  "--set", "render_size=64"])
     said = " ".join(r.stderr.split())
     assert r.exit_code == 3 and "batch stopped: no room left to write in" in said and "not started" in said
     monkeypatch.setattr(media.VideoWriter, "write", real_write)  # room again: the same call goes on
@@ -300,7 +300,7 @@ def test_cli_batch_exit_code_table_and_report(tmp_path, tiny_model):
     (src / "photo.png").unlink()
     (src / "sub" / "b.mp4").unlink()
     args = ["batch", str(src), "-o", str(out), "--model", str(tiny_model), "--device", "cpu",
-            "--render-size", "64", "--report", str(tmp_path / "r.json")]
+            "--set", "render_size=64", "--report", str(tmp_path / "r.json")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     assert "failed" in result.output and "broken.mp4" in result.output and "truncated" in result.output
@@ -330,7 +330,7 @@ def test_names_in_square_brackets_are_shown_as_they_are(tmp_path, tiny_model):
     synth.make_clip(src / "Reel 1 [restored].mp4", frames=6, color=False, audio=())
     (src / "bad [bold].mp4").write_bytes(b"not a film" * 40)
     r = CliRunner().invoke(main, ["batch", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model),
-                                  "--device", "cpu", "--render-size", "64"])
+                                  "--device", "cpu", "--set", "render_size=64"])
     assert r.exit_code == 1, r.output
     table = " ".join(r.stdout.split()) + " ".join(r.stderr.split())
     assert "Reel 1 [restored].mp4" in table and "bad [bold].mp4" in table
@@ -434,7 +434,7 @@ def test_dry_run_lists_what_a_run_would_do_and_why_without_touching_anything(tmp
     assert {r.rel: r.reason for r in batch(src, out, dataclasses.replace(cfg, saturation=1.2), dry_run=True).results
             } == {"a.mp4": "input changed", "sub/b.mp4": "settings changed", "photo.png": "output missing"}
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before and stale.exists()  # nothing touched
-    args = ["batch", str(src), "-o", str(out), "--model", str(tiny_model), "--device", "cpu", "--render-size", "64",
+    args = ["batch", str(src), "-o", str(out), "--model", str(tiny_model), "--device", "cpu", "--set", "render_size=64",
             "--dry-run"]
     r = CliRunner().invoke(main, args, env={"COLUMNS": "200"})
     text = " ".join(r.output.split())
@@ -452,7 +452,7 @@ def test_the_cli_prints_what_each_reel_s_run_said(tmp_path, tiny_model):
     synth.make_clip(src / "colour.mp4", frames=6, color=True, audio=())
     synth.make_clip(src / "bw.mp4", frames=6, color=False, audio=())
     r = CliRunner().invoke(main, ["batch", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model),
-                                  "--device", "cpu", "--render-size", "64", "-q"])
+                                  "--device", "cpu", "--set", "render_size=64", "-q"])
     text = " ".join(r.stderr.split())
     assert r.exit_code == 0 and f"warning: {src / 'colour.mp4'}: the film is in colour already" in text
     assert "bw.mp4" not in text

@@ -10,6 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -41,13 +42,36 @@ def test_version_and_help():
     r = CliRunner().invoke(main, ["--version"])
     assert r.exit_code == 0 and __version__ in r.output
     r = CliRunner().invoke(main, ["run", "--help"])
-    assert r.exit_code == 0 and "--render-size" in r.output and "[default: 192" in r.output
+    assert r.exit_code == 0 and "--saturation" in r.output and "[default: 1.0" in r.output
+
+
+@pytest.mark.parametrize("command", ["run", "batch", "eval"])
+def test_help_names_every_setting_a_flag_or_a_line_with_its_default(command):
+    """STYLE 9: a short list of flags, the rest are settings; help shows every one of them somewhere."""
+    from dataclasses import fields
+
+    from filmcolor.cli import SettingsCommand
+    from filmcolor.config import RunConfig
+
+    cmd = main.commands[command]
+    assert isinstance(cmd, SettingsCommand)
+    flags = {p.name for p in cmd.params}
+    if command == "run":  # the rest a film tool needs on every run, flags; the tuning, settings
+        assert len([p for p in cmd.params if isinstance(p, click.Option)]) <= 22
+    out = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())
+    settings = out[out.index("Settings without a flag"):]
+    assert "render_size=192" in settings and "crf=18" in settings or command == "eval"
+    skipped = {"overwrite", "start", "duration", "codec", "frames_as", "sequence_fps", "scan_transfer", "deflicker",
+               "crf", "preset"} if command == "eval" else {"start", "duration", "overwrite"} if command == "batch" else set()
+    for field in fields(RunConfig):
+        if field.name not in skipped:
+            assert field.name in flags or f"{field.name}=" in settings, (command, field.name)
 
 
 def test_run_keeps_the_films_labels(tmp_path, model_path):
     """Title, track languages and names, flags, timecode, chapters, fonts and cover survive `run`."""
     src = labelled_film(tmp_path / "reel.mkv", color=False)
-    r = run(src, "--model", model_path, "--device", "cpu", "--render-size", "48", "--smooth", "off")
+    r = run(src, "--model", model_path, "--device", "cpu", "--set", "render_size=48", "--smooth", "off")
     assert r.exit_code == 0, r.output
     assert read_labels(tmp_path / "reel.color.mkv") == read_labels(src)
 
@@ -56,7 +80,7 @@ def test_run_keeps_the_films_labels(tmp_path, model_path):
 def test_a_film_of_one_or_two_frames(tmp_path, model_path, frames):
     # the flow smoother looks two frames ahead; a film shorter than that must still come out whole
     src = synth.make_clip(tmp_path / "short.mp4", frames=frames)
-    r = run(src, "--model", model_path, "--device", "cpu", "--render-size", "48")
+    r = run(src, "--model", model_path, "--device", "cpu", "--set", "render_size=48")
     assert r.exit_code == 0, r.output
     assert f"{frames} frame{'s' if frames > 1 else ''} in" in r.stderr
     with av.open(str(tmp_path / "short.color.mp4")) as c:
@@ -82,7 +106,7 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_half_file(tmp_path, model_pat
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "filmcolor", "run", str(src), "-o", str(out / "long.mp4"),
-                             "--model", str(model_path), "--render-size", "64", "-q"],
+                             "--model", str(model_path), "--set", "render_size=64", "-q"],
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -103,14 +127,14 @@ def test_a_folder_of_numbered_scans_is_coloured_as_one_film(tmp_path, model_path
     # how restorers receive film: one DPX (or TIFF) file per frame, numbered from the reel's timecode
     folder = write_pictures(tmp_path / "reel1" / "reel1.%07d.dpx", "dpx", "gbrp10le", grey_pictures(12), first=86400)
     assert len(list(folder.iterdir())) == 12 and (folder / "reel1.0086400.dpx").is_file()
-    r = run(folder, "--model", model_path, "--render-size", "48", "--fps", "24000/1001")
+    r = run(folder, "--model", model_path, "--set", "render_size=48", "--fps", "24000/1001")
     assert r.exit_code == 0, r.output
     assert "12 frames" in r.stderr and listing(tmp_path) == {"reel1", "reel1.color.mkv"}
     with av.open(str(tmp_path / "reel1.color.mkv")) as c:
         assert c.streams.video[0].average_rate == Fraction(24000, 1001)
         assert sum(1 for _ in c.decode(video=0)) == 12
     # a timecode counts frames at the sequence's own --fps: 10 frames in at 30 fps leaves 2 of 12
-    r = run(folder, "--model", model_path, "--render-size", "48", "--fps", "30", "--start", "00:00:00:10",
+    r = run(folder, "--model", model_path, "--set", "render_size=48", "--fps", "30", "--start", "00:00:00:10",
             "-o", tmp_path / "tail.mkv")
     assert r.exit_code == 0 and "2 frames" in r.stderr, r.output
     (tmp_path / "tail.mkv").unlink()
@@ -130,7 +154,7 @@ def test_a_full_disk_part_way_is_a_failure_of_its_own_not_bad_input_nor_usage(tm
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(media.VideoWriter, "write", full)
-    r = run(clip, "-o", tmp_path / "out.mp4", "--model", model_path, "--render-size", "48")
+    r = run(clip, "-o", tmp_path / "out.mp4", "--model", model_path, "--set", "render_size=48")
     assert r.exit_code == 3 and listing(tmp_path) == set()  # 1 is bad input, 2 usage; nothing half-written
     assert r.stderr.strip() == f"filmcolor: {tmp_path / 'out.mp4'}: cannot write: No space left on device"
 
@@ -139,7 +163,7 @@ def test_run_writes_output(tmp_path, clip, model_path):
     src = tmp_path / "reel.mp4"
     src.write_bytes(clip.read_bytes())
     before = sha256(src)
-    r = run(src, "--model", model_path, "--device", "cpu", "--render-size", "48", "--smooth", "off")
+    r = run(src, "--model", model_path, "--device", "cpu", "--set", "render_size=48", "--smooth", "off")
     assert r.exit_code == 0, r.output
     out = tmp_path / "reel.color.mp4"
     assert out.is_file() and listing(tmp_path) == {"reel.mp4", "reel.color.mp4"}
@@ -150,18 +174,18 @@ def test_run_writes_output(tmp_path, clip, model_path):
     # second run: refuses to overwrite (usage error), then --overwrite works; --quiet prints nothing
     r = run(src, "--model", model_path)
     assert r.exit_code == 2 and "already exists" in r.stderr
-    r = run(src, "--model", model_path, "--overwrite", "-q", "--render-size", "48")
+    r = run(src, "--model", model_path, "--overwrite", "-q", "--set", "render_size=48")
     assert r.exit_code == 0 and r.stderr == "" and r.stdout == ""
 
 
 def test_output_option_and_preview(tmp_path, clip, model_path):
     out = tmp_path / "mine.mkv"
-    r = run(clip, "-o", out, "--model", model_path, "--render-size", "48", "--start", "0:00.2", "--duration", "0.2")
+    r = run(clip, "-o", out, "--model", model_path, "--set", "render_size=48", "--start", "0:00.2", "--duration", "0.2")
     assert r.exit_code == 0, r.output
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 5
     png = tmp_path / "p.png"
-    r = run(clip, "--preview", "2", "-o", png, "--model", model_path, "--render-size", "48")
+    r = run(clip, "--preview", "2", "-o", png, "--model", model_path, "--set", "render_size=48")
     assert r.exit_code == 0, r.output
     import cv2
 
@@ -170,12 +194,12 @@ def test_output_option_and_preview(tmp_path, clip, model_path):
 
 def test_preset_and_flag_override(tmp_path, clip, model_path):
     out = tmp_path / "master.mkv"
-    r = run(clip, "--preset", "archival", "-o", out, "--model", model_path, "--render-size", "48")
+    r = run(clip, "--preset", "archival", "-o", out, "--model", model_path, "--set", "render_size=48")
     assert r.exit_code == 0, r.output
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == "ffv1"
     out2 = tmp_path / "h264.mkv"
-    r = run(clip, "--preset", "archival", "--codec", "h264", "-o", out2, "--model", model_path, "--render-size", "48")
+    r = run(clip, "--preset", "archival", "--codec", "h264", "-o", out2, "--model", model_path, "--set", "render_size=48")
     assert r.exit_code == 0, r.output
     with av.open(str(out2)) as c:
         assert c.streams.video[0].codec_context.name == "h264"
@@ -190,7 +214,7 @@ def _x264_options(path: Path) -> str:
 
 
 def test_a_preset_file_of_ones_own_and_set_reach_every_setting(tmp_path, clip, model_path):
-    common = ["--model", model_path, "--render-size", "48"]
+    common = ["--model", model_path, "--set", "render_size=48"]
     bare = tmp_path / "mine.toml"
     bare.write_text('codec = "ffv1"\nsmooth = "off"\n')  # run settings alone, without a [run] header
     r = run(clip, "--preset", bare, "-o", tmp_path / "a.mkv", *common)
@@ -199,19 +223,21 @@ def test_a_preset_file_of_ones_own_and_set_reach_every_setting(tmp_path, clip, m
         assert c.streams.video[0].codec_context.name == "ffv1"
     table = tmp_path / "table.toml"
     table.write_text('[run]\ncodec = "ffv1"\ncrf = 30\n')
-    # the file, then --set (also keys without a flag: x264's speed preset), then the flags given
-    r = run(clip, "--preset", table, "--set", "codec=h264", "--set", "preset=ultrafast", "--set", "crf=40",
-            "--crf", "12", "-o", tmp_path / "b.mp4", *common)
+    # the file, then --set (the last of a key wins; also keys without a flag: x264's speed preset), then flags
+    r = run(clip, "--preset", table, "--set", "codec=ffv1", "--set", "preset=ultrafast", "--set", "crf=40",
+            "--set", "crf=12", "--codec", "h264", "-o", tmp_path / "b.mp4", *common)
     assert r.exit_code == 0, r.output
     options = _x264_options(tmp_path / "b.mp4")
-    assert "subme=0" in options and "crf=12.0" in options, options  # ultrafast; the flag over --set and file
+    assert "subme=0" in options and "crf=12.0" in options, options  # ultrafast; the last --set over the file
     assert run(clip, "-o", tmp_path / "c.mp4", *common).exit_code == 0
     assert "subme=0" not in _x264_options(tmp_path / "c.mp4")  # veryfast without --set
     for args, said in [(["--set", "cut_treshold=0.5"], "unknown setting: cut_treshold; known: model"),
-                       (["--set", "render_size=1.5"], "render_size must be a whole number, got 1.5"),
+                       (["--set", "batch_size=1.5"], "batch_size must be a whole number, got 1.5"),
                        (["--set", "smooth"], "expected KEY=VALUE, got 'smooth'"),
                        (["--preset", tmp_path / "nope.toml"], f"preset file {tmp_path / 'nope.toml'}: No such file"),
-                       (["--preset", "finetune"], "preset 'finetune' has no [run] table")]:
+                       (["--preset", "finetune"], "preset 'finetune' has no [run] table"),
+                       (["--crf", "12"], "--crf is a setting without a flag: give --set crf=VALUE"),
+                       (["--render-size=64"], "--render-size is a setting without a flag: give --set render_size=")]:
         r = run(clip, *args, "-o", tmp_path / "x.mp4", *common)
         assert r.exit_code == 2 and said in " ".join(r.stderr.split()), r.stderr
     assert not (tmp_path / "x.mp4").exists()
@@ -231,7 +257,7 @@ def test_several_inputs_each_get_their_output_and_one_failure_does_not_stop_the_
     broken = films / "broken.mp4"
     broken.write_bytes(b"not a film" * 50)
     photo = synth.make_photo(films / "photo.jpg", grey=True)
-    common = ["--model", model_path, "--render-size", "48"]
+    common = ["--model", model_path, "--set", "render_size=48"]
     r = run(reel, broken, photo, *common)
     assert r.exit_code == 1, r.output
     said = " ".join(r.stderr.split())
@@ -279,7 +305,7 @@ def test_several_inputs_each_get_their_output_and_one_failure_does_not_stop_the_
 
 def test_still_photo(tmp_path, model_path):
     src = synth.make_photo(tmp_path / "photo.jpg", grey=True)
-    r = run(src, "--model", model_path, "--render-size", "48")
+    r = run(src, "--model", model_path, "--set", "render_size=48")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "photo.color.png").is_file()
 
@@ -291,7 +317,7 @@ def test_saturation_scales_the_colour_and_zero_is_black_and_white(tmp_path, mode
     chroma = {}
     for sat in ("0", "1", "2"):
         out = tmp_path / f"s{sat}.png"
-        r = run(src, "--model", model_path, "--render-size", "48", "--saturation", sat, "-o", out)
+        r = run(src, "--model", model_path, "--set", "render_size=48", "--saturation", sat, "-o", out)
         assert r.exit_code == 0, r.output
         lab = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2LAB).astype(np.float32)
         chroma[sat] = float(np.hypot(lab[..., 1] - 128, lab[..., 2] - 128).mean())
@@ -400,7 +426,7 @@ def test_the_default_output_is_a_container_that_holds_the_codec(tmp_path, clip, 
     # ProRes cannot go into MP4: `run reel.mp4 --codec prores` failed; its default output is now .mkv
     src = tmp_path / "reel.mp4"
     src.write_bytes(clip.read_bytes())
-    r = run(src, "--model", model_path, "--render-size", "48", "--codec", "prores")
+    r = run(src, "--model", model_path, "--set", "render_size=48", "--codec", "prores")
     assert r.exit_code == 0, r.output
     assert listing(tmp_path) == {"reel.mp4", "reel.color.mkv"}
     with av.open(str(tmp_path / "reel.color.mkv")) as c:
@@ -425,7 +451,7 @@ def test_start_and_duration_as_the_films_own_timecode(tmp_path, model_path):
         vs.metadata["timecode"] = "10:00:00:00"
         write_grey_frames(out, vs, 75)
     dst = tmp_path / "shot.mov"
-    r = run(src, "-o", dst, "--model", model_path, "--render-size", "48", "--start", "10:00:01:05",
+    r = run(src, "-o", dst, "--model", model_path, "--set", "render_size=48", "--start", "10:00:01:05",
             "--duration", "00:00:00:10")
     assert r.exit_code == 0, r.output
     with av.open(str(dst)) as c:

@@ -239,7 +239,7 @@ def test_run_segments_colours_a_film_in_parts_from_the_command_line(tmp_path, ti
     from filmcolor.cli import main
 
     src = make_gop_clip(tmp_path / "reel.mp4", frames=40)
-    args = ["run", str(src), "--model", str(tiny_model), "--render-size", "64", "--segments", "3"]
+    args = ["run", str(src), "--model", str(tiny_model), "--set", "render_size=64", "--segments", "3"]
     r = CliRunner().invoke(main, args, catch_exceptions=False)
     assert r.exit_code == 0 and "40 frames" in r.stderr, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reel.color.mp4", "reel.mp4"]

@@ -144,7 +144,7 @@ def test_a_dpx_reel_comes_back_as_dpx_under_its_own_names_with_its_own_luminance
 
     model = tiny_model(tmp_path / "tiny.safetensors")
     reel = _dpx_reel(tmp_path / "reel1", 6, fps=25.0, timecode=0x01000000)
-    r = _cli(reel, "--frames-as", "dpx", "--model", model, "--render-size", "48")
+    r = _cli(reel, "--frames-as", "dpx", "--model", model, "--set", "render_size=48")
     assert r.exit_code == 0, r.output
     assert f"wrote {tmp_path / 'reel1.color'}/: 6 frames" in r.stderr
     out = tmp_path / "reel1.color"
@@ -162,7 +162,7 @@ def test_a_dpx_reel_comes_back_as_dpx_under_its_own_names_with_its_own_luminance
     assert struct.unpack_from("<I", head, 1712)[0] == 86403 and head[1928] == 0  # frame position; progressive
     info = media.probe(out)
     assert (info.fps, info.timecode, info.bit_depth) == (25, "01:00:00:00", 10)
-    r = _cli(reel, "--frames-as", "dpx", "--model", model, "--render-size", "48", "--start", "01:00:00:02",
+    r = _cli(reel, "--frames-as", "dpx", "--model", model, "--set", "render_size=48", "--start", "01:00:00:02",
              "-o", tmp_path / "tail")
     assert r.exit_code == 0 and sorted(p.name for p in (tmp_path / "tail").iterdir())[0] == "reel.0086402.dpx"
     assert sequences.scan_header(tmp_path / "tail" / "reel.0086402.dpx").timecode == "01:00:00:02"
@@ -202,7 +202,7 @@ def test_a_picture_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
 
     model = tiny_model(tmp_path / "tiny.safetensors")
     reel = _dpx_reel(tmp_path / "reel1", 6)
-    args = ("--frames-as", "png", "--model", model, "--render-size", "48")
+    args = ("--frames-as", "png", "--model", model, "--set", "render_size=48")
     out = tmp_path / "graded"
     real_picture = sequences.SequenceWriter._picture
 
@@ -250,7 +250,7 @@ def test_eval_scores_a_folder_of_colour_scans_like_a_film(tmp_path):
     for i in range(6):
         cv2.imwrite(str(folder / f"c_{i:03d}.png"), synth.synthetic_frame(i, 64, 48, color=True)[..., ::-1])
     r = CliRunner().invoke(main, ["eval", str(folder), "--model", str(tiny_model(tmp_path / "t.safetensors")),
-                                  "--render-size", "48", "--json", "-q"])
+                                  "--set", "render_size=48", "--json", "-q"])
     assert r.exit_code == 0, r.output
     import json
 
@@ -302,7 +302,7 @@ def test_a_scanned_reel_keeps_the_sound_file_delivered_inside_its_folder(tmp_pat
     model = tiny_model(tmp_path / "tiny.safetensors")
     reel = _dpx_reel(tmp_path / "reel1", 12, fps=24.0)
     _wav(reel / "reel1_optical.wav", 0.5)  # 12 frames at 24 fps: half a second
-    args = ("--model", model, "--render-size", "48")
+    args = ("--model", model, "--set", "render_size=48")
     assert _cli(reel, *args).exit_code == 0
     assert _sound(tmp_path / "reel1.color.mkv") == (["pcm_s16le"], pytest.approx(0.5, abs=0.01))
     assert _cli(reel, "--start", "0.25", "-o", tmp_path / "tail.mkv", *args).exit_code == 0
@@ -318,7 +318,7 @@ def test_add_track_adds_a_sound_or_subtitle_file_after_the_films_own(tmp_path):
     film = synth.make_clip(tmp_path / "reel.mp4", frames=25, fps=25, color=False)  # with its own AAC
     (tmp_path / "reel.en.srt").write_text("1\n00:00:00,100 --> 00:00:00,600\nA title card\n", encoding="utf-8")
     wav = _wav(tmp_path / "commentary.wav", 1.0)
-    args = ("--model", model, "--render-size", "48")
+    args = ("--model", model, "--set", "render_size=48")
     r = _cli(film, "--add-track", wav, "--add-track", tmp_path / "reel.en.srt", *args)
     assert r.exit_code == 0, r.output
     with av.open(str(tmp_path / "reel.color.mp4")) as c:
@@ -355,7 +355,7 @@ def test_a_broadcast_wav_is_laid_against_the_pictures_timecode(tmp_path):
     model = tiny_model(tmp_path / "tiny.safetensors")
     reel = _dpx_reel(tmp_path / "reel1", 12, fps=24.0, timecode=0x01000000)  # 01:00:00:00, half a second
     _bwf(reel / "reel1.wav", 1.0, 3600 * 48000 - 24000)  # the recorder ran half a second before frame one
-    assert _cli(reel, "--model", model, "--render-size", "48").exit_code == 0
+    assert _cli(reel, "--model", model, "--set", "render_size=48").exit_code == 0
     with av.open(str(tmp_path / "reel1.color.mkv")) as c:
         packets = [p for p in c.demux(audio=0) if p.pts is not None]
         first = float(packets[0].pts * packets[0].time_base)
@@ -364,7 +364,7 @@ def test_a_broadcast_wav_is_laid_against_the_pictures_timecode(tmp_path):
     assert _sound(tmp_path / "reel1.color.mkv")[1] == pytest.approx(0.5, abs=0.03)
     (reel / "reel1.wav").unlink()
     _bwf(reel / "reel1.wav", 1.0, 0)  # no time reference: laid from the first frame, all of it
-    assert _cli(reel, "--model", model, "--render-size", "48", "--overwrite").exit_code == 0
+    assert _cli(reel, "--model", model, "--set", "render_size=48", "--overwrite").exit_code == 0
     assert _sound(tmp_path / "reel1.color.mkv")[1] == pytest.approx(1.0, abs=0.03)
 
 
@@ -400,7 +400,7 @@ def test_an_anamorphic_scan_keeps_its_pixel_aspect_in_and_out(tmp_path):
 
     # CinemaScope: squeezed 2:1 on the film
     reel = write_pictures(tmp_path / "scope" / "s.%04d.dpx", "dpx", "gbrp10le", grey_pictures(3), sar=Fraction(2, 1))
-    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--set", "render_size=48")
     assert _cli(reel, *args).exit_code == 0
     assert media.probe(tmp_path / "scope.color.mkv").sample_aspect_ratio == 2
     for fmt, name in (("dpx", "s.0001.dpx"), ("png", "s.0001.png")):
@@ -429,7 +429,7 @@ def test_a_long_gap_holds_one_picture_under_many_numbers_written_by_several_work
                 c.mux(packet)
         for packet in vs.encode():
             c.mux(packet)
-    r = _cli(src, "--frames-as", "png", "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48",
+    r = _cli(src, "--frames-as", "png", "--model", tiny_model(tmp_path / "t.safetensors"), "--set", "render_size=48",
              "--smooth", "off")
     assert r.exit_code == 0, r.output
     out = sorted((tmp_path / "gap.color").glob("*.png"))
@@ -444,7 +444,7 @@ def test_a_damaged_scan_keeps_every_other_picture_under_its_own_number(tmp_path)
     reel = _dpx_reel(tmp_path / "reel1", 10, fps=24.0, timecode=0x01000000)
     torn = reel / "reel.0086404.dpx"
     torn.write_bytes(torn.read_bytes()[:3000])  # a scan cut short: FFmpeg cannot decode it
-    r = _cli(reel, "--frames-as", "dpx", "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    r = _cli(reel, "--frames-as", "dpx", "--model", tiny_model(tmp_path / "t.safetensors"), "--set", "render_size=48")
     assert r.exit_code == 0 and "damaged" in r.stderr
     out = tmp_path / "reel1.color"
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reel.iterdir())  # none shifted
@@ -469,7 +469,7 @@ def test_log_scans_are_shown_at_video_levels_before_colouring_when_asked(tmp_pat
     codes = np.repeat(np.linspace(95, 685, 64).round().astype(np.uint16)[None, :], 48, axis=0)
     rgb16 = np.repeat((codes << 6 | codes >> 4)[..., None], 3, axis=2)  # 10 -> 16 bit
     reel = write_pictures(tmp_path / "log" / "w.%04d.dpx", "dpx", "gbrp10le", [rgb16] * 3, source_format="rgb48le")
-    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48", "--codec", "ffv1")
+    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--set", "render_size=48", "--codec", "ffv1")
     r = _cli(reel, "--scan-transfer", "log", "-o", tmp_path / "video.mkv", *args)
     assert r.exit_code == 0 and "warning" not in r.stderr, r.output
     with av.open(str(tmp_path / "video.mkv")) as c:
@@ -506,7 +506,7 @@ def test_log_scans_come_back_as_log_dpx_and_as_video_level_tiff(tmp_path):
     from helpers import tiny_model
 
     reel = _dpx_reel(tmp_path / "reel1", 3, fps=24.0, transfer=1)  # printing density
-    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--set", "render_size=48")
     assert _cli(reel, "--frames-as", "dpx", "-o", tmp_path / "stored", *args).exit_code == 0
     assert sequences.scan_header(tmp_path / "stored" / "reel.0086400.dpx").transfer == "printing density (log)"
     # shown at video levels for the network, coded back to log for the DI pipeline the scans came from
@@ -537,7 +537,7 @@ def test_an_interlaced_films_dpx_pictures_say_they_hold_two_fields(tmp_path):
         vs.width, vs.height, vs.pix_fmt = 720, 576, "yuv420p"
         write_grey_frames(c, vs, 2)
     assert media.probe(tape).interlaced
-    r = _cli(tape, "--frames-as", "dpx", "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    r = _cli(tape, "--frames-as", "dpx", "--model", tiny_model(tmp_path / "t.safetensors"), "--set", "render_size=48")
     assert r.exit_code == 0, r.output
     head = (tmp_path / "tape.color" / "tape.0000002.dpx").read_bytes()[:2048]
     assert head[1928] == 1 and struct.unpack_from("<I", head, 1712)[0] == 2  # 2:1 interlace; frame 2
@@ -564,13 +564,13 @@ def test_a_films_subtitle_sidecars_go_into_its_coloured_copy(tmp_path):
     (tmp_path / "reel.fr.srt").write_text(cue.format("Un carton"), encoding="utf-8")
     (tmp_path / "reel.notes.srt").write_text(cue.format("not a language"), encoding="utf-8")
     (tmp_path / "other.srt").write_text(cue.format("another film's"), encoding="utf-8")
-    assert _cli(film, "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48").exit_code == 0
+    assert _cli(film, "--model", tiny_model(tmp_path / "t.safetensors"), "--set", "render_size=48").exit_code == 0
     with av.open(str(tmp_path / "reel.color.mkv")) as c:
         subs = [s.metadata.get("language") for s in c.streams.subtitles]
         texts = [bytes(p) for p in c.demux(subtitles=0) if p.size]
     assert subs == ["fre", None] and b"Un carton" in texts[0]  # sorted by file name; the name's language
     (tmp_path / "reel.de.srt").write_bytes(b"\x00\x01 not subtitles")  # a broken sidecar: named, left out
-    r = _cli(film, "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48", "-o", tmp_path / "b.mkv")
+    r = _cli(film, "--model", tiny_model(tmp_path / "t.safetensors"), "--set", "render_size=48", "-o", tmp_path / "b.mkv")
     assert r.exit_code == 0 and "reel.de.srt: not a sound or subtitle file" in " ".join(r.stderr.split())
     with av.open(str(tmp_path / "b.mkv")) as c:
         assert len(c.streams.subtitles) == 2
@@ -589,7 +589,7 @@ def test_a_rescanned_frame_of_another_size_is_written_at_its_own_size(tmp_path):
     for i in range(5):
         w, h = (80, 60) if i == 2 else (64, 48)  # frame 2 rescanned at a higher resolution
         cv2.imwrite(str(reel / f"m{i:03d}.png"), synth.synthetic_frame(i, w, h, color=False))
-    r = _cli(reel, "--frames-as", "png", "--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    r = _cli(reel, "--frames-as", "png", "--model", tiny_model(tmp_path / "t.safetensors"), "--set", "render_size=48")
     assert r.exit_code == 0 and r.stderr.count("written at its own size") == 1, r.output
     shapes = [cv2.imread(str(tmp_path / "reel.color" / f"m{i:03d}.png")).shape for i in range(5)]
     assert shapes == [(48, 64, 3)] * 2 + [(60, 80, 3)] + [(48, 64, 3)] * 2
@@ -611,7 +611,7 @@ def test_an_excerpts_pcm_sound_is_cut_at_the_sample(tmp_path):
         w.setsampwidth(2)
         w.setframerate(48000)
         w.writeframes(ramp.tobytes())
-    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--render-size", "48")
+    args = ("--model", tiny_model(tmp_path / "t.safetensors"), "--set", "render_size=48")
     r = _cli(reel, "--start", "0.25", "--duration", "0.5", "-o", tmp_path / "cut.mkv", *args)
     assert r.exit_code == 0 and "12 frames" in r.stderr, r.output
     with av.open(str(tmp_path / "cut.mkv")) as c:
