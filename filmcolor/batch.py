@@ -363,8 +363,8 @@ def why_redo(entry: dict[str, Any] | None, reel: Reel, fp: dict[str, Any], setti
 
 def is_stale_temp(name: str, output_names: Iterable[str]) -> bool:
     """Is ``name`` a hidden temp entry that a run writing one of ``output_names`` leaves when killed?
-    The pipeline writes ``.<stem>.filmcolor-<pid>-<hex>.part<ext>`` (a picture folder:
-    ``.<name>.filmcolor-<pid>-<hex>.part/``, and ``.old/`` for the one it replaces), the segment
+    The pipeline writes ``.<stem>.filmcolor-<pid>@<space>-<hex>.part<ext>`` (a picture folder:
+    ``.<name>.filmcolor-<pid>@<space>-<hex>.part/``, and ``.old/`` for the one it replaces), the segment
     joiner ``.<name>.segtmp<pid>/`` folders (of earlier versions). A segmented run's
     ``.<name>.segwork-<key>/`` is not stale: it holds the segments a resumed run reuses."""
     if not name.startswith("."):

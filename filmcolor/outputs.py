@@ -9,15 +9,21 @@
   cannot fit is refused before hours of colouring);
 - :func:`atomic_output` / :func:`atomic_folder`: everything is written under a hidden temporary
   name beside the target and renamed over it only when complete; any exception, KeyboardInterrupt
-  included, deletes it;
+  included, deletes it. A run killed outright (SIGKILL, the OOM killer, a power cut) cannot delete
+  its own: the next run of that output does (:func:`remove_dead_runs_temps`), once it knows the
+  process that wrote it is gone;
 - :func:`expected_frames`: how many frames a run will write, for progress and disk room.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import re
 import secrets
 import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -177,16 +183,82 @@ def check_room_for_pictures(dst: Path, info, config: RunConfig, warn: Warn | Non
              f"{parent} has {gb(free)} free")
 
 
+@functools.cache
+def process_space() -> str:
+    """8 hex digits naming where this process's pid means something: the machine (its host name)
+    and, on Linux, the pid namespace (a container has its own). A temp name carries it beside the
+    pid, so a run on another machine sharing the folder, or in another container, is never taken
+    for a dead one here."""
+    where = socket.gethostname()
+    try:
+        where += f":{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        pass
+    return hashlib.sha1(where.encode()).hexdigest()[:8]
+
+
+def _temp_tag() -> str:
+    return f"filmcolor-{os.getpid()}@{process_space()}-{secrets.token_hex(4)}"
+
+
+_TEMP_TAG = re.compile(r"\.filmcolor-(\d+)@([0-9a-f]{8})-[0-9a-f]+\.(?:part|old)")
+
+
 def temp_path(dst: Path) -> Path:
     """A hidden, unique temporary name beside ``dst`` with the same extension (the muxer and image
-    writer pick the format from it)."""
-    return dst.with_name(f".{dst.stem}.filmcolor-{os.getpid()}-{secrets.token_hex(4)}.part{dst.suffix}")
+    writer pick the format from it): ``.<stem>.filmcolor-<pid>@<process_space>-<hex>.part<ext>``."""
+    return dst.with_name(f".{dst.stem}.{_temp_tag()}.part{dst.suffix}")
+
+
+def left_by_dead_run(name: str) -> bool:
+    """Is ``name`` a temp file or folder of ours whose run is gone: written by a process of this
+    machine and pid namespace that no longer exists? (A live or unknown writer: False.)"""
+    m = _TEMP_TAG.search(name)
+    if m is None or m[2] != process_space():
+        return False
+    pid = int(m[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (another user's process): not ours to judge
+        return False
+    return False
+
+
+def remove_dead_runs_temps(dst: Path) -> list[Path]:
+    """Delete the temp files and folders that runs writing ``dst`` (or a sibling of its stem) left
+    when they were killed outright (:func:`left_by_dead_run`). An earlier picture folder a run had
+    moved aside (``.old``) goes only when ``dst`` is there: killed before its new folder took the
+    place, it is the only copy. Returns what was removed."""
+    removed = []
+    prefixes = (f".{dst.stem}.filmcolor-", f".{dst.name}.filmcolor-")
+    try:
+        entries = list(dst.parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        if p.name.endswith(".old") and not dst.exists():
+            continue
+        if p.name.startswith(prefixes) and left_by_dead_run(p.name):
+            try:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+            except OSError:
+                continue
+            removed.append(p)
+    return removed
 
 
 @contextmanager
 def atomic_output(dst: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dst``; rename it to ``dst`` when the block succeeds, delete it
     when it raises anything (KeyboardInterrupt included)."""
+    remove_dead_runs_temps(dst)
     tmp = temp_path(dst)
     try:
         yield tmp
@@ -205,7 +277,8 @@ def atomic_output(dst: Path) -> Iterator[Path]:
 def atomic_folder(dst: Path) -> Iterator[Path]:
     """Yield a new hidden folder beside ``dst``; when the block succeeds it takes ``dst``'s place (an
     old ``dst`` is moved aside first and deleted after), when it raises it is deleted with what it holds."""
-    tmp = dst.with_name(f".{dst.name}.filmcolor-{os.getpid()}-{secrets.token_hex(4)}.part")
+    remove_dead_runs_temps(dst)
+    tmp = dst.with_name(f".{dst.name}.{_temp_tag()}.part")
     tmp.mkdir()
     try:
         yield tmp
@@ -213,7 +286,7 @@ def atomic_folder(dst: Path) -> Iterator[Path]:
             raise OutputError(dst, "nothing was written")
         old = None
         if dst.exists():
-            old = dst.with_name(f".{dst.name}.filmcolor-{os.getpid()}-{secrets.token_hex(4)}.old")
+            old = dst.with_name(f".{dst.name}.{_temp_tag()}.old")
             os.rename(dst, old)
         try:
             os.rename(tmp, dst)

@@ -123,6 +123,32 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_half_file(tmp_path, model_pat
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
+def test_a_run_killed_outright_leaves_a_hidden_part_that_the_next_run_of_that_output_removes(tmp_path, model_path):
+    # SIGKILL, the OOM killer or a power cut give a run no chance to delete its temp file itself
+    src = synth.make_clip(tmp_path / "long.mp4", frames=1500, width=320, height=240, audio=(), color=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [sys.executable, "-m", "filmcolor", "run", str(src), "-o", str(out / "long.mp4"), "--model",
+            str(model_path), "--set", "render_size=64", "-q"]
+    proc = subprocess.Popen(args, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and not list(out.glob(".*.part*")):
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be stopped; make the film longer"
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    left = list(out.iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".long.filmcolor-") and ".part" in left[0].name
+    r = subprocess.run([*args, "--duration", "0.2"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["long.mp4"]
+
+
 def test_a_folder_of_numbered_scans_is_coloured_as_one_film(tmp_path, model_path):
     # how restorers receive film: one DPX (or TIFF) file per frame, numbered from the reel's timecode
     folder = write_pictures(tmp_path / "reel1" / "reel1.%07d.dpx", "dpx", "gbrp10le", grey_pictures(12), first=86400)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -278,6 +280,36 @@ def test_failure_mid_film_leaves_nothing(tmp_path, model_path, monkeypatch, exc)
         pipeline.colorize_file(src, config=config(model_path))
     assert listing(tmp_path) == before  # neither the output nor a temp file
     assert not [t for t in threading.enumerate() if t.name == "filmcolor-decode" and t.is_alive()]
+
+
+def test_only_temps_of_runs_known_dead_are_removed_before_a_new_one_is_written(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no process holds now
+    here, elsewhere = outputs.process_space(), "0" * 8 if outputs.process_space() != "0" * 8 else "1" * 8
+    dst = tmp_path / "reel.color.mp4"
+    names = {
+        f".reel.color.filmcolor-{gone.pid}@{here}-ab12cd34.part.mp4": False,       # its run was killed: removed
+        f".reel.color.filmcolor-{os.getppid()}@{here}-ab12cd34.part.mp4": True,    # a run still going
+        f".reel.color.filmcolor-{gone.pid}@{elsewhere}-ab12cd34.part.mp4": True,   # another machine's run
+        f".other.color.filmcolor-{gone.pid}@{here}-ab12cd34.part.mp4": True,       # another output's
+        ".reel.color.filmcolor-123-ab12cd34.part.mp4": True,                      # no machine named: unknown
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"half a film")
+    folder = tmp_path / "reel.color"  # a picture folder's: the one a run had moved aside stays while it is the
+    aside = tmp_path / f".reel.color.filmcolor-{gone.pid}@{here}-ab12cd34.old"  # only copy
+    aside.mkdir()
+    (aside / "0001.png").write_bytes(b"picture")
+    assert outputs.remove_dead_runs_temps(dst) == [tmp_path / next(iter(names))]
+    assert {p.name for p in tmp_path.iterdir()} == {n for n, kept in names.items() if kept} | {aside.name}
+    outputs.remove_dead_runs_temps(folder)
+    assert aside.is_dir()
+    folder.mkdir()  # the new folder took its place before the kill: the old one is garbage now
+    assert outputs.remove_dead_runs_temps(folder) == [aside]
+    with outputs.atomic_output(dst) as tmp:  # the check runs before every write
+        assert outputs.left_by_dead_run(tmp.name) is False  # its own, alive
+        tmp.write_bytes(b"film")
+    assert dst.read_bytes() == b"film"
 
 
 def test_refuses_to_write_over_input_even_with_overwrite(tmp_path, model_path):
