@@ -89,11 +89,20 @@ def _ordered(layout) -> str:
     return layout.name
 
 
+#: WAVE_FORMAT_MPEG_HEAAC: the only format tag under which FFmpeg's AVI muxer takes AAC in ADTS frames
+#: (AAC without a decoder config, as AVIs usually hold it); under AVI's plain AAC tag it refuses them
+ADTS_AVI_TAG = "\x10\x16\x00\x00"
+
+
 def _copy_stream(out, stream):
-    """A packet-copy output stream for ``stream`` (audio with its channel order stated: ``_ordered``)."""
+    """A packet-copy output stream for ``stream`` (audio with its channel order stated: ``_ordered``;
+    ADTS AAC into AVI under ``ADTS_AVI_TAG``)."""
     copy = out.add_stream_from_template(stream)
     if stream.type == "audio" and (name := _ordered(stream.codec_context.layout)) != stream.codec_context.layout.name:
         copy.codec_context.layout = name
+    if (out.format.name == "avi" and stream.type == "audio" and stream.codec_context.name == "aac"
+            and not stream.codec_context.extradata):
+        copy.codec_context.codec_tag = ADTS_AVI_TAG
     return copy
 
 
@@ -276,7 +285,8 @@ class Carried:
             transcoder = _Transcoder(s, self._out)
             self._map[s.index] = ("aac", transcoder)
             _label(transcoder.stream, s, reencoded=True)
-            self._warn(f"{self.src}: audio stream {s.index} ({name}) cannot go into {fmt}; transcoded to AAC")
+            said = "cannot be copied into" if name == "aac" else "cannot go into"
+            self._warn(f"{self.src}: audio stream {s.index} ({name}) {said} {fmt}; transcoded to AAC")
         elif s.type == "subtitle" and name in subtitles.TEXT_CODECS and subtitles.TARGETS.get(fmt):
             target = subtitles.TARGETS[fmt]
             stream = self._out.add_mux_stream(target, time_base=s.time_base)

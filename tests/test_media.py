@@ -383,6 +383,46 @@ def test_sound_tracks_other_muxers_refuse_late_or_lose_quietly(clip, tmp_path, c
     assert (name, layout) == expect and abs(out_seconds - seconds) < 0.1
 
 
+def _avi_with_adts_sound(clip, tmp_path: Path) -> Path:
+    """An AVI whose AAC sound is in ADTS frames without a decoder config, as AVIs in the wild hold it."""
+    from filmcolor.carry import ADTS_AVI_TAG
+
+    adts = tmp_path / "sound.aac"
+    with av.open(str(clip("a.mp4", frames=25))) as c, av.open(str(adts), "w", format="adts") as o:
+        s = o.add_stream_from_template(c.streams.audio[0])
+        for packet in c.demux(c.streams.audio[0]):
+            if packet.dts is not None:
+                packet.stream = s
+                o.mux(packet)
+    picture = clip("v.avi", frames=25, audio=())
+    dst = tmp_path / "adts.avi"
+    with av.open(str(picture)) as v, av.open(str(adts)) as a, av.open(str(dst), "w") as o:
+        assert not a.streams.audio[0].codec_context.extradata  # ADTS: the config is in each frame
+        vs, as_ = o.add_stream_from_template(v.streams.video[0]), o.add_stream_from_template(a.streams.audio[0])
+        as_.codec_context.codec_tag = ADTS_AVI_TAG
+        for src, out in ((v, vs), (a, as_)):
+            for packet in src.demux(src.streams[0]):
+                if packet.dts is not None:
+                    packet.stream = out
+                    o.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize("dst_name", ["out.avi", "out.mkv"])
+def test_adts_sound_of_an_avi_is_copied_not_transcoded(clip, tmp_path, dst_name):
+    # AVI's muxer took ADTS AAC only under its own format tag: the sound was re-encoded (a generation
+    # lost) with the warning "audio stream 1 (aac) cannot go into avi; transcoded to AAC"
+    src = _avi_with_adts_sound(clip, tmp_path)
+    _, warnings = roundtrip(src, tmp_path / dst_name)
+    assert not [w for w in warnings if "transcoded" in w], warnings
+    with av.open(str(src)) as a, av.open(str(tmp_path / dst_name)) as b:
+        sent = [bytes(p) for p in a.demux(audio=0) if p.size]
+        kept = [bytes(p) for p in b.demux(audio=0) if p.size]
+    if dst_name == "out.avi":
+        assert kept == sent  # packet for packet
+    assert len(kept) == len(sent) and _audio(tmp_path / dst_name)[0][2] == _audio(src)[0][2]
+
+
 def test_a_codec_the_muxer_refuses_only_at_its_header_is_transcoded(clip, tmp_path):
     # MOV lists Opus among its codecs but its muxer refuses it when writing the header: before the
     # check, the copy failed the whole film ("Invalid argument") with the picture already coloured
