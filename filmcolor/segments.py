@@ -11,7 +11,7 @@ lead-in frames are coloured and dropped. For a smoother that looks ahead (anythi
 ``ema``, which are causal) the segment also runs on ``overlap`` frames past ``b_i``, to a safe cut.
 
 Work (``colorize_segment``, in any process or Ray task): stream-copy the segment's packets into a
-hidden ``.mkv`` beside the output, colour it with :func:`filmcolor.pipeline.colorize_file` into a
+hidden ``.mkv`` beside the output (``.nut`` for DV, the film's own container for DNxHD), colour it with :func:`filmcolor.pipeline.colorize_file` into a
 lossless FFV1 intermediate (``.nut``; same pipeline, same settings, so the pixels are those a single run
 computes, up to the smoother's state at the lead-in).
 
@@ -138,17 +138,30 @@ def plan_segments(src: str | Path, n: int, overlap: int = OVERLAP, tail: int = 0
     return SegmentPlan(frames=total, pts=pts_sorted, time_base=tb, segments=segments)
 
 
-def remux_segment(src: str | Path, dst: str | Path, seg: Segment) -> int:
+def remux_segment(src: str | Path, dst: str | Path, seg: Segment, fmt: str | None = None) -> int:
     """Copy the video packets with decode indices ``[seg.start, seg.end)`` of ``src`` into ``dst``
-    (no audio), Matroska or (a ``.nut`` name) NUT. Returns the number of packets copied; raises
-    ValueError when the container cannot hold the codec (Matroska and DV)."""
+    (no audio), in muxer ``fmt`` (default: Matroska, or NUT for a ``.nut`` name). Returns the number
+    of packets copied; raises ValueError when the muxer cannot hold the codec (Matroska: DV;
+    Matroska and NUT: DNxHD). The demuxer seeks to the segment's keyframe, and reads from the start
+    instead where that seek overshoots it (MPEG program and transport streams seek by bytes)."""
+    fmt = fmt or ("nut" if Path(dst).suffix == ".nut" else "matroska")
+    copied = _copy_packets(src, dst, seg, fmt, seek=seg.start > 0)
+    if copied == 0 and seg.start > 0:
+        copied = _copy_packets(src, dst, seg, fmt, seek=False)
+    if copied != seg.end - seg.start:
+        raise ProcessingError(src, f"segment {seg.index}: copied {copied} of {seg.end - seg.start} packets")
+    return copied
+
+
+def _copy_packets(src: str | Path, dst: str | Path, seg: Segment, fmt: str, seek: bool) -> int:
+    """``remux_segment``'s one pass: the packets from the one stamped ``seg.start_pts`` on (after a
+    seek to it when ``seek``), at most ``seg.end - seg.start`` of them; how many were copied."""
     copied = 0
-    fmt = "nut" if Path(dst).suffix == ".nut" else "matroska"
     with av.open(str(src), "r", metadata_errors="ignore") as inp, \
             av.open(str(dst), "w", format=fmt, options={"avoid_negative_ts": "disabled"}) as out:
         stream = media.film_stream(inp)
         ostream = out.add_stream_from_template(stream)
-        if seg.start > 0:
+        if seek:
             inp.seek(seg.start_pts, stream=stream, backward=True, any_frame=False)
         started = seg.start == 0
         for packet in inp.demux(stream):
@@ -163,8 +176,6 @@ def remux_segment(src: str | Path, dst: str | Path, seg: Segment) -> int:
             copied += 1
             if copied == seg.end - seg.start:
                 break
-    if copied != seg.end - seg.start:
-        raise ProcessingError(src, f"segment {seg.index}: copied {copied} of {seg.end - seg.start} packets")
     return copied
 
 
@@ -181,10 +192,17 @@ def colorize_segment(src: str, seg: Segment, work: str, config: RunConfig, area:
     coloured = work_dir / _piece_name(seg)  # NUT: any time base, FFV1, no muxer options needed
     try:
         remux_segment(src, piece, seg)
-    except ValueError:  # a codec Matroska cannot hold (DV): NUT holds any
+    except ValueError:  # a codec Matroska cannot hold (DV): NUT holds most; the film's own container, the rest
         piece.unlink(missing_ok=True)
         piece = piece.with_suffix(".nut")
-        remux_segment(src, piece, seg)
+        try:
+            remux_segment(src, piece, seg)
+        except ValueError:  # DNxHD
+            piece.unlink(missing_ok=True)
+            piece = piece.with_suffix(Path(src).suffix)
+            with av.open(str(src), "r", metadata_errors="ignore") as inp:
+                own = inp.format.name.split(",")[0]
+            remux_segment(src, piece, seg, fmt=own)
     warnings: list[str] = []
     seg_config = dataclasses.replace(config, codec="ffv1", overwrite=True, start=None, duration=None)
     try:

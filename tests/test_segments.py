@@ -134,6 +134,54 @@ def test_segments_of_a_dv_tape_are_remuxed_where_matroska_cannot_hold_dv(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tape.color.mkv", "tape.dv"]  # no pieces left
 
 
+def _archive_film(path: Path, codec: str, options: dict, pix_fmt: str, frames: int = 40) -> Path:
+    """A B&W film as archives hold them: MPEG-2 in an MPEG program stream (DVD, broadcast capture)
+    or DNxHR in MOV (an Avid master), each with its sound, a keyframe every 8 frames."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream(codec, rate=25, options=options)
+        v.width, v.height, v.pix_fmt = 320, 240, pix_fmt
+        v.codec_context.gop_size = 8
+        a = c.add_stream("mp2" if path.suffix == ".mpg" else "pcm_s16le", rate=48000)
+        a.layout = "stereo"
+        for i in range(frames):
+            img = synth.synthetic_frame(i, 320, 240, color=False)
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)):
+                c.mux(p)
+            tone = (np.sin(np.arange(1920) / 9.0) * 8000).astype(np.int16)
+            sound = av.AudioFrame.from_ndarray(np.stack([tone, tone]).T.reshape(1, -1), format="s16", layout="stereo")
+            sound.sample_rate, sound.pts = 48000, i * 1920
+            for p in a.encode(sound):
+                c.mux(p)
+        for stream in (v, a):
+            for p in stream.encode():
+                c.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("name,codec,options,pix_fmt", [
+    # the demuxer's seek in a program stream (by bytes) landed past the keyframe: "segment 1: copied 0 of 16
+    # packets", and the film failed (exit 3) with a segment coloured
+    ("dvd.mpg", "mpeg2video", {}, "yuv420p"),
+    # neither Matroska nor NUT holds DNxHD: "unexpected error: 'nut' format does not support 'dnxhd' codec"
+    ("master.mov", "dnxhd", {"profile": "dnxhr_lb"}, "yuv422p"),
+])
+def test_segments_of_films_in_archive_formats_join_into_what_a_plain_run_writes(tmp_path, tiny_model, name, codec,
+                                                                                options, pix_fmt):
+    from filmcolor.segments import colorize_segmented
+
+    src = _archive_film(tmp_path / name, codec, options, pix_fmt)
+    assert len(plan_segments(src, 3).segments) == 3
+    cfg = RunConfig(model=str(tiny_model), device="cpu", render_size=64, smooth="off")
+    plain = colorize_file(src, tmp_path / "plain.mkv", cfg)
+    result = colorize_segmented(src, tmp_path / "parts.mkv", cfg, segments=3)
+    assert result.frames == plain.frames == 40
+    audio_p, frames_p = _streams(plain.dst)
+    audio_s, frames_s = _streams(result.dst)
+    assert [p for p, _ in frames_s] == [p for p, _ in frames_p] and audio_s == audio_p
+    assert max(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for (_, a), (_, b) in zip(frames_p, frames_s)) < 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "plain.mkv", "parts.mkv"])  # no pieces left
+
+
 def test_segmented_run_keeps_the_films_labels(tmp_path, tiny_model):
     """Pieces carry no labels; the join takes them from the source, as a plain run does."""
     from filmcolor.segments import colorize_segmented
