@@ -285,7 +285,8 @@ _RUN_FIELDS = ("model", "device", "smooth", "saturation", "deflicker", "codec", 
 @click.option("--codec", type=click.Choice(CODECS), default=_DEFAULTS.codec,
               help="Video codec: h264, or ffv1 / prores for archival masters.")
 @click.option("--start", type=TIME_OR_TIMECODE, default=None,
-              help="Colour from this time on: seconds, H:MM:SS, or the film's own timecode HH:MM:SS:FF.")
+              help="Colour from this time on (from the first frame): seconds, H:MM:SS, or the film's own "
+                   "timecode HH:MM:SS:FF.")
 @click.option("--duration", type=LENGTH_OR_TIMECODE, default=None,
               help="Colour only this long a stretch (seconds, H:MM:SS or HH:MM:SS:FF).")
 @fps_option

@@ -58,7 +58,7 @@ class RunConfig:
     codec: str = "h264"               # h264 | ffv1 | prores (archival masters)
     crf: int = 18                     # h264 quality
     preset: str = "veryfast"          # x264 preset
-    start: float | None = None        # seconds: colour a stretch starting here
+    start: float | None = None        # seconds from the first frame: colour a stretch starting here
     duration: float | None = None     # seconds
     overwrite: bool = False
     threads: int = 0                  # torch CPU threads (0 = let filmcolor choose)
@@ -102,6 +102,16 @@ class RunConfig:
         except (ValueError, ZeroDivisionError):
             raise ValueError(f"sequence_fps must be a positive number or ratio (24, 24000/1001), "
                              f"got {self.sequence_fps!r}") from None
+
+    def on_timeline(self, first_frame: float | None) -> "RunConfig":
+        """This config with ``start`` moved from the film's first frame, where a user counts seconds from
+        (as players show them and ``ffmpeg -ss`` takes them), onto the stream's own timeline, on which
+        decoding, the sound's cut, chapters and picture numbers work: that clock starts at
+        ``first_frame`` (``VideoInfo.start_time``), anywhere in MPEG program and transport streams
+        (0.5 s on a DVD, an hour into a broadcast capture). A ``duration`` alone counts from the first frame."""
+        if not first_frame or (self.start is None and self.duration is None):
+            return self
+        return replace(self, start=first_frame + (self.start or 0.0))
 
     def with_overrides(self, **overrides: Any) -> "RunConfig":
         """A copy with the given fields replaced (``None`` values are ignored)."""

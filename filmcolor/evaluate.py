@@ -170,23 +170,26 @@ class _VideoScore:
                 "warp_error_ab": float(np.mean(self.warp_ab)) if self.warp_ab else math.nan}
 
 
-def _picture_area(path: Path, config: RunConfig) -> Any:
-    """The clip's picture inside black bars, found as ``filmcolor run`` finds it (None: whole frame)."""
+def _on_timeline(path: Path, config: RunConfig) -> tuple[Any, RunConfig]:
+    """The clip's ``VideoInfo`` and ``config`` with ``--start`` on its own clock (``RunConfig.on_timeline``)."""
     from .media import probe
-    from .look import picture_area
 
-    return picture_area(path, probe(path, config.sequence_fps), config)
+    info = probe(path, config.sequence_fps)
+    return info, config.on_timeline(info.start_time)
 
 
 def _evaluate_clip(path: Path, config: RunConfig, colorizer: Any, max_frames: int | None,
                    progress: Progress | None, image_every: int, smooth_opts: dict | None = None) -> dict:
+    from .look import picture_area
+
     images: dict[str, list[dict[str, float]]] = {v: [] for v in VERSIONS}
     video = {v: _VideoScore() for v in VERSIONS}
     dis = metrics.make_dis("fast")
     prev_L8: np.ndarray | None = None
     prev_L: np.ndarray | None = None
     n = 0
-    area = _picture_area(path, config)
+    info, config = _on_timeline(path, config)
+    area = picture_area(path, info, config)  # the picture inside black bars, as `run` finds it (None: whole frame)
     items = smooth(_items(path, config, colorizer, max_frames, area), config.smooth, config.smooth_strength,
                    config.cut_threshold, **(smooth_opts or {}))
     for item in items:

@@ -352,8 +352,9 @@ def probe_film(path: str | Path, fps: str | None = None) -> VideoInfo | None:
 
 
 def seconds_at(info: VideoInfo, timecode: str, *, length: bool = False) -> float:
-    """Where SMPTE ``timecode`` falls on the film's own timeline, in seconds: counted from the film's
-    first-frame timecode (``info.timecode``; 00:00:00:00 when it states none) at its frame rate.
+    """Where SMPTE ``timecode`` falls in the film, in seconds from its first frame (as ``--start``
+    counts): from the film's first-frame timecode (``info.timecode``; 00:00:00:00 when it states
+    none) at its frame rate.
     ``length=True`` reads it as a duration instead (frames / frame rate). Raises ``InputError``
     when the timecode comes before the film's first frame or does not fit its frame rate."""
     fps = info.fps or Fraction(25)
@@ -365,12 +366,55 @@ def seconds_at(info: VideoInfo, timecode: str, *, length: bool = False) -> float
         raise InputError(info.path, f"{e} (the film runs at {float(fps):g} fps)") from None
     if frames < first:
         raise InputError(info.path, f"timecode {timecode} comes before the film's first frame ({info.timecode})")
-    return float((0 if length else Fraction(info.start_time or 0)) + (frames - first) / Fraction(fps))
+    return float((frames - first) / Fraction(fps))
 
 
 # --- decode --------------------------------------------------------------------------------------
 def _to_fraction(seconds: float | None) -> Fraction | None:
     return None if seconds is None else Fraction(seconds).limit_denominator(1_000_000)
+
+
+#: How far before ``--start`` a seek is retried (seconds) when the demuxer's seek lands past it
+SEEK_BACK = (0, 1, 10, 60)
+
+
+def seek_before(container, stream, t0: Fraction) -> None:
+    """Seek ``container`` so that decoding ``stream`` starts at or before ``t0`` (seconds on the
+    stream's clock): at the keyframe before it. Where the demuxer lands past ``t0`` - MPEG program
+    and transport streams seek by byte position - the seek is retried from ``SEEK_BACK`` seconds
+    earlier, then from the start of the file; no seek at all where ``t0`` is at the first frame
+    (a ``--duration`` alone). A demuxer that cannot seek (an FLV without an index) reads on from
+    where it is: the start, on a fresh container. The frames before ``t0`` are the caller's to skip."""
+    tb = Fraction(stream.time_base)
+    first = Fraction(stream.start_time or 0) * tb
+    for back in SEEK_BACK:
+        target = t0 - back
+        if target <= first + tb / 2:
+            break
+        try:
+            container.seek(max(0, math.floor(target / tb)), stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            return
+        landed = _first_frame_pts(container, stream)
+        if landed is None or landed * tb <= t0 + tb / 2:
+            container.seek(max(0, math.floor(target / tb)), stream=stream, backward=True, any_frame=False)
+            return
+    if t0 > first + tb / 2:  # every seek landed past t0, and probing read on: back to the first byte
+        try:
+            container.seek(0, unsupported_byte_offset=True)
+        except av.error.FFmpegError:  # a demuxer that seeks by time only (MP4): its first frame
+            container.seek(stream.start_time or 0, stream=stream, backward=True, any_frame=False)
+
+
+def _first_frame_pts(container, stream) -> int | None:
+    """The pts of the first frame decoded from where ``container`` stands (None: none, or no pts)."""
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                return frame.pts
+    except av.error.FFmpegError:
+        return None
+    return None
 
 
 def decode(path: str | Path, start: float | None = None, duration: float | None = None, *,
@@ -401,7 +445,7 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
         stream.thread_type = "AUTO"
         tb = Fraction(stream.time_base)
         if t0:
-            container.seek(max(0, math.floor(t0 / tb)), stream=stream, backward=True, any_frame=False)
+            seek_before(container, stream, t0)
         eps = tb / 2  # compare on the stream's tick grid
         rate = frame_rate(stream)
         step = max(1, round(1 / (Fraction(rate) * tb))) if rate else None
@@ -527,7 +571,7 @@ def iter_sample_frames(path: str | Path, n: int, start: float | None = None, dur
             if film_frames is None or film_frames <= budget:  # decode through: every k-th frame
                 step = max(1, round((film_frames or 10 * n) / n))
                 if start:
-                    container.seek(max(0, math.floor(t0 / tb)), stream=stream, backward=True, any_frame=False)
+                    seek_before(container, stream, t0)
                 i = 0
                 for frame in container.decode(stream):
                     if frame.pts is not None and frame.pts * tb < t0 - tb / 2:

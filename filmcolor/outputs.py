@@ -302,16 +302,18 @@ def atomic_folder(dst: Path) -> Iterator[Path]:
 
 
 def expected_frames(info, config: RunConfig) -> int | None:
-    """How many frames a run will write, when the container says enough to tell (else None)."""
+    """How many frames a run will write, when the container says enough to tell (else None);
+    ``config.start`` on the stream's own clock (``RunConfig.on_timeline``)."""
     fps = float(info.fps) if info.fps else 0.0
     total = int(info.frames) if info.frames else None
     if total is None and info.duration and fps:
         total = int(round(float(info.duration) * fps))
-    if config.start or config.duration is not None:
+    into = None if config.start is None else max(0.0, config.start - (info.start_time or 0.0))
+    if into or config.duration is not None:
         if not fps:
             return None
-        if total is not None and config.start:
-            total = max(0, total - int(round(config.start * fps)))
+        if total is not None and into:
+            total = max(0, total - int(round(into * fps)))
         if config.duration is not None:
             seg = int(round(config.duration * fps))
             total = seg if total is None else min(total, seg)

@@ -321,9 +321,9 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         stated = transfer.stated_transfer(src, info)
         transfer.warn_transfer(src, stated, config.scan_transfer, warn)
         info = transfer.as_decoded(info, config)
-        end = (info.start_time or 0.0) + info.duration if info.duration else None
-        if config.start is not None and end is not None and config.start >= end:
-            raise InputError(src, f"--start {config.start:g} s is past the end of the film ({end:.2f} s)")
+        if config.start is not None and info.duration and config.start >= info.duration:
+            raise InputError(src, f"--start {config.start:g} s is past the end of the film ({info.duration:.2f} s)")
+        asked, config = config.start, config.on_timeline(info.start_time)  # from here on, the stream's clock
         tracks = companions.film_tracks(src, tracks, warn)
     elif tracks:
         raise OutputError(src, "is a photo; a photo takes no sound or subtitle track")
@@ -362,7 +362,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
                     progress(1, 1)
             else:
                 frames = _colorize_video(src, tmp, info, config, colorizer, progress, warn, pipelined, tracks,
-                                         stated, area)
+                                         stated, area, asked)
     except FilmcolorError as exc:
         if exc.path is None:  # e.g. out of memory at batch 1: say which film
             raise type(exc)(src, exc.cause) from exc
@@ -399,7 +399,10 @@ def _compose_frame(item: temporal.FrameItem, pix_fmt: str, turns: int, colorizer
 
 def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Colorizer,
                     progress: Progress | None, warn: Warn | None, pipelined: bool = True,
-                    tracks: Sequence[Path] = (), stated: str | None = None, area: bars.Area | None = None) -> int:
+                    tracks: Sequence[Path] = (), stated: str | None = None, area: bars.Area | None = None,
+                    asked: float | None = None) -> int:
+    """Colour a film (``config`` on the stream's own clock: ``RunConfig.on_timeline``; ``asked``: the
+    ``--start`` as given, for messages) into ``tmp``; returns the frames written."""
     total = outputs.expected_frames(info, config)
     turns = media.quarter_turns(info.rotation)
     frames_as = config.frames_as
@@ -473,7 +476,7 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
                 composer.abort()
             items.close()  # stops the decode thread at once on an error
         if done == 0:
-            where = "" if config.start is None else f" after {config.start:g} s"
+            where = "" if asked is None else f" after {asked:g} s"
             raise InputError(src, f"no decodable video frames{where}")
     return done
 

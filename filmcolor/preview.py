@@ -95,7 +95,7 @@ def write_preview(src: str | Path, out_png: str | Path | None = None, n: int = 6
         area = look.still_area(src, photo.L, config.bars)
     else:
         info = transfer.as_decoded(info, config)
-        images, seen = sample_film(src, info, n, config)
+        images, seen = sample_film(src, info, n, config.on_timeline(info.start_time))
         if not images:
             raise InputError(src, "no decodable video frames")
         look.warn_in_colour(src, seen, warn)

@@ -40,6 +40,7 @@ def survey(src: str | Path, config: RunConfig | None = None, output: str | Path 
     stated = transfer.stated_transfer(src, info)
     transfer.warn_transfer(src, stated, config.scan_transfer, warnings.append)
     decoded = transfer.as_decoded(info, config)
+    config = config.on_timeline(info.start_time)  # --start counts from the first frame; the stream's clock may not
     seen = look.look_at(src, decoded, config)
     look.warn_in_colour(src, seen, warnings.append)
     area = seen.area

@@ -255,6 +255,25 @@ def test_segment_start_duration(tmp_path, model_path):
     assert result.frames == 10 and len(video_frames(result.dst)) == 10
 
 
+@pytest.mark.parametrize("start,duration,first", [(0.4, 0.4, 10), (None, 0.3, 0), (1.2, None, 30)])
+def test_a_stretch_counts_from_the_first_frame_where_the_streams_clock_does_not_start_at_zero(
+        tmp_path, model_path, start, duration, first):
+    # an MPEG program stream (DVD, broadcast capture) starts its clock at 0.5 s, a transport stream anywhere;
+    # --start was read on that clock (--start 0.4 coloured from the first frame on) and a --duration alone
+    # ended before the first frame: "no decodable video frames". Players and ffmpeg -ss count from the film's
+    # start, and the demuxer's seek there lands past the keyframe asked for
+    src = synth.make_clip(tmp_path / "dvd.mpg", codec="mpeg2video", frames=50, color=False, audio=("ac3",))
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].start_time * c.streams.video[0].time_base >= Fraction(1, 2)
+    source = [f.to_ndarray(format="gray") for f in video_frames(src)]
+    result = pipeline.colorize_file(src, tmp_path / "out.mkv", config(model_path, codec="ffv1", start=start,
+                                                                       duration=duration))
+    want = source[first:] if duration is None else source[first:first + round(duration * 25)]
+    got = [f.to_ndarray(format="gray") for f in video_frames(result.dst)]
+    assert result.frames == len(got) == len(want)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))  # the film's own luminance, frame for frame
+
+
 def test_every_smoothing_mode_runs(tmp_path, model_path):
     src = synth.make_clip(tmp_path / "a.mp4", frames=8, color=False)
     for mode in ("off", "ema", "flow"):
