@@ -251,7 +251,12 @@ class Carried:
         }
         if self._map:
             if self._t0 > 0:
-                self._in.seek(max(0, int((self._t0 - 1) * 1_000_000)), backward=True, any_frame=True)
+                try:
+                    self._in.seek(max(0, int((self._t0 - 1) * 1_000_000)), backward=True, any_frame=True)
+                except av.error.FFmpegError:  # a demuxer that cannot seek by time (an FLV without an
+                    from .media import rewind   # index): from the start; packets before t0 are left out
+
+                    rewind(self._in, self._in.streams[next(iter(self._map))])
             self._side_iter = self._side_packets([self._in.streams[i] for i in self._map])
 
     def _align_to_timecode(self) -> None:

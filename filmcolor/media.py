@@ -383,8 +383,8 @@ def seek_before(container, stream, t0: Fraction) -> None:
     stream's clock): at the keyframe before it. Where the demuxer lands past ``t0`` - MPEG program
     and transport streams seek by byte position - the seek is retried from ``SEEK_BACK`` seconds
     earlier, then from the start of the file; no seek at all where ``t0`` is at the first frame
-    (a ``--duration`` alone). A demuxer that cannot seek (an FLV without an index) reads on from
-    where it is: the start, on a fresh container. The frames before ``t0`` are the caller's to skip."""
+    (a ``--duration`` alone). A demuxer that cannot seek by time (an FLV without an index) reads
+    from the start (:func:`rewind`). The frames before ``t0`` are the caller's to skip."""
     tb = Fraction(stream.time_base)
     first = Fraction(stream.start_time or 0) * tb
     for back in SEEK_BACK:
@@ -393,17 +393,26 @@ def seek_before(container, stream, t0: Fraction) -> None:
             break
         try:
             container.seek(max(0, math.floor(target / tb)), stream=stream, backward=True, any_frame=False)
-        except av.error.FFmpegError:
+        except av.error.FFmpegError:  # a failed seek leaves the demuxer anywhere
+            rewind(container, stream)
             return
         landed = _first_frame_pts(container, stream)
         if landed is None or landed * tb <= t0 + tb / 2:
             container.seek(max(0, math.floor(target / tb)), stream=stream, backward=True, any_frame=False)
             return
-    if t0 > first + tb / 2:  # every seek landed past t0, and probing read on: back to the first byte
-        try:
-            container.seek(0, unsupported_byte_offset=True)
-        except av.error.FFmpegError:  # a demuxer that seeks by time only (MP4): its first frame
-            container.seek(stream.start_time or 0, stream=stream, backward=True, any_frame=False)
+    if t0 > first + tb / 2:  # every seek landed past t0, and probing read on
+        rewind(container, stream)
+
+
+def rewind(container, stream) -> None:
+    """Back to the start of the file: its first byte, where the demuxer that seeks by bytes or not
+    at all is (MPEG program and transport streams, FLV, DV), else (MP4, MOV: by time only) the
+    first frame of ``stream``. (Matroska, whose first cluster a byte seek to 0 skips, seeks by
+    time exactly and never needs it.)"""
+    try:
+        container.seek(0, unsupported_byte_offset=True)
+    except av.error.FFmpegError:
+        container.seek(stream.start_time or 0, stream=stream, backward=True, any_frame=False)
 
 
 def _first_frame_pts(container, stream) -> int | None:
@@ -627,7 +636,10 @@ def _stamped_in_decode_order(path: Path, index: int, start: Fraction | None, n: 
     with av.open(str(path), "r", metadata_errors="ignore") as c:
         stream = c.streams[index]
         if start:
-            c.seek(max(0, math.floor(start / Fraction(stream.time_base))), stream=stream, backward=True)
+            try:
+                c.seek(max(0, math.floor(start / Fraction(stream.time_base))), stream=stream, backward=True)
+            except av.error.FFmpegError:  # cannot seek: the first packets of the film tell as well
+                pass
         try:
             for packet in c.demux(stream):
                 if packet.size and packet.pts is not None:

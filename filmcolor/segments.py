@@ -162,7 +162,10 @@ def _copy_packets(src: str | Path, dst: str | Path, seg: Segment, fmt: str, seek
         stream = media.film_stream(inp)
         ostream = out.add_stream_from_template(stream)
         if seek:
-            inp.seek(seg.start_pts, stream=stream, backward=True, any_frame=False)
+            try:
+                inp.seek(seg.start_pts, stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError:  # cannot seek: nothing copied, and the caller reads from the start
+                return 0
         started = seg.start == 0
         for packet in inp.demux(stream):
             if packet.size == 0:

@@ -274,6 +274,20 @@ def test_a_stretch_counts_from_the_first_frame_where_the_streams_clock_does_not_
     assert all(np.array_equal(a, b) for a, b in zip(got, want))  # the film's own luminance, frame for frame
 
 
+def test_a_stretch_of_a_film_whose_demuxer_cannot_seek_by_time_keeps_its_sound(tmp_path, model_path):
+    # an FLV without an index refuses a seek by time (EPERM) and is left part-way through: the run failed
+    # with "cannot write: Operation not permitted" (exit 3), and once that was caught, the stretch had no sound
+    src = synth.make_clip(tmp_path / "web.flv", codec="flv", frames=50, width=64, height=48, color=False,
+                          audio=("libmp3lame",))
+    with av.open(str(src)) as c, pytest.raises(av.error.FFmpegError):
+        c.seek(0, backward=True, any_frame=True)
+    result = pipeline.colorize_file(src, tmp_path / "out.mkv", config(model_path, start=0.5, duration=1.0))
+    assert result.frames == len(video_frames(result.dst)) == 25
+    with av.open(str(result.dst)) as c:
+        seconds = sum(f.samples for f in c.decode(audio=0)) / c.streams.audio[0].sample_rate
+    assert abs(seconds - 1.0) < 0.1
+
+
 def test_every_smoothing_mode_runs(tmp_path, model_path):
     src = synth.make_clip(tmp_path / "a.mp4", frames=8, color=False)
     for mode in ("off", "ema", "flow"):
