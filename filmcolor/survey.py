@@ -108,7 +108,8 @@ def _tracks(src: Path, config: RunConfig) -> tuple[list[dict[str, Any]], int, in
             labels = s.metadata or {}
             language = labels.get("language")
             track: dict[str, Any] = {"kind": "sound" if s.type == "audio" else "subtitles",
-                                     "codec": s.codec_context.name if s.codec_context else None,
+                                     # the format's name (mp3), not its decoder's (mp3float)
+                                     "codec": s.codec_context.codec.canonical_name if s.codec_context else None,
                                      "language": None if language in (None, "und") else language,
                                      "title": labels.get("title") or None,
                                      "default": bool(s.disposition & av.stream.Disposition.default)}
