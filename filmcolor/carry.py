@@ -212,6 +212,8 @@ class Carried:
         self._tracks_only = tracks_only  # an added sound or subtitle file: its streams, not its labels
         self._in = None
         self._covers: list[tuple[object, bytes]] = []
+        self._last_dts: dict[int, int] = {}  # per source stream: the last dts muxed
+        self._overlaps: dict[int, int] = {}  # per source stream: packets left out as going back in time
         self._setup()
 
     def _setup(self) -> None:
@@ -400,7 +402,8 @@ class Carried:
             self._warn(f"{self.src}: audio/subtitle data unreadable after this point ({e}); stopped copying")
 
     def _mux_side(self, packet) -> None:
-        kind, target = self._map[packet.stream.index]
+        source = packet.stream
+        kind, target = self._map[source.index]
         if kind == "copy" and self._mov_text_gaps and packet.stream.index in self._mov_text_gaps \
                 and packet.size == 2 and bytes(packet) == b"\x00\x00":
             return  # an empty mov_text "end of cue" sample: the MP4 muxer writes its own
@@ -412,6 +415,8 @@ class Carried:
             cue = av.Packet(data)
             cue.time_base, cue.pts, cue.dts, cue.duration = packet.time_base, packet.pts, packet.dts, packet.duration
             packet, target = cue, stream
+        if kind in ("copy", "text") and self._goes_back(source, packet.dts):
+            return
         if kind in ("copy", "text"):
             shift = round(self._t0 / packet.time_base)
             if packet.pts is not None:
@@ -422,6 +427,21 @@ class Carried:
             self._out.mux(packet)
         else:
             self._out.mux(target.packets(packet, self._t0))
+
+    def _goes_back(self, stream, dts: int | None) -> bool:
+        """Whether a packet at ``dts`` goes back in time on ``stream`` (sound: or stays put), as
+        where a recording was spliced (a broadcast capture, two takes joined) and its pieces'
+        sound overlaps: no muxer takes it, and the whole film was lost to it. It is left out (the
+        sound it repeats was copied already) and counted for a warning at the end."""
+        index = stream.index
+        if dts is None:
+            return False
+        last = self._last_dts.get(index)
+        if last is not None and (dts < last or dts == last and stream.type == "audio"):
+            self._overlaps[index] = self._overlaps.get(index, 0) + 1
+            return True
+        self._last_dts[index] = dts
+        return False
 
     def write_covers(self) -> None:
         """Mux the cover pictures: once every stream of the output is added, since it writes the header."""
@@ -458,6 +478,10 @@ class Carried:
         for kind, target in self._map.values():
             if kind == "aac":
                 self._out.mux(target.packets(None, self._t0))
+        for index, n in self._overlaps.items():
+            kind = self._in.streams[index].type if self._in is not None else "side"
+            self._warn(f"{self.src}: {kind} stream {index}: {n} packet(s) going back in time (a splice in the "
+                       "recording, its pieces overlapping) left out")
 
     def close(self) -> None:
         if self._in is not None:

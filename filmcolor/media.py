@@ -982,6 +982,8 @@ class VideoWriter:
             raise
         self.frames_written = 0
         self._size = (info.width, info.height)
+        self._last_pts: int | None = None
+        self._went_back: list = []  # frames left out as going back in time: [first one's time (s), count]
 
     # setup
     def _setup_video(self, crf: int, preset: str) -> None:
@@ -1027,7 +1029,10 @@ class VideoWriter:
 
     # public
     def write(self, frame: av.VideoFrame) -> None:
-        """Encode one frame (in ``pix_fmt``) at its own pts, shifted by ``-start`` when one was given."""
+        """Encode one frame (in ``pix_fmt``) at its own pts, shifted by ``-start`` when one was given.
+        A frame whose time is not after the last one's (a recording spliced with its pieces
+        overlapping: no encoder or muxer takes it) is left out, counted in ``frames_written`` only
+        when written, and the count is told at ``close``."""
         if frame.format.name != self.pix_fmt and _yuv_layout(frame.format.name) != _yuv_layout(self.pix_fmt):
             raise ValueError(f"frame is {frame.format.name}, this writer encodes {self.pix_fmt}")
         if frame.pts is None or frame.time_base is None:
@@ -1043,6 +1048,11 @@ class VideoWriter:
         for carried in self._carried:
             carried.pump(t)
         pts = round(t / self._v_tb)
+        if self._last_pts is not None and pts <= self._last_pts:  # no encoder or muxer takes it
+            self._went_back = self._went_back or [float(t), 0]
+            self._went_back[1] += 1
+            return
+        self._last_pts = pts
         old_pts, old_tb = frame.pts, frame.time_base
         frame.pts, frame.time_base = pts, self._v_tb
         try:
@@ -1057,6 +1067,9 @@ class VideoWriter:
         if self._closed:
             return
         self._closed = True
+        if self._went_back:
+            self._warn(f"{self.src}: {self._went_back[1]} frame(s) going back in time from {self._went_back[0]:.2f} s "
+                       "(a splice in the recording, its pieces overlapping) left out")
         try:
             self._out.mux(self._vs.encode(None))
             for carried in self._carried:

@@ -478,7 +478,7 @@ def _colorize_video(src: Path, tmp: Path, info, config: RunConfig, colorizer: Co
         if done == 0:
             where = "" if asked is None else f" after {asked:g} s"
             raise InputError(src, f"no decodable video frames{where}")
-    return done
+    return writer.frames_written  # less than ``done`` where frames going back in time were left out
 
 
 # --- stills -----------------------------------------------------------------------------------------

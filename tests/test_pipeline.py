@@ -288,6 +288,58 @@ def test_a_stretch_of_a_film_whose_demuxer_cannot_seek_by_time_keeps_its_sound(t
     assert abs(seconds - 1.0) < 0.1
 
 
+def _spliced_capture(path: Path, second_from: int, second_size: tuple[int, int]) -> Path:
+    """Two 40-frame MPEG-TS recordings joined byte for byte, as a capture of a broadcast or a tape
+    is spliced: the second begins at frame ``second_from`` (before 40: their pictures and sound
+    overlap in time) and may have another picture size."""
+    pieces = []
+    for k, (start, (w, h)) in enumerate([(0, (96, 64)), (second_from, second_size)]):
+        piece = path.with_name(f"piece{k}.ts")
+        with av.open(str(piece), "w") as c:
+            v = c.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+            v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+            a = c.add_stream("aac", rate=48000)
+            a.layout = "stereo"
+            for i in range(start, start + 40):
+                frame = av.VideoFrame.from_ndarray(synth.synthetic_frame(i, w, h, color=False), format="rgb24")
+                frame = frame.reformat(format="yuv420p")
+                frame.pts, frame.time_base = i * 3600, Fraction(1, 90000)
+                for p in v.encode(frame):
+                    c.mux(p)
+            for i in range(start * 48000 // 25 // 1024, (start + 40) * 48000 // 25 // 1024):
+                sound = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+                sound.sample_rate, sound.pts = 48000, i * 1024
+                for p in a.encode(sound):
+                    c.mux(p)
+            for stream in (v, a):
+                for p in stream.encode():
+                    c.mux(p)
+        pieces.append(piece.read_bytes())
+    path.write_bytes(b"".join(pieces))
+    return path
+
+
+@pytest.mark.parametrize("second_from,size,frames", [(40, (128, 72), 80), (37, (96, 64), 77)])
+def test_a_spliced_capture_is_coloured_whole_even_where_its_pieces_overlap_in_time(tmp_path, model_path,
+                                                                                  second_from, size, frames):
+    # the second piece's sound repeated the first's last packets, and with overlapping pieces its first
+    # frames went back in time: no muxer takes either, and the whole film failed ("cannot write: Invalid
+    # argument", exit 3). What goes back in time is left out, with a warning; the rest keeps its place
+    src = _spliced_capture(tmp_path / "capture.ts", second_from, size)
+    warnings: list[str] = []
+    result = pipeline.colorize_file(src, tmp_path / "out.mkv", config(model_path), warn=warnings.append)
+    times = [f.time for f in video_frames(result.dst)]
+    assert result.frames == len(times) == frames and times == sorted(set(times))
+    went_back = [w for w in warnings if "going back in time" in w and "left out" in w]
+    assert any("audio stream 1" in w for w in went_back)  # the AAC encoder's lead-in repeats the splice's sound
+    frames_back = [w for w in went_back if "frame(s)" in w]
+    assert frames_back == ([f"{src}: 3 frame(s) going back in time from 1.48 s (a splice in the recording, its "
+                            "pieces overlapping) left out"] if second_from < 40 else [])
+    with av.open(str(result.dst)) as c:
+        stamps = [p.dts for p in c.demux(audio=0) if p.size]
+    assert stamps == sorted(set(stamps)) and len(stamps) > 60
+
+
 def test_every_smoothing_mode_runs(tmp_path, model_path):
     src = synth.make_clip(tmp_path / "a.mp4", frames=8, color=False)
     for mode in ("off", "ema", "flow"):
