@@ -57,6 +57,16 @@ _UNSPECIFIED = 2  # AVCOL_PRI/TRC/SPC_UNSPECIFIED
 _RANGE_TV, _RANGE_PC = 1, 2  # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
 
 
+def is_full_range(pix_fmt: str, color_range: int) -> bool:
+    """Whether a picture's code values span the full range (0-255 at 8 bits) rather than video's
+    16-235: ``yuvj*`` formats and pictures tagged so; and grey ones unless tagged video range, as
+    FFmpeg reads them (a grey TIFF, DPX or FFV1 master states no range, and black is 0 there:
+    taken as video range, its shadows and highlights came out crushed)."""
+    if color_range == _RANGE_PC or pix_fmt.startswith("yuvj"):
+        return True
+    return pix_fmt.startswith(("gray", "ya")) and color_range != _RANGE_TV
+
+
 class MediaWarning(UserWarning):
     """A recoverable media problem (concealed damage, a stream transcoded or dropped)."""
 
@@ -325,7 +335,7 @@ def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
                                                                "bmp_pipe", "webp_pipe"))
         return VideoInfo(
             path=p, format_name=fmt, width=first.width, height=first.height, pix_fmt=pix_fmt,
-            bit_depth=bit_depth, full_range=pix_fmt.startswith("yuvj") or first.color_range == _RANGE_PC,
+            bit_depth=bit_depth, full_range=is_full_range(pix_fmt, first.color_range),
             fps=Fraction(fps) if fps else None, time_base=Fraction(tb), frames=stream.frames or None,
             duration=duration, rotation=int(round(first.rotation or 0)) % 360,
             sample_aspect_ratio=Fraction(sar) if sar and sar.numerator else None,
@@ -775,7 +785,7 @@ def frame_to_planes(frame: av.VideoFrame, pix_fmt: str) -> Planes:
     sub, bit_depth, want_full = want
     src = frame.format.name
     have = _yuv_layout(src)
-    full = src.startswith("yuvj") or frame.color_range == _RANGE_PC
+    full = is_full_range(src, frame.color_range)
     matrix = matrix_for(frame.height, _COLORSPACE_NAMES.get(frame.colorspace))
     # a narrower YUV source is converted at its own depth and widened exactly afterwards: swscale's
     # direct conversion to yuv422p10le gave different pictures run to run (3 in 30 of one frame)

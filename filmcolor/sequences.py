@@ -44,6 +44,10 @@ SEQUENCE_FPS = "24"  # frames a second of an image sequence unless told (film is
 SCAN_EXTENSIONS = frozenset({".dpx", ".cin", ".exr"})  # film-scan formats that are never a photo here
 SEQUENCE_EXTENSIONS = STILL_EXTENSIONS | SCAN_EXTENSIONS
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
+#: Of two sequences of the same frames (a scanner's DPX beside its JPEG proxies) the film is the deeper
+_SCAN_RANK = {".dpx": 0, ".cin": 0, ".exr": 0, ".tif": 1, ".tiff": 1, ".png": 2}
+#: Another sequence in the folder with at least this share of the film's pictures is a second reel, not strays
+RIVAL_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,17 @@ class ImageSequence:
     count: int
     files: tuple[str, ...] = ()  # the member files' names
     missing: tuple[int, ...] = ()  # numbers absent between the first and the last
+    rivals: tuple[str, ...] = ()  # other sequences as large as a reel beside it ("reelB_*.dpx (1440 pictures)")
 
 
 def image_sequence(folder: str | Path, *, gaps_ok: bool = False) -> ImageSequence | None:
     """The numbered image sequence a folder holds - the largest group of at least 2 picture files
-    sharing a name prefix, extension and digit count - or None. Raises ``InputError`` naming the
-    first missing frame when the numbering has gaps (FFmpeg's reader stops at a gap, which would
-    end the film there without a word), unless ``gaps_ok`` (then ``missing`` lists them).
+    sharing a name prefix, extension and digit count (of the same frames in two formats, the deeper:
+    DPX over its JPEG proxies) - or None. Raises ``InputError`` naming the first missing frame when
+    the numbering has gaps (FFmpeg's reader stops at a gap, which would end the film there without a
+    word), and naming both when a second sequence holds at least ``RIVAL_SHARE`` as many pictures (two
+    reels in one folder: one would be coloured without a word), unless ``gaps_ok`` (then ``missing``
+    and ``rivals`` list them).
 
     A run asks several times (check, probe, decode, output names); the listing is read once per
     state of the folder (its modification time changes when a file is added, removed or renamed;
@@ -77,6 +85,11 @@ def image_sequence(folder: str | Path, *, gaps_ok: bool = False) -> ImageSequenc
     # a folder changed in the last two seconds is listed afresh: some file systems keep whole seconds
     fresh = stamp is None or time.time_ns() - stamp < 2_000_000_000
     seq = _listed.__wrapped__(folder, stamp) if fresh else _listed(folder, stamp)
+    if seq is not None and seq.rivals and not gaps_ok:  # two reels in one folder: which is the film?
+        shown = re.sub(r"%0?\d*d", "*", seq.pattern).replace("%%", "%")
+        raise InputError(folder, f"holds more than one image sequence: {shown} "
+                                 f"({seq.count} pictures) and {', '.join(seq.rivals)}; put each reel in a "
+                                 "folder of its own")
     if seq is not None and seq.missing and not gaps_ok:
         missing = seq.missing
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
@@ -96,7 +109,11 @@ def _listed(folder: Path, stamp: int | None) -> ImageSequence | None:
             groups.setdefault((m[1], m[3]), []).append(m[2])
     if not groups:
         return None
-    (prefix, ext), found = max(groups.items(), key=lambda kv: len(kv[1]))
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), _SCAN_RANK.get(kv[0][1].lower(), 3), kv[0]))
+    (prefix, ext), found = ranked[0]
+    rivals = tuple(f"{p}*{e} ({len(f)} pictures)" for (p, e), f in ranked[1:]
+                   if len(f) >= max(2, RIVAL_SHARE * len(found))
+                   and not (p == prefix and sorted(map(int, f)) == sorted(map(int, found))))  # not its proxies
     lengths = {len(d) for d in found}
     if len(lengths) == 1:  # zero-padded (0001 ...) or all of one magnitude (86400 ...)
         width = lengths.pop()
@@ -111,7 +128,8 @@ def _listed(folder: Path, stamp: int | None) -> ImageSequence | None:
     missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
     digits = f"%0{width}d" if width else "%d"
     return ImageSequence(folder, prefix.replace("%", "%%") + digits + ext.replace("%", "%%"), numbers[0],
-                         len(numbers), tuple(f"{prefix}{d}{ext}" for d in sorted(found, key=int)), tuple(missing))
+                         len(numbers), tuple(f"{prefix}{d}{ext}" for d in sorted(found, key=int)), tuple(missing),
+                         rivals)
 
 
 def sequence_in(folder: str | Path) -> ImageSequence:

@@ -38,6 +38,47 @@ def test_image_sequence_finds_the_numbering(tmp_path):
         sequences.image_sequence(gaps)
 
 
+def test_two_reels_in_one_folder_are_named_not_one_coloured_without_a_word(tmp_path):
+    # the larger (or, at a tie, whichever the file system listed first) was taken as the film
+    two = _scans(tmp_path / "two", [f"reel{r}_{n:04d}.tif" for r in "AB" for n in range(1, 11)])
+    with pytest.raises(InputError, match=r"holds more than one image sequence: reelA_\*.tif \(10 pictures\) and "
+                                         r"reelB_\*.tif \(10 pictures\); put each reel in a folder of its own"):
+        sequences.image_sequence(two)
+    assert sequences.image_sequence(two, gaps_ok=True).rivals == ("reelB_*.tif (10 pictures)",)
+    # a scanner's JPEG proxies beside its scans, and a few numbered strays: the scans are the film
+    proxies = _scans(tmp_path / "p", [f"r_{n:04d}.{ext}" for n in range(1, 11) for ext in ("jpg", "tif")]
+                     + ["thumb1.png", "thumb2.png"], bits=8)
+    seq = sequences.image_sequence(proxies)
+    assert (seq.pattern, seq.count, seq.rivals) == ("r_%04d.tif", 10, ())
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".dpx", ".mkv"])
+def test_grey_scans_and_masters_are_full_range_as_ffmpeg_reads_them(tmp_path, suffix):
+    # grey TIFF, DPX and FFV1 state no range; taken as video range (16-235), their shadows and highlights were
+    # crushed: the output kept their code values but was tagged video range, and the network saw L* stretched
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (16, 1))
+    if suffix == ".mkv":
+        src = tmp_path / "master.mkv"
+        with av.open(str(src), "w") as c:
+            s = c.add_stream("ffv1", rate=24)
+            s.width, s.height, s.pix_fmt = 256, 16, "gray"
+            for _ in range(3):
+                for p in s.encode(av.VideoFrame.from_ndarray(ramp, format="gray")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+    else:
+        src = tmp_path / "reel"
+        write_pictures(src / f"r.%04d{suffix}", {".tif": "tiff"}.get(suffix, suffix[1:]), "gray", [ramp] * 3,
+                       source_format="gray")
+    info = media.probe(src)
+    assert info.full_range and info.pix_fmt == "gray"
+    with av.open(str(next(src.iterdir()) if src.is_dir() else src)) as c:
+        frame = next(c.decode(video=0))
+    planes = media.frame_to_planes(frame, "yuv444p")
+    assert planes.full_range and np.array_equal(planes.y[0], np.arange(256))  # black at 0, white at 255
+
+
 def test_a_folder_of_scans_reads_as_one_film(tmp_path):
     folder = _scans(tmp_path / "reel1", [f"reel1_{n:07d}.tif" for n in range(86400, 86412)])
     info = media.probe(folder, "25")
