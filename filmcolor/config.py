@@ -109,8 +109,8 @@ class RunConfig:
         decoding, the sound's cut, chapters and picture numbers work: that clock starts at
         ``first_frame`` (``VideoInfo.start_time``), anywhere in MPEG program and transport streams
         (0.5 s on a DVD, an hour into a broadcast capture). A ``duration`` alone counts from the first frame."""
-        if not first_frame or (self.start is None and self.duration is None):
-            return self
+        if not first_frame or first_frame < 0 or (self.start is None and self.duration is None):
+            return self  # (a clock starting before zero, an MP4 edit list's, is off by a frame at most)
         return replace(self, start=first_frame + (self.start or 0.0))
 
     def with_overrides(self, **overrides: Any) -> "RunConfig":
