@@ -11,8 +11,8 @@ lead-in frames are coloured and dropped. For a smoother that looks ahead (anythi
 ``ema``, which are causal) the segment also runs on ``overlap`` frames past ``b_i``, to a safe cut.
 
 Work (``colorize_segment``, in any process or Ray task): stream-copy the segment's packets into a
-hidden ``.mkv`` beside the output (``.nut`` for DV, the film's own container for DNxHD), colour it with :func:`filmcolor.pipeline.colorize_file` into a
-lossless FFV1 intermediate (``.nut``; same pipeline, same settings, so the pixels are those a single run
+hidden ``.mkv`` beside the output (``.nut`` for DV, the film's own container for DNxHD), colour it
+with :func:`filmcolor.pipeline.colorize_file` into a lossless FFV1 intermediate (``.nut``; same pipeline, same settings, so the pixels are those a single run
 computes, up to the smoother's state at the lead-in).
 
 Join (in the caller): decode the intermediates in order, drop each lead-in (and tail), give every
