@@ -12,8 +12,9 @@ lead-in frames are coloured and dropped. For a smoother that looks ahead (anythi
 
 Work (``colorize_segment``, in any process or Ray task): stream-copy the segment's packets into a
 hidden ``.mkv`` beside the output (``.nut`` for DV, the film's own container for DNxHD), colour it
-with :func:`filmcolor.pipeline.colorize_file` into a lossless FFV1 intermediate (``.nut``; same pipeline, same settings, so the pixels are those a single run
-computes, up to the smoother's state at the lead-in).
+with :func:`filmcolor.pipeline.colorize_file` into a lossless FFV1 intermediate (``.nut``; same
+pipeline, same settings, so the pixels are those a single run computes, up to the smoother's state
+at the lead-in).
 
 Join (in the caller): decode the intermediates in order, drop each lead-in (and tail), give every
 kept frame the source frame's own pts and time base, and encode them with one ``VideoWriter`` with
