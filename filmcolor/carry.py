@@ -34,19 +34,25 @@ import av
 from . import subtitles, tags
 
 
-class _Transcoder:
-    """Decode one audio stream and re-encode it as AAC (for a codec the output cannot hold)."""
+#: sample format each fallback encoder takes, and its frame size (None: any)
+_FALLBACKS = {"aac": ("fltp", 1024), "pcm_s16le": ("s16", None), "pcm_s24le": ("s32", None)}
 
-    def __init__(self, in_stream, out):
+
+class _Transcoder:
+    """Decode one audio stream and re-encode it as ``codec`` (for a codec the output cannot hold):
+    AAC, or PCM (``pcm_s16le``/``pcm_s24le``) for sound that decodes to PCM exactly (A-law, ADPCM...)."""
+
+    def __init__(self, in_stream, out, codec: str = "aac"):
         self.in_stream = in_stream
         rate = in_stream.codec_context.sample_rate or 48000
         layout = _ordered(in_stream.codec_context.layout) if in_stream.codec_context.layout else "stereo"
-        self.stream = out.add_stream("aac", rate=rate)
+        sample_format, frame_size = _FALLBACKS[codec]
+        self.stream = out.add_stream(codec, rate=rate)
         self.stream.layout = layout
-        self.stream.format = "fltp"
+        self.stream.format = sample_format
         self.stream.time_base = Fraction(1, rate)
         self.rate = rate
-        self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate, frame_size=1024)
+        self.resampler = av.AudioResampler(format=sample_format, layout=layout, rate=rate, frame_size=frame_size)
         self.next_pts: int | None = None
 
     def packets(self, packet, shift_s: Fraction):
@@ -70,6 +76,27 @@ class _Transcoder:
         frame.time_base = Fraction(1, self.rate)
         self.next_pts = frame.pts + frame.samples
         return self.stream.encode(frame)
+
+
+def _exact_pcm(fmt: str, stream) -> str | None:
+    """The PCM codec that holds ``stream``'s sound exactly where muxer ``fmt`` cannot hold the stream
+    itself: sound that decodes to PCM without loss (PCM in other forms - A-law, mu-law, big-endian,
+    unsigned 8 bit - and ADPCM, as old digitisations hold it), as 16 or 24 bits by the decoded depth;
+    None for lossy codecs (they go to AAC: PCM would only be larger) or where ``fmt`` takes no PCM."""
+    name = stream.codec_context.name if stream.codec_context is not None else ""
+    if not name.startswith(("pcm_", "adpcm_")) or fmt == "mpegts":
+        return None
+    depth = stream.codec_context.format.bytes if stream.codec_context.format is not None else 2
+    codec = "pcm_s16le" if depth <= 2 else "pcm_s24le"
+    layout = _ordered(stream.codec_context.layout) if stream.codec_context.layout else "stereo"
+    rate = stream.codec_context.sample_rate or 48000
+
+    def pcm_stream(scratch):
+        s = scratch.add_stream(codec, rate=rate)
+        s.layout = layout
+        return s
+
+    return codec if muxer_takes(fmt, pcm_stream) else None
 
 
 # FFmpeg's MPEG-TS muxer writes any other codec as a private data stream that players do not play:
@@ -288,6 +315,12 @@ class Carried:
             self._map[s.index] = ("copy", copy)
             _label(copy, s, reencoded=False)
         # (MPEG-TS answers no to every codec query, AAC included)
+        elif s.type == "audio" and (pcm := _exact_pcm(fmt, s)) is not None:
+            transcoder = _Transcoder(s, self._out, pcm)
+            self._map[s.index] = ("aac", transcoder)
+            _label(transcoder.stream, s, reencoded=True)
+            self._warn(f"{self.src}: audio stream {s.index} ({name}) cannot go into {fmt}; decoded to PCM "
+                       f"({pcm}: the same sound, nothing lost)")
         elif s.type == "audio" and (fmt == "mpegts" or "aac" in self._out.supported_codecs):
             transcoder = _Transcoder(s, self._out)
             self._map[s.index] = ("aac", transcoder)
