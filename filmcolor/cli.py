@@ -270,8 +270,9 @@ _RUN_FIELDS = ("model", "device", "smooth", "saturation", "deflicker", "codec", 
 @main.command(cls=SettingsCommand, context_settings=CONTEXT_SETTINGS)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Output file (with --frames-as, a folder); with several INPUTs, the folder their outputs go "
-                   "into. [default: <stem>.color<ext> beside INPUT; stills: .png; --preview: <stem>.preview.png]")
+              help="Output file (with --frames-as, a folder); an existing folder (and with several INPUTs, "
+                   "one must be given): the outputs go into it under their default names. [default: "
+                   "<stem>.color<ext> beside INPUT; stills: .png; --preview: <stem>.preview.png]")
 @click.option("--model", default=_DEFAULTS.model, metavar="NAME|PATH",
               help="Model: 'default', a genre model's name, or a .safetensors file.")
 @click.option("--genre", default=None, metavar="NAME",
@@ -382,9 +383,12 @@ def _run_one(ctx: click.Context, src: Path, output: Path | None, folder: Path | 
         raise click.UsageError("give --preview or --frames-as, not both")
     if segments > 1 and config.frames_as:
         raise click.UsageError("--segments joins one film file: not with --frames-as")
-    if shared is not None:  # several inputs: each under its default name, beside it or in -o's folder
+    if shared is None and output is not None and output.is_dir() and config.frames_as is None:
+        folder = output  # -o an existing folder: the output goes into it under its default name, as cp does
+    if shared is not None or folder is not None:  # each under its default name, beside its input or in -o's
         named = outputs.default_for(src, codec=config.codec, frames_as=config.frames_as, preview=preview is not None)
         output = (folder or src.parent) / named.name
+    if shared is not None:
         written = shared.setdefault("written", {})
         if (earlier := written.get(output.resolve())) is not None:  # a/reel.mp4 and b/reel.mp4 into one folder
             raise OutputError(output, f"is also the output of {earlier}; not written twice in one run")

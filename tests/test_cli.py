@@ -270,6 +270,29 @@ def test_a_preset_file_of_ones_own_and_set_reach_every_setting(tmp_path, clip, m
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_an_existing_folder_as_output_takes_the_output_under_its_default_name(tmp_path, clip, model_path):
+    # "-o coloured/" was refused: "is a directory; give a file name with -o", though several inputs go there
+    folder = tmp_path / "coloured"
+    folder.mkdir()
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(_png_bytes())
+    for src, name in ((clip, f"{clip.stem}.color{clip.suffix}"), (photo, "photo.color.png")):
+        r = run(src, "-o", folder, "--model", model_path, "--set", "render_size=48", "-q")
+        assert r.exit_code == 0, r.output
+        assert (folder / name).is_file()
+    r = run(clip, "-o", folder, "--preview", "2", "--model", model_path, "--set", "render_size=48", "-q")
+    assert r.exit_code == 0 and (folder / f"{clip.stem}.preview.png").is_file()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{clip.stem}.color{clip.suffix}", "photo.color.png",
+                                                               f"{clip.stem}.preview.png"])
+
+
+def _png_bytes() -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".png", synth.synthetic_frame(0, 64, 48, color=False))
+    return data.tobytes()
+
+
 def test_several_inputs_each_get_their_output_and_one_failure_does_not_stop_the_rest(tmp_path, clip, model_path,
                                                                                      monkeypatch):
     from filmcolor.inference import Colorizer
