@@ -170,6 +170,22 @@ def muxer_takes(fmt: str, add_stream: Callable, sample=None) -> bool:
                 pass
 
 
+def subtitles_left_out(track: str | Path, fmt: str) -> list[str]:
+    """The subtitle streams of an added file that muxer ``fmt`` could neither take as they are nor
+    in another text form (SubRip into MPEG-TS or AVI, bitmaps outside Matroska), named as
+    ``"stream 0 (subrip)"``: an added track the user asked for, left out only after the colouring."""
+    with av.open(str(track), "r", metadata_errors="ignore") as c:
+        streams = [s for s in c.streams if s.type == "subtitle"]
+        samples = _first_packets(Path(track), streams)
+        out = []
+        for s in streams:
+            name = s.codec_context.name if s.codec_context is not None else "unknown codec"
+            text_form = name in subtitles.TEXT_CODECS and subtitles.TARGETS.get(fmt)
+            if not text_form and not _muxer_accepts(fmt, s, samples.get(s.index)):
+                out.append(f"stream {s.index} ({name})")
+    return out
+
+
 def _first_packets(path: Path, streams) -> dict[int, object]:
     """The first non-empty packet of each of ``streams`` (by index), read from a fresh demuxer."""
     wanted, found = {s.index for s in streams}, {}

@@ -26,7 +26,7 @@ import shutil
 import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from . import media, sequences
 from .config import RunConfig
@@ -159,6 +159,18 @@ def check_frames_output(src: Path, dst: Path, overwrite: bool, fmt: str) -> None
     if others:
         raise OutputError(dst, f"holds other files ({', '.join(sorted(others)[:3])}); --overwrite replaces only "
                                "a folder of filmcolor's own pictures")
+
+
+def check_added_tracks(dst: Path, tracks: Sequence[Path]) -> None:
+    """Refuse, before any colouring, ``--add-track`` files whose subtitles the film ``dst`` cannot
+    hold in any form (SubRip into MPEG-TS or AVI): the user asked for them (a film's own streams
+    and sidecars are left out with a warning instead)."""
+    from .carry import subtitles_left_out
+
+    for track in tracks:
+        if left := subtitles_left_out(track, media.container_for(dst)):
+            raise OutputError(dst, f"{dst.suffix} cannot hold the subtitles of {track} ({', '.join(left)}); "
+                                   "a .mkv holds them")
 
 
 def check_room_for_pictures(dst: Path, info, config: RunConfig, warn: Warn | None) -> None:

@@ -314,6 +314,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
     config = config or RunConfig()
     frames_as = config.frames_as
     src = Path(src)
+    asked_tracks = [Path(t) for t in tracks]
     outputs.check_input(src)
     info = media.probe_film(src, config.sequence_fps)
     still = info is None
@@ -339,6 +340,7 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
         problem = stills.output_problem(dst) if still else media.film_output_problem(dst, config.codec)
         if problem:
             raise OutputError(dst, problem)
+        outputs.check_added_tracks(dst, asked_tracks)
         lag = None if still else outputs.avi_lag(dst, config.codec)
         if lag and warn is not None:
             warn(f"{dst}: {lag}")

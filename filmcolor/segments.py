@@ -293,6 +293,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
         raise OutputError(dst, "exists (use --overwrite)")
     if dst.resolve() == src.resolve():
         raise OutputError(dst, "would overwrite the input")
+    outputs.check_added_tracks(dst, [Path(t) for t in tracks])
     t0 = time.perf_counter()
     plan = None
     if segments > 1 and not is_still_path(src) and not src.is_dir() and config.start is None \

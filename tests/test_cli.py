@@ -270,6 +270,31 @@ def test_a_preset_file_of_ones_own_and_set_reach_every_setting(tmp_path, clip, m
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_an_added_subtitle_track_the_output_cannot_hold_is_refused_before_the_colouring(tmp_path, clip, model_path,
+                                                                                       monkeypatch):
+    # it was dropped with a warning after the whole film had been coloured; a sidecar the film brings by
+    # itself (reel.srt) still is, since nobody named it
+    from filmcolor import pipeline
+
+    srt = tmp_path / "commentary.srt"
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,400\nHello\n\n")
+    coloured = []
+    real = pipeline._colorize_video
+    monkeypatch.setattr(pipeline, "_colorize_video", lambda *a, **k: coloured.append(1) or real(*a, **k))
+    for extra in ((), ("--segments", "2")):
+        r = run(clip, "--add-track", srt, "-o", tmp_path / "out.ts", "--model", model_path, *extra)
+        assert r.exit_code == 2 and " ".join(r.stderr.split()) == (
+            f"filmcolor: {tmp_path / 'out.ts'}: .ts cannot hold the subtitles of {srt} (stream 0 (srt)); "
+            "a .mkv holds them")
+    assert not coloured and not (tmp_path / "out.ts").exists()
+    film = tmp_path / "reel.mp4"
+    film.write_bytes(clip.read_bytes())
+    (tmp_path / "reel.srt").write_text(srt.read_text())
+    r = run(film, "-o", tmp_path / "reel.ts", "--model", model_path, "--set", "render_size=48")
+    assert r.exit_code == 0 and "reel.srt: subtitle stream 0 (srt) cannot go into mpegts; dropped" in " ".join(
+        r.stderr.split())
+
+
 def test_an_existing_folder_as_output_takes_the_output_under_its_default_name(tmp_path, clip, model_path):
     # "-o coloured/" was refused: "is a directory; give a file name with -o", though several inputs go there
     folder = tmp_path / "coloured"
