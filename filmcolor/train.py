@@ -416,6 +416,12 @@ def _train(cfg: TrainConfig, d: Distributed, resume: bool, log: Callable[[str], 
     t0 = time.perf_counter()
     train_data = load_sources(train_sources, cfg.max_side, cfg.film_frames, cache=cache)
     val_data = load_sources(val_sources, cfg.val_max_side, cfg.film_frames, cache=cache) if val_sources else None
+    if held_out and not train_data.images and val_data is not None and val_data.images:
+        # the film held out was the only one in colour (the rest black-and-white): trained on, not held out
+        log(f"held out {', '.join(map(str, held_out))}, but the other films gave no colour frames: training on "
+            "every film, with no held-out validation")
+        train_data = load_sources(list(cfg.data), cfg.max_side, cfg.film_frames, cache=cache)
+        val_data, held_out = None, []
     if d.world > 1 and d.rank == 0:
         dist.barrier()
     images = train_data.images

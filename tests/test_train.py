@@ -182,6 +182,22 @@ def test_a_finetune_on_colour_stills_alone_makes_a_model(tmp_path, photos, monke
     assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), start.state_dict().values()))
 
 
+def test_a_finetune_whose_only_colour_film_would_be_held_out_trains_on_it(tmp_path, photos, monkeypatch):
+    """A restorer's folder: one colour film beside the black-and-white reels to be coloured. The colour
+    film was held out for validation and training found no colour frames: "no training images"."""
+    monkeypatch.setenv("FILMCOLOR_HOME", str(tmp_path / "home"))
+    base = train(_cfg(tmp_path, photos, val=()), log=lambda s: None)
+    folder = tmp_path / "films"
+    folder.mkdir()
+    colour = make_clip(folder / "a_colour.mp4", frames=12, width=96, height=64, audio=())
+    reel = make_clip(folder / "b_reel.mp4", frames=12, width=96, height=64, audio=(), color=False)
+    lines: list[str] = []
+    dest = finetune("mixed", [str(colour), str(reel)], steps=1, from_model=str(base), out=str(tmp_path / "ft"),
+                    log=lines.append, **{k: v for k, v in TINY.items() if k not in ("ngf", "num_downs")})
+    assert dest.is_file() and weights.available_models()["mixed"].card["held_out"] == []
+    assert any(line.startswith(f"held out {colour}, but the other films gave no colour frames") for line in lines)
+
+
 def test_keep_best_saves_the_validation_with_the_lowest_l1(tmp_path, photos, films, monkeypatch):
     import csv
 
