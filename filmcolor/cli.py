@@ -500,6 +500,10 @@ def eval_(ctx: click.Context, references: tuple[Path, ...], genre: str | None, m
             progress = None if update is None else (lambda path, done: update(done, max_frames))
             result = evaluate(list(references), config, max_frames=max_frames, progress=progress)
     click.echo(to_json(result) if as_json else format_table(result))
+    for failure in result["failed"]:  # scored the others; named here, and the exit code says so
+        click.echo(f"filmcolor: {failure['error']}", err=True)
+    if result["failed"]:
+        sys.exit(max(f["exit_code"] for f in result["failed"]))
 
 
 # --- info --------------------------------------------------------------------------------------------

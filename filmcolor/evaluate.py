@@ -37,6 +37,7 @@ import numpy as np
 from . import compose, metrics
 from .color import lab_to_rgb_np, rgb_to_lab_np
 from .config import RunConfig
+from .errors import InputError
 from .temporal import FrameItem, is_cut, smooth
 
 VERSIONS = ("output", "grey", "reference")
@@ -63,9 +64,10 @@ def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames:
     its flow size and DIS preset (for measuring alternatives; ``run`` uses the defaults).
 
     Returns ``{"settings": {...}, "metrics": [...], "clips": [{"path", "frames", "output", "grey",
-    "reference"}], "mean": {"output", "grey", "reference"}}`` where each version maps metric name ->
-    float (``inf``/``nan`` where undefined, e.g. the reference's PSNR against itself).
-    Raises :class:`filmcolor.errors.FilmcolorError` subclasses for unreadable clips or models.
+    "reference"}], "mean": {"output", "grey", "reference"}, "failed": [{"path", "error"}]}`` where
+    each version maps metric name -> float (``inf``/``nan`` where undefined, e.g. the reference's
+    PSNR against itself). A clip that cannot be read is named in ``failed`` and the others are
+    scored; :class:`filmcolor.errors.FilmcolorError` is raised when none can be, or for the model.
     """
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
@@ -77,14 +79,23 @@ def evaluate(references: Sequence[str | Path], config: RunConfig, *, max_frames:
         colorizer = Colorizer.from_config(config)
     opts = {k: v for k, v in (("lookahead", lookahead), ("flow_scale", flow_scale), ("preset", dis_preset))
             if v is not None}
-    clips = [_evaluate_clip(Path(p), config, colorizer, max_frames, progress, image_every, opts) for p in references]
+    clips, failed = [], []
+    for p in references:
+        try:
+            clips.append(_evaluate_clip(Path(p), config, colorizer, max_frames, progress, image_every, opts))
+        except InputError as exc:  # a broken reference is named; the others are still scored
+            if len(references) == 1:
+                raise
+            failed.append({"path": str(p), "error": str(exc), "exit_code": exc.exit_code})
+    if not clips:
+        raise InputError(Path(failed[0]["path"]), f"no reference could be read ({len(failed)} failed)")
     settings = {k: v for k, v in asdict(config).items()
                 if k in ("model", "render_size", "smooth", "smooth_strength", "saturation", "cut_threshold", "start",
                          "duration", "bars")}
     settings["max_frames"] = max_frames
     settings["precision"] = str(getattr(colorizer, "dtype", "")).replace("torch.", "")  # auto resolves per machine
     settings.update(opts)
-    return {"settings": settings, "metrics": list(METRICS), "clips": clips, "mean": _mean(clips)}
+    return {"settings": settings, "metrics": list(METRICS), "clips": clips, "mean": _mean(clips), "failed": failed}
 
 
 # --- per clip -------------------------------------------------------------------------------------

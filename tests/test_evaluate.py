@@ -96,3 +96,20 @@ def test_a_black_and_white_reference_is_flagged(clip, tmp_path):
     assert "note" not in colour
     assert grey["note"].startswith("the reference has almost no colour")
     assert f"note: bw.mp4: {grey['note']}" in format_table(result).splitlines()
+
+
+def test_a_broken_reference_is_named_and_the_others_are_scored(clip, tmp_path):
+    # the first unreadable clip stopped the whole evaluation, the clips after it unscored
+    from filmcolor.errors import InputError
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a film " * 20)
+    result = evaluate([broken, clip], RunConfig(smooth="off"), max_frames=4, colorizer=_Grey())
+    assert [c["path"] for c in result["clips"]] == [str(clip)] and result["clips"][0]["frames"] == 4
+    assert result["failed"] == [{"path": str(broken), "error": f"{broken}: not a media file (it contains text)",
+                                 "exit_code": 1}]
+    assert json.loads(to_json(result))["failed"][0]["path"] == str(broken)
+    with pytest.raises(InputError, match="not a media file"):  # alone, or with nothing readable: an error
+        evaluate([broken], RunConfig(smooth="off"), colorizer=_Grey())
+    with pytest.raises(InputError, match="no reference could be read"):
+        evaluate([broken, broken], RunConfig(smooth="off"), colorizer=_Grey())
