@@ -366,14 +366,17 @@ def is_stale_temp(name: str, output_names: Iterable[str]) -> bool:
     The pipeline writes ``.<stem>.filmcolor-<pid>@<space>-<hex>.part<ext>`` (a picture folder:
     ``.<name>.filmcolor-<pid>@<space>-<hex>.part/``, and ``.old/`` for the one it replaces), the segment
     joiner ``.<name>.segtmp<pid>/`` folders (of earlier versions). A segmented run's
-    ``.<name>.segwork-<key>/`` is not stale: it holds the segments a resumed run reuses."""
+    ``.<name>.segwork-<key>/`` is not stale: it holds the segments a resumed run reuses. (Long names
+    are cut to ``outputs.TEMP_NAME_BYTES`` in the temp names.)"""
+    from .outputs import temp_name
+
     if not name.startswith("."):
         return False
     for out in output_names:
-        stem = Path(out).stem
+        stem = temp_name(Path(out).stem)
         if name.startswith(f".{stem}.filmcolor-") and ".part" in name:
             return True
-        if name.startswith(f".{out}.filmcolor-") and (name.endswith(".part") or name.endswith(".old")):
+        if name.startswith(f".{temp_name(out)}.filmcolor-") and (name.endswith(".part") or name.endswith(".old")):
             return True
         if name.startswith(f".{out}.") and "tmp" in name:
             return True

@@ -125,9 +125,29 @@ def _check_parent(dst: Path) -> Path:
     return parent
 
 
+def name_problem(dst: Path) -> str | None:
+    """Why ``dst``'s name does not fit its file system (None when it does): a long reel name plus
+    ``.color`` failed when the file was written - or, asked whether it existed, as an "unexpected error"."""
+    try:
+        longest = os.pathconf(dst.parent if str(dst.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    size = len(os.fsencode(dst.name))
+    if size <= longest:
+        return None
+    return (f"its name is {size} bytes, more than the {longest} its file system allows; give a shorter one "
+            "with -o (or rename the input)")
+
+
+def _check_name(dst: Path) -> None:
+    if problem := name_problem(dst):
+        raise OutputError(dst, problem)
+
+
 def check_output(src: Path, dst: Path, overwrite: bool) -> None:
     """Refuse to write over the input (always), over an existing file (unless ``overwrite``), into a
-    missing or read-only folder, or onto a directory."""
+    missing or read-only folder, onto a directory, or under a name too long for the file system."""
+    _check_name(dst)
     if _same_file(src, dst):
         raise OutputError(dst, "is the input file; filmcolor never writes over its input")
     if dst.is_dir():
@@ -141,6 +161,7 @@ def check_frames_output(src: Path, dst: Path, overwrite: bool, fmt: str) -> None
     """Refuse a picture folder that is (or is inside) the input, whose parent is missing or read-only,
     or that exists and is not empty - unless ``overwrite`` and it holds only the pictures and sound
     file filmcolor writes there (a folder of anything else is never replaced)."""
+    _check_name(dst)
     if _same_file(src, dst) or (src.is_dir() and dst.resolve().is_relative_to(src.resolve())):
         raise OutputError(dst, "is the input folder; filmcolor never writes into its input")
     _check_parent(dst)
@@ -209,6 +230,17 @@ def process_space() -> str:
     return hashlib.sha1(where.encode()).hexdigest()[:8]
 
 
+#: Bytes of the output's name a temporary name carries (the rest is the tag): a name the file system
+#: takes with ``.color`` added must still fit with ``.filmcolor-<pid>@<space>-<hex>.part`` added
+TEMP_NAME_BYTES = 100
+
+
+def temp_name(name: str) -> str:
+    """``name`` cut to ``TEMP_NAME_BYTES`` bytes, as a temporary name beside it begins with it."""
+    raw = os.fsencode(name)
+    return name if len(raw) <= TEMP_NAME_BYTES else os.fsdecode(raw[:TEMP_NAME_BYTES])
+
+
 def _temp_tag() -> str:
     return f"filmcolor-{os.getpid()}@{process_space()}-{secrets.token_hex(4)}"
 
@@ -218,8 +250,9 @@ _TEMP_TAG = re.compile(r"\.filmcolor-(\d+)@([0-9a-f]{8})-[0-9a-f]+\.(?:part|old)
 
 def temp_path(dst: Path) -> Path:
     """A hidden, unique temporary name beside ``dst`` with the same extension (the muxer and image
-    writer pick the format from it): ``.<stem>.filmcolor-<pid>@<process_space>-<hex>.part<ext>``."""
-    return dst.with_name(f".{dst.stem}.{_temp_tag()}.part{dst.suffix}")
+    writer pick the format from it): ``.<stem>.filmcolor-<pid>@<process_space>-<hex>.part<ext>``
+    (the stem cut to ``TEMP_NAME_BYTES``)."""
+    return dst.with_name(f".{temp_name(dst.stem)}.{_temp_tag()}.part{dst.suffix}")
 
 
 def left_by_dead_run(name: str) -> bool:
@@ -246,7 +279,7 @@ def remove_dead_runs_temps(dst: Path) -> list[Path]:
     moved aside (``.old``) goes only when ``dst`` is there: killed before its new folder took the
     place, it is the only copy. Returns what was removed."""
     removed = []
-    prefixes = (f".{dst.stem}.filmcolor-", f".{dst.name}.filmcolor-")
+    prefixes = (f".{temp_name(dst.stem)}.filmcolor-", f".{temp_name(dst.name)}.filmcolor-")
     try:
         entries = list(dst.parent.iterdir())
     except OSError:
@@ -290,7 +323,7 @@ def atomic_folder(dst: Path) -> Iterator[Path]:
     """Yield a new hidden folder beside ``dst``; when the block succeeds it takes ``dst``'s place (an
     old ``dst`` is moved aside first and deleted after), when it raises it is deleted with what it holds."""
     remove_dead_runs_temps(dst)
-    tmp = dst.with_name(f".{dst.name}.{_temp_tag()}.part")
+    tmp = dst.with_name(f".{temp_name(dst.name)}.{_temp_tag()}.part")
     tmp.mkdir()
     try:
         yield tmp
@@ -298,7 +331,7 @@ def atomic_folder(dst: Path) -> Iterator[Path]:
             raise OutputError(dst, "nothing was written")
         old = None
         if dst.exists():
-            old = dst.with_name(f".{dst.name}.{_temp_tag()}.old")
+            old = dst.with_name(f".{temp_name(dst.name)}.{_temp_tag()}.old")
             os.rename(dst, old)
         try:
             os.rename(tmp, dst)

@@ -69,11 +69,19 @@ def survey(src: str | Path, config: RunConfig | None = None, output: str | Path 
             warnings.append(f"{dst}: {problem}")
         if lag := outputs.avi_lag(dst, config.codec):
             warnings.append(f"{dst}: {lag}")
-    out["exists"] = dst.exists()
+    out["exists"] = _exists(dst, warnings)
     kind = "scans" if src.is_dir() else "film"
     return {"input": str(src), "kind": kind, "container": info.format_name, "picture": picture,
             "inside_bars": None if area.whole else _area(area), "tracks": tracks, "added": added,
             "chapters": chapters, "attachments": attachments, "output": out, "warnings": warnings}
+
+
+def _exists(dst: Path, warnings: list[str]) -> bool:
+    """Whether ``dst`` exists; a name too long for its file system is a warning (``run`` refuses it)."""
+    if problem := outputs.name_problem(dst):
+        warnings.append(f"{dst}: {problem}")
+        return False
+    return dst.exists()
 
 
 def _photo(src: Path, config: RunConfig, output: str | Path | None, warnings: list[str]) -> dict[str, Any]:
@@ -90,7 +98,7 @@ def _photo(src: Path, config: RunConfig, output: str | Path | None, warnings: li
                         "in_colour": bool(in_colour),
                         "orientation": still.orientation, "alpha": still.alpha is not None},
             "inside_bars": None if area is None or area.whole else _area(area), "tracks": [], "added": [],
-            "chapters": 0, "attachments": 0, "output": {"path": str(dst), "exists": dst.exists()},
+            "chapters": 0, "attachments": 0, "output": {"path": str(dst), "exists": _exists(dst, warnings)},
             "warnings": warnings}
 
 

@@ -295,6 +295,26 @@ def test_an_added_subtitle_track_the_output_cannot_hold_is_refused_before_the_co
         r.stderr.split())
 
 
+def test_a_long_reel_name_is_coloured_and_one_too_long_for_its_output_is_refused_up_front(tmp_path, clip, model_path):
+    # a 235-byte name: its output fits the file system's 255 bytes, but the hidden temporary name beside it
+    # did not ("cannot write: File name too long", exit 3); a 250-byte one cannot take ".color" at all, and
+    # asking whether that output existed raised ("unexpected error")
+    fits = tmp_path / ("r" * 231 + ".mp4")
+    fits.write_bytes(clip.read_bytes())
+    r = run(fits, "--model", model_path, "--set", "render_size=48", "-q")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fits.name, "r" * 231 + ".color.mp4"])
+    too_long = tmp_path / ("s" * 246 + ".mp4")
+    too_long.write_bytes(clip.read_bytes())
+    dst = tmp_path / ("s" * 246 + ".color.mp4")
+    r = run(too_long, "--model", model_path, "-q")
+    assert r.exit_code == 2 and " ".join(r.stderr.split()) == (
+        f"filmcolor: {dst}: its name is 256 bytes, more than the 255 its file system allows; give a shorter one "
+        "with -o (or rename the input)")
+    r = CliRunner().invoke(main, ["info", str(too_long)])
+    assert r.exit_code == 0 and "more than the 255 its file system allows" in " ".join(r.output.split())
+
+
 def test_an_existing_folder_as_output_takes_the_output_under_its_default_name(tmp_path, clip, model_path):
     # "-o coloured/" was refused: "is a directory; give a file name with -o", though several inputs go there
     folder = tmp_path / "coloured"
