@@ -406,7 +406,9 @@ def orphan_segments(out_dir: Path, reels: Iterable[Reel]) -> list[Path]:
     """The hidden ``.<name>.segwork-<key>`` folders under ``out_dir`` (a segmented run's coloured
     segments, kept for a resume) whose reel is no longer among ``reels``: its input was removed or
     renamed, so no run will resume them, and FFV1 segments of a feature take gigabytes."""
-    wanted = {(r.dst.parent, r.dst.name) for r in reels}
+    from .outputs import temp_name
+
+    wanted = {(r.dst.parent, temp_name(r.dst.name)) for r in reels}  # (a long name is cut in the folder's)
     found = []
     for p in out_dir.rglob(".*.segwork-*"):
         name = p.name[1:].rsplit(".segwork-", 1)[0]

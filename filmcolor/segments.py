@@ -265,7 +265,7 @@ def work_folder(src: Path, dst: Path, config: RunConfig, plan: SegmentPlan) -> P
     bounds = [(g.start, g.keep_start, g.keep_end, g.end) for g in plan.segments]
     key = hashlib.sha256(json.dumps([fingerprint(src), settings_hash(config), model_hash(config), bounds],
                                     sort_keys=True).encode()).hexdigest()[:16]
-    return dst.parent / f".{dst.name}.segwork-{key}"
+    return dst.parent / f".{outputs.temp_name(dst.name)}.segwork-{key}"  # (a long name cut: it must fit too)
 
 
 def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, segments: int,
@@ -317,7 +317,7 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     area = seen.area
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = work_folder(src, dst, config, plan)
-    for old in dst.parent.glob(f".{glob_escape(dst.name)}.segwork-*"):  # other inputs or settings: no use
+    for old in dst.parent.glob(f".{glob_escape(outputs.temp_name(dst.name))}.segwork-*"):  # other inputs or settings: no use
         if old != work and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
     work.mkdir(exist_ok=True)

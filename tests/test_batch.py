@@ -467,8 +467,12 @@ def test_segments_of_a_reel_no_longer_in_the_batch_are_removed(tmp_path, tiny_mo
     (orphan / "col0000.nut").write_bytes(b"ffv1 segment")
     own = out / ".kept.color.mp4.segwork-89ab"  # a reel still in the batch: its run decides
     own.mkdir()
+    synth.make_clip(src / ("k" * 200 + ".mp4"), frames=6, color=False, audio=())  # its folder's name is cut
+    long_own = out / f".{'k' * 100}.segwork-cdef"
+    long_own.mkdir()
     said: list[str] = []
     batch(src, out, _config(tiny_model), dry_run=True, warn=said.append)
+    assert long_own.is_dir()
     assert orphan.is_dir() and said == [f"{orphan}: coloured segments of a reel no longer in {src}; a run removes them"]
     said.clear()
     batch(src, out, _config(tiny_model), warn=said.append)

@@ -313,6 +313,11 @@ def test_a_long_reel_name_is_coloured_and_one_too_long_for_its_output_is_refused
         "with -o (or rename the input)")
     r = CliRunner().invoke(main, ["info", str(too_long)])
     assert r.exit_code == 0 and "more than the 255 its file system allows" in " ".join(r.output.split())
+    parts = tmp_path / ("p" * 231 + ".mkv")  # its parts' folder ".<output name>.segwork-<key>" was too long too
+    parts.write_bytes(synth.make_clip(tmp_path / "gop.mkv", frames=48, keyint=12, color=False).read_bytes())
+    r = run(parts, "--model", model_path, "--set", "render_size=48", "--segments", "2", "-q")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / ("p" * 231 + ".color.mkv")).is_file() and not list(tmp_path.glob(".*"))
 
 
 def test_an_existing_folder_as_output_takes_the_output_under_its_default_name(tmp_path, clip, model_path):
