@@ -128,15 +128,22 @@ def _check_parent(dst: Path) -> Path:
 def name_problem(dst: Path) -> str | None:
     """Why ``dst``'s name does not fit its file system (None when it does): a long reel name plus
     ``.color`` failed when the file was written - or, asked whether it existed, as an "unexpected error"."""
-    try:
-        longest = os.pathconf(dst.parent if str(dst.parent) else ".", "PC_NAME_MAX")
-    except (OSError, ValueError):
-        longest = 255
+    longest = _name_max(dst.parent)
     size = len(os.fsencode(dst.name))
     if size <= longest:
         return None
     return (f"its name is {size} bytes, more than the {longest} its file system allows; give a shorter one "
             "with -o (or rename the input)")
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or of the nearest one that exists) takes."""
+    while str(folder) not in ("", ".") and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return os.pathconf(folder if str(folder) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def _check_name(dst: Path) -> None:
@@ -162,6 +169,11 @@ def check_frames_output(src: Path, dst: Path, overwrite: bool, fmt: str) -> None
     or that exists and is not empty - unless ``overwrite`` and it holds only the pictures and sound
     file filmcolor writes there (a folder of anything else is never replaced)."""
     _check_name(dst)
+    pattern, first = sequences.frame_names(src, fmt)
+    for name in (pattern % first, sequences.side_name(src)):  # the pictures' names, from the input's, too
+        if (size := len(os.fsencode(name))) > (longest := _name_max(dst)):
+            raise OutputError(dst, f"its pictures would be named {name}, {size} bytes, more than the {longest} "
+                                   "its file system allows; rename the input")
     if _same_file(src, dst) or (src.is_dir() and dst.resolve().is_relative_to(src.resolve())):
         raise OutputError(dst, "is the input folder; filmcolor never writes into its input")
     _check_parent(dst)

@@ -318,6 +318,10 @@ def test_a_long_reel_name_is_coloured_and_one_too_long_for_its_output_is_refused
     r = run(parts, "--model", model_path, "--set", "render_size=48", "--segments", "2", "-q")
     assert r.exit_code == 0, r.output
     assert (tmp_path / ("p" * 231 + ".color.mkv")).is_file() and not list(tmp_path.glob(".*"))
+    r = run(too_long, "--frames-as", "png", "-o", tmp_path / "pictures", "--model", model_path, "-q")
+    assert r.exit_code == 2 and " ".join(r.stderr.split()) == (  # the pictures are named after the input
+        f"filmcolor: {tmp_path / 'pictures'}: its pictures would be named {'s' * 246}.0000001.png, 258 bytes, "
+        "more than the 255 its file system allows; rename the input")
 
 
 def test_an_existing_folder_as_output_takes_the_output_under_its_default_name(tmp_path, clip, model_path):
