@@ -57,6 +57,14 @@ _UNSPECIFIED = 2  # AVCOL_PRI/TRC/SPC_UNSPECIFIED
 _RANGE_TV, _RANGE_PC = 1, 2  # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
 
 
+def has_alpha(pix_fmt: str) -> bool:
+    """Whether frames of ``pix_fmt`` carry an alpha channel (ProRes 4444, PNG/TIFF scans with one)."""
+    try:
+        return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
+    except (ValueError, av.error.FFmpegError):
+        return False
+
+
 def is_full_range(pix_fmt: str, color_range: int) -> bool:
     """Whether a picture's code values span the full range (0-255 at 8 bits) rather than video's
     16-235: ``yuvj*`` formats and pictures tagged so; and grey ones unless tagged video range, as

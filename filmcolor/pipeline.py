@@ -326,6 +326,8 @@ def colorize_file(src: str | Path, dst: str | Path | None = None, config: RunCon
             raise InputError(src, f"--start {config.start:g} s is past the end of the film ({info.duration:.2f} s)")
         asked, config = config.start, config.on_timeline(info.start_time)  # from here on, the stream's clock
         tracks = companions.film_tracks(src, tracks, warn)
+        if media.has_alpha(info.pix_fmt) and warn is not None:  # (a photo keeps its alpha: stills.py)
+            warn(f"{src}: its pictures have an alpha channel ({info.pix_fmt}); the coloured film is opaque")
     elif tracks:
         raise OutputError(src, "is a photo; a photo takes no sound or subtitle track")
     if frames_as is not None:

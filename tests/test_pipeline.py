@@ -340,6 +340,29 @@ def test_a_spliced_capture_is_coloured_whole_even_where_its_pieces_overlap_in_ti
     assert stamps == sorted(set(stamps)) and len(stamps) > 60
 
 
+def test_a_film_with_an_alpha_channel_is_said_to_come_out_opaque(tmp_path, model_path):
+    # ProRes 4444 (a graphics or titles master) lost its transparency without a word
+    src = tmp_path / "titles.mov"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("prores_ks", rate=24, options={"profile": "4"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuva444p10le"
+        for i in range(3):
+            rgba = np.dstack([synth.synthetic_frame(i, 64, 48, color=False), np.full((48, 64), 200, np.uint8)])
+            for p in s.encode(av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format="yuva444p10le")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    warnings: list[str] = []
+    result = pipeline.colorize_file(src, tmp_path / "out.mkv", config(model_path), warn=warnings.append)
+    assert result.frames == 3
+    assert [w for w in warnings if "alpha" in w] == [
+        f"{src}: its pictures have an alpha channel (yuva444p12le); the coloured film is opaque"]
+    plain = synth.make_clip(tmp_path / "plain.mp4", frames=3, color=False)
+    warnings.clear()
+    pipeline.colorize_file(plain, tmp_path / "plain.color.mp4", config(model_path), warn=warnings.append)
+    assert not [w for w in warnings if "alpha" in w]
+
+
 def test_every_smoothing_mode_runs(tmp_path, model_path):
     src = synth.make_clip(tmp_path / "a.mp4", frames=8, color=False)
     for mode in ("off", "ema", "flow"):
