@@ -316,7 +316,8 @@ def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
         n_audio = len(container.streams.audio)
         n_subs = len(container.streams.subtitles)
         if stream is None:
-            raise InputError(p, "no video stream (audio only)" if n_audio else "no video stream")
+            only = "audio" if n_audio else "subtitles" if n_subs else None  # (--add-track adds such a file)
+            raise InputError(p, f"no video stream ({only} only)" if only else "no video stream")
         cut = None if sequence else _truncation(p, fmt)
         if cut:
             raise InputError(p, cut)

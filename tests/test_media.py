@@ -731,6 +731,9 @@ def test_probe_audio_only(tmp_path):
             out.mux(a.encode(frame))
         out.mux(a.encode(None))
     expect_input_error(path, "no video stream", "audio only")
+    subtitles = tmp_path / "reel.srt"  # a sidecar given as the film, not with --add-track
+    subtitles.write_text("1\n00:00:00,100 --> 00:00:00,400\nHello\n\n")
+    expect_input_error(subtitles, "no video stream", "subtitles only")
 
 
 def test_probe_no_decodable_frames(clip, tmp_path):
