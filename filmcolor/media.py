@@ -197,6 +197,15 @@ def frame_rate(stream) -> Fraction | None:
     return Fraction(rate) if rate else None
 
 
+def _is_bigtiff(path: Path) -> bool:
+    """Whether ``path`` is a BigTIFF (``II+\\0``/``MM\\0+``): a photo OpenCV reads, a scan FFmpeg cannot."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in (b"II+\x00", b"MM\x00+")
+    except OSError:
+        return False
+
+
 def _sniff_open_error(path: Path) -> str:
     """A human cause for a file FFmpeg could not open, from its first bytes."""
     with open(path, "rb") as f:
@@ -297,6 +306,9 @@ def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
     if not p.exists():
         raise InputError(p, "no such file")
     sequence = sequence_in(p) if p.is_dir() else None
+    if sequence is not None and _is_bigtiff(first := sequence.folder / sequence.files[0]):
+        raise InputError(p, f"its pictures are BigTIFF ({first.name}), which FFmpeg's TIFF reader does not "
+                            "read (every frame would be lost); save them as plain TIFF or DPX")
     if sequence is None:
         try:
             size = p.stat().st_size

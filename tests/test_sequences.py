@@ -684,3 +684,16 @@ def test_log_dpx_pictures_out_on_the_gpu_match_the_cpu(tmp_path):
             y = next(c2.decode(video=0)).to_ndarray(format="rgb48le").astype(int)
         assert np.abs(x - y).max() <= 4 * 64  # within 4 ten-bit codes (resampling rounding)
         assert sequences.scan_header(tmp_path / "cuda" / name).transfer == "printing density (log)"
+
+
+def test_bigtiff_scans_are_named_not_read_as_a_film_without_frames(tmp_path):
+    # FFmpeg's TIFF reader does not read BigTIFF: "no decodable video frames", which sent a restorer looking
+    # for damage in good scans
+    tifffile = pytest.importorskip("tifffile")
+    reel = tmp_path / "reel"
+    reel.mkdir()
+    for n in range(1, 4):
+        tifffile.imwrite(reel / f"r_{n:04d}.tif", synth.synthetic_frame(n, 64, 48, color=False)[..., 0], bigtiff=True)
+    with pytest.raises(InputError, match=r"its pictures are BigTIFF \(r_0001.tif\), which FFmpeg's TIFF reader does "
+                                         r"not read \(every frame would be lost\); save them as plain TIFF or DPX"):
+        media.probe(reel)
