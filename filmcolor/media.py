@@ -335,6 +335,10 @@ def probe(path: str | Path, fps: str | None = None) -> VideoInfo:
             raise InputError(p, cut)
         cc = stream.codec_context
         first = _first_frame(container, stream)
+        if first is None and sequence is not None:  # a scan format or feature FFmpeg's reader lacks
+            raise InputError(p, f"FFmpeg cannot decode its first picture, {sequence.files[0]} (a kind of "
+                                f"{Path(sequence.files[0]).suffix.lstrip('.').upper()} it does not read, e.g. "
+                                "floating-point samples); save the scans as 16-bit TIFF or DPX")
         if first is None:
             raise InputError(p, "no decodable video frames")
         pix_fmt = first.format.name

@@ -697,3 +697,10 @@ def test_bigtiff_scans_are_named_not_read_as_a_film_without_frames(tmp_path):
     with pytest.raises(InputError, match=r"its pictures are BigTIFF \(r_0001.tif\), which FFmpeg's TIFF reader does "
                                          r"not read \(every frame would be lost\); save them as plain TIFF or DPX"):
         media.probe(reel)
+    floats = tmp_path / "floats"  # another TIFF FFmpeg's reader lacks: the picture it cannot decode is named
+    floats.mkdir()
+    for n in range(1, 4):
+        tifffile.imwrite(floats / f"f_{n:04d}.tif", synth.synthetic_frame(n, 64, 48, color=False)[..., 0] / 255.0)
+    with pytest.raises(InputError, match=r"FFmpeg cannot decode its first picture, f_0001.tif \(a kind of TIF it "
+                                         r"does not read, e.g. floating-point samples\)"):
+        media.probe(floats)
