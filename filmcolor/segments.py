@@ -306,6 +306,10 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
         plan = plan_segments(src, segments, overlap, tail)
         if len(plan.segments) < segments:
             warn(f"{src}: only {len(plan.segments)} segment(s): the film has too few keyframes for {segments}")
+    elif segments > 1 and not is_still_path(src):  # asked for parts (to resume a stop): say why there are none
+        why = ("a folder of scans" if src.is_dir() else "a stretch (--start/--duration)"
+               if config.start is not None or config.duration is not None else "pictures out (--frames-as)")
+        warn(f"{src}: {why} is coloured in one part, not {segments}: a stopped run starts it again")
     if plan is None or len(plan.segments) < 2:
         from .batch import build_colorizer
 

@@ -230,6 +230,23 @@ def test_segments_that_start_seconds_into_the_film(tmp_path, tiny_model, make):
     assert len(times) == plan.frames and times == sorted(times) and len(set(times)) == len(times)
 
 
+def test_a_run_asked_for_parts_it_cannot_have_says_so(tmp_path, tiny_model):
+    # a stretch, or a folder of scans, was coloured in one part without a word: the user who asked for
+    # parts to resume a stop would find none after one
+    from filmcolor.segments import colorize_segmented
+
+    src = make_gop_clip(tmp_path / "film.mp4", frames=48, gop=8)
+    cfg = RunConfig(model=str(tiny_model), device="cpu", render_size=64, smooth="off")
+    said: list[str] = []
+    result = colorize_segmented(src, tmp_path / "part.mp4", dataclasses.replace(cfg, start=0.4), segments=3,
+                                warn=said.append)
+    assert result.frames == 38 and said == [f"{src}: a stretch (--start/--duration) is coloured in one part, not 3: "
+                                            "a stopped run starts it again"]
+    said.clear()
+    colorize_segmented(src, tmp_path / "whole.mp4", cfg, segments=3, warn=said.append)
+    assert said == []  # parts, as asked
+
+
 def test_an_interrupted_segmented_run_resumes_with_the_segments_it_finished(tmp_path, tiny_model, monkeypatch):
     from filmcolor import segments
     from filmcolor.segments import colorize_segmented
