@@ -1,5 +1,8 @@
 """One long film on many workers: split at keyframes, colour the segments in parallel, join.
 
+A folder of scans is planned from its file list instead (:func:`plan_scans`: every picture is a
+safe cut), and each segment is read in place as a stretch of the reel rather than remuxed.
+
 Plan (``plan_segments``): the source's video packets are scanned once (demux only, no decoding).
 A *safe cut* is a keyframe packet that every earlier packet (in decode order) precedes in display
 order and no later packet does, so the packets from one safe cut to the next decode to exactly the
@@ -120,7 +123,25 @@ def plan_segments(src: str | Path, n: int, overlap: int = OVERLAP, tail: int = 0
     pts_sorted = sorted(p for p, _ in packets)
     if len(set(pts_sorted)) != total:
         raise InputError(src, "video packets with repeated timestamps cannot be split into segments")
-    cuts = safe_cuts(packets)
+    segments = _cut(safe_cuts(packets), total, n, overlap, tail, [p for p, _ in packets])
+    return SegmentPlan(frames=total, pts=pts_sorted, time_base=tb, segments=segments)
+
+
+def plan_scans(src: str | Path, n: int, fps: Fraction, overlap: int = OVERLAP, tail: int = 0) -> SegmentPlan:
+    """:func:`plan_segments` for a folder of scans, from its file list alone: every picture is whole,
+    so every one is a safe cut, and reading a feature's pictures only to plan would cost as much as
+    colouring them. Frames are stamped 0, 1, 2... at ``1/fps``, as FFmpeg's image2 reader stamps them."""
+    from .sequences import sequence_in
+
+    total = sequence_in(src).count
+    frames = list(range(total))
+    return SegmentPlan(frames=total, pts=frames, time_base=1 / Fraction(fps),
+                       segments=_cut(frames + [total], total, n, overlap, tail, frames))
+
+
+def _cut(cuts: list[int], total: int, n: int, overlap: int, tail: int, decode_pts: list[int]) -> list[Segment]:
+    """At most ``n`` segments of ``total`` frames, cut at the safe ``cuts`` nearest to even shares,
+    each decoded from the safe cut ``overlap`` frames before it (and ``tail`` frames past it)."""
     inner = cuts[1:-1]
     bounds = [0]
     for i in range(1, n):
@@ -135,8 +156,8 @@ def plan_segments(src: str | Path, n: int, overlap: int = OVERLAP, tail: int = 0
     for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
         start = cuts[bisect_right(cuts, max(0, a - overlap)) - 1]
         end = b if tail <= 0 else next((c for c in cuts if c >= min(total, b + tail)), total)
-        segments.append(Segment(i, start, a, b, end, packets[start][0] if start < total else 0))
-    return SegmentPlan(frames=total, pts=pts_sorted, time_base=tb, segments=segments)
+        segments.append(Segment(i, start, a, b, end, decode_pts[start] if start < total else 0))
+    return segments
 
 
 def remux_segment(src: str | Path, dst: str | Path, seg: Segment, fmt: str | None = None) -> int:
@@ -192,8 +213,17 @@ def colorize_segment(src: str, seg: Segment, work: str, config: RunConfig, area:
 
     t0 = time.perf_counter()
     work_dir = Path(work)
-    piece = work_dir / f"src{seg.index:04d}.mkv"
     coloured = work_dir / _piece_name(seg)  # NUT: any time base, FFV1, no muxer options needed
+    warnings: list[str] = []
+    if Path(src).is_dir():  # scans: the segment's pictures are read in place, as a stretch of the reel
+        tb = media.probe(src, config.sequence_fps).time_base
+        seg_config = dataclasses.replace(config, codec="ffv1", overwrite=True, start=float(seg.start * tb),
+                                         duration=float((seg.end - seg.start) * tb))
+        result = colorize_file(src, coloured, seg_config, colorizer=build_colorizer(config), warn=warnings.append,
+                               area=area)
+        return {"path": str(coloured), "frames": int(result.frames), "seconds": time.perf_counter() - t0,
+                "warnings": warnings}
+    piece = work_dir / f"src{seg.index:04d}.mkv"
     try:
         remux_segment(src, piece, seg)
     except ValueError:  # a codec Matroska cannot hold (DV): NUT holds most; the film's own container, the rest
@@ -207,7 +237,6 @@ def colorize_segment(src: str, seg: Segment, work: str, config: RunConfig, area:
             with av.open(str(src), "r", metadata_errors="ignore") as inp:
                 own = inp.format.name.split(",")[0]
             remux_segment(src, piece, seg, fmt=own)
-    warnings: list[str] = []
     seg_config = dataclasses.replace(config, codec="ffv1", overwrite=True, start=None, duration=None)
     try:
         result = colorize_file(piece, coloured, seg_config, colorizer=build_colorizer(config), warn=warnings.append,
@@ -232,7 +261,8 @@ def join_segments(src: str | Path, dst: Path, plan: SegmentPlan, pieces: list[st
     Returns the number of frames written."""
     from .media import VideoWriter, probe
 
-    info = transfer.as_decoded(probe(src), config)  # the pieces are at video levels where the scans were converted
+    info = transfer.as_decoded(probe(src, config.sequence_fps), config)  # the pieces are at video levels where
+    # the scans were converted
     written = 0
     with VideoWriter(src, dst, info, codec=config.codec, crf=config.crf, preset=config.preset, warn=warn,
                      tracks=tracks) as writer:
@@ -296,19 +326,20 @@ def colorize_segmented(src: str | Path, dst: str | Path, config: RunConfig, *, s
     outputs.check_added_tracks(dst, [Path(t) for t in tracks])
     t0 = time.perf_counter()
     plan = None
-    if segments > 1 and not is_still_path(src) and not src.is_dir() and config.start is None \
+    if segments > 1 and not is_still_path(src) and config.start is None \
             and config.duration is None and not config.frames_as:
         from .media import probe
 
-        info = probe(src)  # a damaged file fails here, with the pipeline's message
+        info = probe(src, config.sequence_fps)  # a damaged file fails here, with the pipeline's message
         causal = config.smooth in _CAUSAL_SMOOTHERS and not config.deflicker  # deflicker looks ahead
         tail = 0 if causal else overlap
-        plan = plan_segments(src, segments, overlap, tail)
+        plan = (plan_scans(src, segments, info.fps, overlap, tail) if src.is_dir()
+                else plan_segments(src, segments, overlap, tail))
         if len(plan.segments) < segments:
             warn(f"{src}: only {len(plan.segments)} segment(s): the film has too few keyframes for {segments}")
     elif segments > 1 and not is_still_path(src):  # asked for parts (to resume a stop): say why there are none
-        why = ("a folder of scans" if src.is_dir() else "a stretch (--start/--duration)"
-               if config.start is not None or config.duration is not None else "pictures out (--frames-as)")
+        why = ("a stretch (--start/--duration)" if config.start is not None or config.duration is not None
+               else "pictures out (--frames-as)")
         warn(f"{src}: {why} is coloured in one part, not {segments}: a stopped run starts it again")
     if plan is None or len(plan.segments) < 2:
         from .batch import build_colorizer

@@ -247,6 +247,53 @@ def test_a_run_asked_for_parts_it_cannot_have_says_so(tmp_path, tiny_model):
     assert said == []  # parts, as asked
 
 
+def test_a_reel_of_scans_is_coloured_in_parts_that_a_stopped_run_resumes(tmp_path, tiny_model, monkeypatch):
+    """A feature as DPX or TIFF scans ran in one part: a stop meant starting again. The parts are now
+    planned from the file list (every picture is a safe cut), read in place as stretches of the reel,
+    and joined with the reel's own sound file into what a plain run writes."""
+    import cv2
+
+    from filmcolor import segments
+    from filmcolor.segments import colorize_segmented
+
+    reel = tmp_path / "reel7"
+    reel.mkdir()
+    for i in range(40):
+        cv2.imwrite(str(reel / f"reel7_{86400 + i:07d}.png"), synth.synthetic_frame(i, 64, 48, color=False))
+    with av.open(str(reel / "reel7.wav"), "w") as c:  # the reel's scanned sound, delivered inside its folder
+        a = c.add_stream("pcm_s16le", rate=8000)
+        a.layout = "mono"
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 12800), np.int16), format="s16", layout="mono")
+        sound.sample_rate, sound.pts = 8000, 0
+        for p in a.encode(sound):
+            c.mux(p)
+    cfg = RunConfig(model=str(tiny_model), device="cpu", render_size=64, codec="ffv1", sequence_fps="25")
+    plain = colorize_file(reel, tmp_path / "plain.mkv", cfg)
+    real, coloured = segments.colorize_segment, []
+
+    def stopped_at_the_third(src_, seg, work, config, area):
+        if seg.index == 2:
+            raise KeyboardInterrupt
+        coloured.append(seg.index)
+        return real(src_, seg, work, config, area)
+
+    monkeypatch.setattr(segments, "colorize_segment", stopped_at_the_third)
+    dst = tmp_path / "parts.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        colorize_segmented(reel, dst, cfg, segments=3)
+    assert coloured == [0, 1] and not dst.exists()
+    monkeypatch.setattr(segments, "colorize_segment", lambda *a: coloured.append(a[1].index) or real(*a))
+    said: list[str] = []
+    result = colorize_segmented(reel, dst, cfg, segments=3, warn=said.append)
+    assert coloured == [0, 1, 2] and any("resuming: 2 of 3 segments" in w for w in said)
+    assert result.frames == plain.frames == 40
+    audio_p, frames_p = _streams(plain.dst)
+    audio_s, frames_s = _streams(result.dst)
+    assert [p for p, _ in frames_s] == [p for p, _ in frames_p] and audio_s == audio_p and audio_p
+    assert max(np.abs(a.astype(np.int16) - b.astype(np.int16)).max() for (_, a), (_, b) in zip(frames_p, frames_s)) <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts.mkv", "plain.mkv", "reel7"]  # parts removed
+
+
 def test_an_interrupted_segmented_run_resumes_with_the_segments_it_finished(tmp_path, tiny_model, monkeypatch):
     from filmcolor import segments
     from filmcolor.segments import colorize_segmented
