@@ -1018,7 +1018,9 @@ class VideoWriter:
         self.frames_written = 0
         self._size = (info.width, info.height)
         self._last_pts: int | None = None
+        self._last_t: Fraction | None = None
         self._went_back: list = []  # frames left out as going back in time: [first one's time (s), count]
+        self._crowded = 0  # frames left out as falling on the tick before them (a varying rate into AVI's fixed one)
 
     # setup
     def _setup_video(self, crf: int, preset: str) -> None:
@@ -1084,10 +1086,13 @@ class VideoWriter:
             carried.pump(t)
         pts = round(t / self._v_tb)
         if self._last_pts is not None and pts <= self._last_pts:  # no encoder or muxer takes it
-            self._went_back = self._went_back or [float(t), 0]
-            self._went_back[1] += 1
+            if t > self._last_t:  # later, but on the same tick of a constant-rate container (AVI)
+                self._crowded += 1
+            else:
+                self._went_back = self._went_back or [float(t), 0]
+                self._went_back[1] += 1
             return
-        self._last_pts = pts
+        self._last_pts, self._last_t = pts, t
         old_pts, old_tb = frame.pts, frame.time_base
         frame.pts, frame.time_base = pts, self._v_tb
         try:
@@ -1105,6 +1110,11 @@ class VideoWriter:
         if self._went_back:
             self._warn(f"{self.src}: {self._went_back[1]} frame(s) going back in time from {self._went_back[0]:.2f} s "
                        "(a splice in the recording, its pieces overlapping) left out")
+        if self._crowded:
+            rate = 1 / self._v_tb
+            self._warn(f"{self.src}: {self._crowded} frame(s) left out: its frame rate varies, and at "
+                       f"{self._out.format.name}'s constant {float(rate):.3g} fps they fall on the tick of the frame "
+                       "before; a .mkv keeps every frame")
         try:
             self._out.mux(self._vs.encode(None))
             for carried in self._carried:

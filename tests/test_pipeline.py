@@ -363,6 +363,22 @@ def test_a_film_with_an_alpha_channel_is_said_to_come_out_opaque(tmp_path, model
     assert not [w for w in warnings if "alpha" in w]
 
 
+def test_a_variable_rate_film_into_avi_leaves_out_the_frames_its_fixed_rate_cannot_place(tmp_path, model_path):
+    # AVI has one frame rate: frames of a variable-rate film that fall on the tick of the one before failed the
+    # whole film ("cannot write: Invalid argument"); they are left out, said so, and a .mkv keeps them all
+    src = synth.make_clip(tmp_path / "phone.mp4", frames=50, vfr=True, color=False)
+    warnings: list[str] = []
+    avi = pipeline.colorize_file(src, tmp_path / "out.avi", config(model_path), warn=warnings.append)
+    left_out = 50 - avi.frames
+    assert 0 < left_out < 10 and avi.frames == len(video_frames(avi.dst))
+    assert [w for w in warnings if "left out" in w] == [
+        f"{src}: {left_out} frame(s) left out: its frame rate varies, and at avi's constant 16.9 fps they fall on "
+        "the tick of the frame before; a .mkv keeps every frame"]
+    warnings.clear()
+    mkv = pipeline.colorize_file(src, tmp_path / "out.mkv", config(model_path), warn=warnings.append)
+    assert mkv.frames == 50 and not [w for w in warnings if "left out" in w]
+
+
 def test_every_smoothing_mode_runs(tmp_path, model_path):
     src = synth.make_clip(tmp_path / "a.mp4", frames=8, color=False)
     for mode in ("off", "ema", "flow"):
