@@ -69,10 +69,25 @@ def is_full_range(pix_fmt: str, color_range: int) -> bool:
     """Whether a picture's code values span the full range (0-255 at 8 bits) rather than video's
     16-235: ``yuvj*`` formats and pictures tagged so; and grey ones unless tagged video range, as
     FFmpeg reads them (a grey TIFF, DPX or FFV1 master states no range, and black is 0 there:
-    taken as video range, its shadows and highlights came out crushed)."""
+    taken as video range, its shadows and highlights came out crushed). Decoded frames get their
+    range stated first (:func:`state_grey_range`): a monochrome H.264 is video range unless it says."""
     if color_range == _RANGE_PC or pix_fmt.startswith("yuvj"):
         return True
     return pix_fmt.startswith(("gray", "ya")) and color_range != _RANGE_TV
+
+
+#: codecs whose grey pictures state no range and are full range: still-picture and lossless codecs;
+#: grey from the others (monochrome H.264, HEVC) is video range unless they say otherwise, as their specs have it
+_FULL_RANGE_GREY_CODECS = frozenset({"tiff", "dpx", "png", "apng", "exr", "ffv1", "rawvideo", "bmp", "sgi",
+                                     "mjpeg", "jpeg2000", "pgm", "pgmyuv", "pam", "targa", "qtrle", "webp"})
+
+
+def state_grey_range(frame: av.VideoFrame, codec: str) -> av.VideoFrame:
+    """``frame`` with the range of a grey picture that states none set by what its ``codec`` implies
+    (``_FULL_RANGE_GREY_CODECS``: full; others: video); any other frame as it is."""
+    if frame.color_range not in (_RANGE_TV, _RANGE_PC) and frame.format.name.startswith(("gray", "ya")):
+        frame.color_range = _RANGE_PC if codec in _FULL_RANGE_GREY_CODECS else _RANGE_TV
+    return frame
 
 
 class MediaWarning(UserWarning):
@@ -286,7 +301,7 @@ def _first_frame(container, stream, max_packets: int = 500):
     for packet in container.demux(stream):
         try:
             for frame in packet.decode():
-                return frame
+                return state_grey_range(frame, stream.codec_context.name)
         except av.error.FFmpegError:
             pass
         seen += 1
@@ -554,7 +569,7 @@ def decode(path: str | Path, start: float | None = None, duration: float | None 
                 continue
             if t1 is not None and t >= t1 - eps:
                 return
-            yield frame
+            yield state_grey_range(frame, stream.codec_context.name)
         if damage is not None:
             report("the end")
         end = _declared_end(stream)
@@ -623,7 +638,7 @@ def iter_sample_frames(path: str | Path, n: int, start: float | None = None, dur
                     if t1 is not None and frame.pts is not None and frame.pts * tb >= t1 - tb / 2:
                         break
                     if i % step == step // 2:
-                        yield frame
+                        yield state_grey_range(frame, stream.codec_context.name)
                         count += 1
                     i += 1
                     if count >= n or i >= budget + step:
@@ -644,7 +659,7 @@ def iter_sample_frames(path: str | Path, n: int, start: float | None = None, dur
                     pass
                 if taken is not None and taken.pts not in taken_pts:  # two seeks to one keyframe: one sample
                     taken_pts.add(taken.pts)
-                    yield taken
+                    yield state_grey_range(taken, stream.codec_context.name)
         except (av.error.FFmpegError, EOFError):
             pass
 

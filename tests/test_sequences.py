@@ -73,6 +73,9 @@ def test_grey_scans_and_masters_are_full_range_as_ffmpeg_reads_them(tmp_path, su
                        source_format="gray")
     info = media.probe(src)
     assert info.full_range and info.pix_fmt == "gray"
+    grey = av.VideoFrame.from_ndarray(ramp, format="gray")  # grey a video codec gives: its spec's video range
+    assert media.state_grey_range(grey, "h264").color_range == 1 and media.state_grey_range(grey, "h264") is grey
+    assert media.state_grey_range(av.VideoFrame.from_ndarray(ramp, format="gray"), "tiff").color_range == 2
     with av.open(str(next(src.iterdir()) if src.is_dir() else src)) as c:
         frame = next(c.decode(video=0))
     planes = media.frame_to_planes(frame, "yuv444p")
