@@ -178,3 +178,9 @@ def test_a_preview_of_a_colour_photo_says_it_is_in_colour_already(tmp_path):
     cv2.imwrite(str(grey), synth.synthetic_frame(0, 96, 64, color=False))
     preview.write_preview(grey, tmp_path / "sheet2.png", 1, cfg, warn=said.append)
     assert len(said) == 1
+
+
+def test_a_sound_track_is_named_by_its_format_not_its_decoder(tmp_path):
+    # MP3 sound was listed as "mp3float", the name of FFmpeg's decoder, which no archivist's catalogue uses
+    src = synth.make_clip(tmp_path / "web.mkv", frames=12, audio=("libmp3lame",), color=False)
+    assert [t["codec"] for t in survey(src)["tracks"]] == ["mp3"]
