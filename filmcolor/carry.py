@@ -295,13 +295,10 @@ class Carried:
             and self._out.format.name in ("mp4", "mov", "ipod", "3gp")
         }
         if self._map:
-            if self._t0 > 0:
-                try:
-                    self._in.seek(max(0, int((self._t0 - 1) * 1_000_000)), backward=True, any_frame=True)
-                except av.error.FFmpegError:  # a demuxer that cannot seek by time (an FLV without an
-                    from .media import rewind   # index): from the start; packets before t0 are left out
+            if self._t0 > 0:  # (an FLV without an index cannot seek: read from the start, t0 on kept)
+                from .media import seek_or_rewind
 
-                    rewind(self._in, self._in.streams[next(iter(self._map))])
+                seek_or_rewind(self._in, max(0, int((self._t0 - 1) * 1_000_000)), backward=True, any_frame=True)
             self._side_iter = self._side_packets([self._in.streams[i] for i in self._map])
 
     def _align_to_timecode(self) -> None:

@@ -67,13 +67,11 @@ def has_alpha(pix_fmt: str) -> bool:
 
 def is_full_range(pix_fmt: str, color_range: int) -> bool:
     """Whether a picture's code values span the full range (0-255 at 8 bits) rather than video's
-    16-235: ``yuvj*`` formats and pictures tagged so; and grey ones unless tagged video range, as
-    FFmpeg reads them (a grey TIFF, DPX or FFV1 master states no range, and black is 0 there:
-    taken as video range, its shadows and highlights came out crushed). Decoded frames get their
-    range stated first (:func:`state_grey_range`): a monochrome H.264 is video range unless it says."""
-    if color_range == _RANGE_PC or pix_fmt.startswith("yuvj"):
-        return True
-    return pix_fmt.startswith(("gray", "ya")) and color_range != _RANGE_TV
+    16-235: ``yuvj*`` formats and pictures tagged so. Grey ones that state no range are full range
+    where their codec implies it, as FFmpeg reads them (a grey TIFF, DPX or FFV1 master: black is 0;
+    taken as video range, its shadows and highlights came out crushed): decoding states their range
+    from the codec first (:func:`state_grey_range`; a monochrome H.264 is video range unless it says)."""
+    return color_range == _RANGE_PC or pix_fmt.startswith("yuvj")
 
 
 #: codecs whose grey pictures state no range and are full range: still-picture and lossless codecs;
@@ -441,10 +439,7 @@ def seek_before(container, stream, t0: Fraction) -> None:
         target = t0 - back
         if target <= first + tb / 2:
             break
-        try:
-            container.seek(max(0, math.floor(target / tb)), stream=stream, backward=True, any_frame=False)
-        except av.error.FFmpegError:  # a failed seek leaves the demuxer anywhere
-            rewind(container, stream)
+        if not seek_or_rewind(container, max(0, math.floor(target / tb)), stream, backward=True, any_frame=False):
             return
         landed = _first_frame_pts(container, stream)
         if landed is None or landed * tb <= t0 + tb / 2:
@@ -452,6 +447,19 @@ def seek_before(container, stream, t0: Fraction) -> None:
             return
     if t0 > first + tb / 2:  # every seek landed past t0, and probing read on
         rewind(container, stream)
+
+
+def seek_or_rewind(container, offset: int, stream=None, **options) -> bool:
+    """``container.seek(offset, stream=stream, **options)``; where the demuxer cannot seek so (an FLV
+    without an index), which leaves it anywhere, :func:`rewind` instead (``stream``, or the file's
+    first, for a rewind by time). True when it sought; the frames or packets before the target are
+    the caller's to skip either way."""
+    try:
+        container.seek(offset, stream=stream, **options)
+        return True
+    except av.error.FFmpegError:
+        rewind(container, stream if stream is not None else (container.streams.video or container.streams)[0])
+        return False
 
 
 def rewind(container, stream) -> None:
@@ -685,11 +693,8 @@ def _stamped_in_decode_order(path: Path, index: int, start: Fraction | None, n: 
     stamps = []
     with av.open(str(path), "r", metadata_errors="ignore") as c:
         stream = c.streams[index]
-        if start:
-            try:
-                c.seek(max(0, math.floor(start / Fraction(stream.time_base))), stream=stream, backward=True)
-            except av.error.FFmpegError:  # cannot seek: the first packets of the film tell as well
-                pass
+        if start:  # (where it cannot seek, the first packets of the film tell as well)
+            seek_or_rewind(c, max(0, math.floor(start / Fraction(stream.time_base))), stream, backward=True)
         try:
             for packet in c.demux(stream):
                 if packet.size and packet.pts is not None:

@@ -183,11 +183,8 @@ def _copy_packets(src: str | Path, dst: str | Path, seg: Segment, fmt: str, seek
             av.open(str(dst), "w", format=fmt, options={"avoid_negative_ts": "disabled"}) as out:
         stream = media.film_stream(inp)
         ostream = out.add_stream_from_template(stream)
-        if seek:
-            try:
-                inp.seek(seg.start_pts, stream=stream, backward=True, any_frame=False)
-            except av.error.FFmpegError:  # cannot seek: nothing copied, and the caller reads from the start
-                return 0
+        if seek:  # (where it cannot, from the start: the packets before the segment's are skipped)
+            media.seek_or_rewind(inp, seg.start_pts, stream, backward=True, any_frame=False)
         started = seg.start == 0
         for packet in inp.demux(stream):
             if packet.size == 0:

@@ -76,8 +76,7 @@ def test_grey_scans_and_masters_are_full_range_as_ffmpeg_reads_them(tmp_path, su
     grey = av.VideoFrame.from_ndarray(ramp, format="gray")  # grey a video codec gives: its spec's video range
     assert media.state_grey_range(grey, "h264").color_range == 1 and media.state_grey_range(grey, "h264") is grey
     assert media.state_grey_range(av.VideoFrame.from_ndarray(ramp, format="gray"), "tiff").color_range == 2
-    with av.open(str(next(src.iterdir()) if src.is_dir() else src)) as c:
-        frame = next(c.decode(video=0))
+    frame = next(media.decode(src))  # decoding states the range the codec implies
     planes = media.frame_to_planes(frame, "yuv444p")
     assert planes.full_range and np.array_equal(planes.y[0], np.arange(256))  # black at 0, white at 255
 
